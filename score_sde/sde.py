@@ -1,0 +1,290 @@
+"""Forward SDEs dx = f(x, t) dt + g(t) dw of Song et al. (2021), behind one interface.
+
+Every SDE here is linear in x, so the perturbation kernel is Gaussian:
+    p_0t(x_t | x_0) = N(x_t; alpha(t) x_0, std(t)^2 I).
+Shapes: x is [B, ...]; t is [B] (one time per example); diffusion and std are [B].
+
+The SDEs are frozen dataclasses (hashable), so jitted functions may close over them or take them
+as static arguments. All methods are pure jnp and safe under jit, vmap and grad.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from collections.abc import Callable
+from functools import cached_property
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def batch_mul(v: jax.Array, x: jax.Array) -> jax.Array:
+    """Multiplies a per-example vector v [B] into x [B, ...]."""
+    return v.reshape(v.shape + (1,) * (x.ndim - v.ndim)) * x
+
+
+def _per_example_sum(x: jax.Array) -> jax.Array:
+    return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+class SDE(abc.ABC):
+    """Interface shared by all SDEs. Time runs over [0, T]; N is the number of discretization steps."""
+
+    N: int
+
+    @property
+    def T(self) -> float:
+        return 1.0
+
+    @abc.abstractmethod
+    def sde(self, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Returns (drift f(x, t) [B, ...], diffusion g(t) [B])."""
+
+    @abc.abstractmethod
+    def marginal_coeffs(self, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Returns (alpha(t), std(t)) of the perturbation kernel, each shaped like t."""
+
+    def marginal_prob(self, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Mean [B, ...] and std [B] of p_0t(x_t | x_0 = x)."""
+        alpha, std = self.marginal_coeffs(t)
+        return batch_mul(alpha, x), std
+
+    @property
+    @abc.abstractmethod
+    def prior_std(self) -> float:
+        """Standard deviation of the isotropic Gaussian prior p_T."""
+
+    def prior_sampling(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        """Draws x_T ~ N(0, prior_std^2 I) of the given shape [B, ...]."""
+        return self.prior_std * jax.random.normal(key, shape)
+
+    def prior_logp(self, z: jax.Array) -> jax.Array:
+        """Log-density of the prior for each example of z [B, ...]; returns [B] in nats."""
+        d = math.prod(z.shape[1:])
+        s2 = self.prior_std**2
+        return -0.5 * d * math.log(2 * math.pi * s2) - _per_example_sum(z**2) / (2 * s2)
+
+    def discretize(self, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """One step x_{i+1} = x_i + f_i + G_i z of the discretized SDE; returns (f [B, ...], G [B]).
+
+        The default is Euler-Maruyama with dt = T / N; VP and VE override it with the DDPM and SMLD
+        discretizations.
+        """
+        dt = self.T / self.N
+        drift, diffusion = self.sde(x, t)
+        return drift * dt, diffusion * math.sqrt(dt)
+
+    def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
+        """The reverse-time SDE (or, with probability_flow, the probability-flow ODE)."""
+        return ReverseSDE(self, score_fn, probability_flow)
+
+    def discrete_index(self, t: jax.Array) -> jax.Array:
+        """Index i = floor(t (N - 1) / T) in [0, N) of the discrete step at time t (as published)."""
+        return jnp.clip(jnp.floor(t * (self.N - 1) / self.T), 0, self.N - 1).astype(jnp.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReverseSDE:
+    """dx = [f - g^2 score * (1/2 if probability_flow else 1)] dt + g dw-bar (g = 0 for the ODE)."""
+
+    forward: SDE
+    score_fn: ScoreFn
+    probability_flow: bool = False
+
+    @property
+    def N(self) -> int:
+        return self.forward.N
+
+    @property
+    def T(self) -> float:
+        return self.forward.T
+
+    def _reverse(self, f, g, x, t):
+        coeff = 0.5 if self.probability_flow else 1.0
+        f = f - batch_mul(g**2 * coeff, self.score_fn(x, t))
+        g = jnp.zeros_like(g) if self.probability_flow else g
+        return f, g
+
+    def sde(self, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Reverse drift [B, ...] and diffusion [B], to be integrated backwards in time."""
+        return self._reverse(*self.forward.sde(x, t), x, t)
+
+    def discretize(self, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(f, G) of the reverse discretization: x_{i-1} = x_i - f + G z."""
+        return self._reverse(*self.forward.discretize(x, t), x, t)
+
+
+@dataclasses.dataclass(frozen=True)
+class VPSDE(SDE):
+    """Variance preserving SDE: dx = -beta(t) x / 2 dt + sqrt(beta(t)) dw, beta linear in t.
+
+    Its discretization is DDPM's Markov chain with betas linspace(beta_min / N, beta_max / N, N).
+    """
+
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    N: int = 1000
+
+    def __post_init__(self):
+        _check_positive("VPSDE.beta_max", self.beta_max)
+        if not 0 <= self.beta_min <= self.beta_max:
+            raise ValueError(f"VPSDE needs 0 <= beta_min <= beta_max, got {self.beta_min}, {self.beta_max}")
+        _check_positive("VPSDE.N", self.N)
+
+    def beta(self, t: jax.Array) -> jax.Array:
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def integrated_beta(self, t: jax.Array) -> jax.Array:
+        """B(t) = int_0^t beta(s) ds."""
+        return self.beta_min * t + 0.5 * t**2 * (self.beta_max - self.beta_min)
+
+    def sde(self, x, t):
+        beta = self.beta(t)
+        return batch_mul(-0.5 * beta, x), jnp.sqrt(beta)
+
+    def marginal_coeffs(self, t):
+        log_alpha = -0.5 * self.integrated_beta(t)
+        return jnp.exp(log_alpha), jnp.sqrt(-jnp.expm1(2 * log_alpha))
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+    @cached_property
+    def discrete_betas(self) -> np.ndarray:
+        return np.linspace(self.beta_min / self.N, self.beta_max / self.N, self.N)
+
+    @cached_property
+    def alphas(self) -> np.ndarray:
+        return 1.0 - self.discrete_betas
+
+    @cached_property
+    def alphas_cumprod(self) -> np.ndarray:
+        return np.cumprod(self.alphas)
+
+    @cached_property
+    def sqrt_alphas_cumprod(self) -> np.ndarray:
+        return np.sqrt(self.alphas_cumprod)
+
+    @cached_property
+    def sqrt_1m_alphas_cumprod(self) -> np.ndarray:
+        return np.sqrt(1.0 - self.alphas_cumprod)
+
+    def discretize(self, x, t):
+        """DDPM: x_{i+1} = sqrt(1 - beta_i) x_i + sqrt(beta_i) z."""
+        i = self.discrete_index(t)
+        beta = jnp.asarray(self.discrete_betas, x.dtype)[i]
+        alpha = jnp.asarray(self.alphas, x.dtype)[i]
+        f = batch_mul(jnp.sqrt(alpha), x) - x
+        return f, jnp.sqrt(beta)
+
+
+@dataclasses.dataclass(frozen=True)
+class SubVPSDE(SDE):
+    """Sub-VP SDE: dx = -beta(t) x / 2 dt + sqrt(beta(t) (1 - exp(-2 B(t)))) dw.
+
+    Same mean as VP; std(t) = 1 - exp(-B(t)), never above the VP std.
+    """
+
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    N: int = 1000
+
+    def __post_init__(self):
+        _check_positive("SubVPSDE.beta_max", self.beta_max)
+        if not 0 <= self.beta_min <= self.beta_max:
+            raise ValueError(
+                f"SubVPSDE needs 0 <= beta_min <= beta_max, got {self.beta_min}, {self.beta_max}"
+            )
+        _check_positive("SubVPSDE.N", self.N)
+
+    def beta(self, t):
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def integrated_beta(self, t):
+        return self.beta_min * t + 0.5 * t**2 * (self.beta_max - self.beta_min)
+
+    def sde(self, x, t):
+        beta = self.beta(t)
+        discount = -jnp.expm1(-2 * self.integrated_beta(t))
+        return batch_mul(-0.5 * beta, x), jnp.sqrt(beta * discount)
+
+    def marginal_coeffs(self, t):
+        b = self.integrated_beta(t)
+        return jnp.exp(-0.5 * b), -jnp.expm1(-b)
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class VESDE(SDE):
+    """Variance exploding SDE: dx = sqrt(d sigma(t)^2 / dt) dw, sigma(t) = sigma_min (sigma_max / sigma_min)^t.
+
+    Its discretization is SMLD's: noise levels exp(linspace(log sigma_min, log sigma_max, N)).
+    As in the published models, marginal std is sigma(t), not the exact sqrt(sigma(t)^2 - sigma_min^2):
+    equivalently, the t = 0 distribution is taken to be the data smoothed by N(0, sigma_min^2).
+    """
+
+    sigma_min: float = 0.01
+    sigma_max: float = 50.0
+    N: int = 1000
+
+    def __post_init__(self):
+        _check_positive("VESDE.sigma_min", self.sigma_min)
+        if not self.sigma_max > self.sigma_min:
+            raise ValueError(
+                f"VESDE needs sigma_max > sigma_min, got {self.sigma_max} <= {self.sigma_min}"
+            )
+        _check_positive("VESDE.N", self.N)
+
+    def sigma(self, t):
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def sde(self, x, t):
+        sigma = self.sigma(t)
+        diffusion = sigma * math.sqrt(2 * (math.log(self.sigma_max) - math.log(self.sigma_min)))
+        return jnp.zeros_like(x), diffusion
+
+    def marginal_coeffs(self, t):
+        return jnp.ones_like(t), self.sigma(t)
+
+    @property
+    def prior_std(self) -> float:
+        return self.sigma_max
+
+    @cached_property
+    def discrete_sigmas(self) -> np.ndarray:
+        return np.exp(np.linspace(np.log(self.sigma_min), np.log(self.sigma_max), self.N))
+
+    def discretize(self, x, t):
+        """SMLD: x_{i+1} = x_i + sqrt(sigma_{i+1}^2 - sigma_i^2) z."""
+        i = self.discrete_index(t)
+        sigmas = jnp.asarray(self.discrete_sigmas, x.dtype)
+        sigma = sigmas[i]
+        adjacent = jnp.where(i == 0, jnp.zeros_like(sigma), sigmas[jnp.maximum(i - 1, 0)])
+        return jnp.zeros_like(x), jnp.sqrt(sigma**2 - adjacent**2)
+
+
+def get_sde(name: str, **kwargs) -> SDE:
+    """Builds an SDE from its config name: 'vpsde', 'subvpsde' or 'vesde' (case-insensitive)."""
+    match name.lower():
+        case "vpsde" | "vp":
+            return VPSDE(**kwargs)
+        case "subvpsde" | "subvp" | "sub-vp":
+            return SubVPSDE(**kwargs)
+        case "vesde" | "ve":
+            return VESDE(**kwargs)
+        case _:
+            raise ValueError(f"unknown SDE {name!r}; valid names: 'vpsde', 'subvpsde', 'vesde'")
