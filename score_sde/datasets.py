@@ -1,0 +1,619 @@
+"""Datasets behind one random-access interface, with the paper's preprocessing.
+
+    ds = get_dataset(config, "train", batch_size=128, seed=0,
+                     process_index=jax.process_index(), process_count=jax.process_count())
+    batch = ds.batch(step)            # {"x": [128, H, W, C] in model space, "label"?: [128]}
+    for b in ds.epoch(500):           # one ordered pass; {"x", "mask" [500] bool, "label"?}
+        ...
+
+Batch order is a pure function of (seed, step): global position `i = step * G + p * b + j`
+(G = b * process_count) reads example `perm_e[i mod N]` with `perm_e` a permutation drawn from
+(seed, epoch e = i // N); process p takes its own slice of every global batch, so shards are
+disjoint and a resumed run replays the same data. Augmentations (flip, uniform dequantization) are
+drawn from (seed, global position), so they do not depend on the number of processes either.
+
+Sources (`config.data.dataset`, case-insensitive):
+- 'cifar10', 'svhn', 'celeba' (center crop 140, resize to image_size), 'celebahq' (TFDS
+  `celeb_a_hq/<image_size>`), 'lsun' (`lsun/<config.data.category>`): prepared TFDS datasets read
+  with `tfds.data_source` (array_record, random access, no TensorFlow at run time).
+  Prepare once (needs TensorFlow on the machine that prepares, not at training time):
+      pip install tensorflow tensorflow-datasets
+      tfds build cifar10 --file_format=array_record [--data_dir=DIR]
+  and point `config.data.data_dir` (or $TFDS_DATA_DIR) at DIR.
+- 'ffhq' or 'folder': a folder of images (`config.data.path`; `path/<split>/` if present).
+- 'npz': `config.data.path`, arrays `x_<split>` / `<split>` / `x` / `images` (uint8 [N,H,W(,C)] or
+  float in [0, 1]), labels `y_<split>` / `label` / `labels` optional.
+- 'digits': scikit-learn's 8x8 digits (values 0..16 -> [0, 1]); train = first 1500, test = rest.
+- 'toy/<name>': 2-D toys from `score_sde.toy_data.sample_toy` (fresh samples every step).
+
+Preprocessing (as the original): uint8 -> [0, 1]; per-dataset crop/resize (antialiased bilinear,
+bicubic for LSUN at 256); random horizontal flip if `config.data.random_flip` and training;
+uniform dequantization `(255 x + U) / 256` if `config.data.uniform_dequantization` (or
+`uniform_dequantization=True` for bits/dim); then the data scaler ([0, 1] -> [-1, 1] if centered).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from score_sde import image_io
+
+TFDS_DATASETS = ("cifar10", "svhn", "celeba", "celebahq", "lsun")
+OTHER_DATASETS = ("ffhq", "folder", "npz", "digits", "toy/<name>")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+_TOY_EVAL_EXAMPLES = 10_000
+
+
+# --------------------------------------------------------------------------------------------
+# Config boundary
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """The fields of `config.data` this module reads (converted once, at the boundary)."""
+
+    dataset: str
+    image_size: int | None = None
+    num_channels: int | None = None
+    centered: bool = False
+    random_flip: bool = False
+    uniform_dequantization: bool = False
+    path: str | None = None
+    category: str | None = None
+    data_dir: str | None = None
+
+    @classmethod
+    def from_config(cls, config) -> DataSpec:
+        data = config.data if hasattr(config, "data") else config
+        get = data.get if hasattr(data, "get") else functools.partial(getattr, data)
+        kw = {}
+        for f in dataclasses.fields(cls):
+            value = get(f.name, None)
+            if value is not None:
+                kw[f.name] = value
+        if "dataset" not in kw:
+            raise ValueError("config.data.dataset is not set; one of " + _valid_names())
+        path = kw.get("path") or get("tfrecords_path", None)
+        if path is not None:
+            kw["path"] = os.path.expanduser(str(path))
+        kw["dataset"] = str(kw["dataset"])
+        return cls(**kw)
+
+
+def _valid_names() -> str:
+    return ", ".join(repr(n) for n in TFDS_DATASETS + OTHER_DATASETS)
+
+
+def _centered(config) -> bool:
+    data = config.data if hasattr(config, "data") else config
+    return bool(getattr(data, "centered", False))
+
+
+def get_data_scaler(config) -> Callable:
+    """[0, 1] -> model space: x -> 2x - 1 if config.data.centered else identity."""
+    if _centered(config):
+        return lambda x: x * 2.0 - 1.0
+    return lambda x: x
+
+
+def get_data_inverse_scaler(config) -> Callable:
+    """Model space -> [0, 1]: x -> (x + 1) / 2 if config.data.centered else identity."""
+    if _centered(config):
+        return lambda x: (x + 1.0) / 2.0
+    return lambda x: x
+
+
+# --------------------------------------------------------------------------------------------
+# Image ops in numpy (float32 [H, W, C] in [0, 1])
+
+
+def _kernel(x: np.ndarray, method: str) -> np.ndarray:
+    x = np.abs(x)
+    if method == "bilinear":
+        return np.maximum(0.0, 1.0 - x)
+    if method == "bicubic":  # Keys cubic, a = -0.5 (as TF / jax.image.scale_and_translate)
+        a = -0.5
+        return np.where(
+            x <= 1,
+            ((a + 2) * x - (a + 3)) * x * x + 1,
+            np.where(x < 2, ((a * x - 5 * a) * x + 8 * a) * x - 4 * a, 0.0),
+        )
+    raise ValueError(f"resize method must be 'bilinear' or 'bicubic', got {method!r}")
+
+
+@functools.lru_cache(maxsize=64)
+def _resize_matrix(n_in: int, n_out: int, method: str, antialias: bool) -> np.ndarray:
+    """[n_out, n_in] weights of an antialiased resize (tf.image.resize / jax.image.resize)."""
+    scale = n_out / n_in
+    kscale = 1.0 / scale if (antialias and scale < 1.0) else 1.0
+    centers = (np.arange(n_out) + 0.5) / scale - 0.5
+    w = _kernel((np.arange(n_in)[None, :] - centers[:, None]) / kscale, method)
+    total = w.sum(1, keepdims=True)
+    return (w / np.where(total == 0, 1.0, total)).astype(np.float32)
+
+
+def resize(image: np.ndarray, size: tuple[int, int], method: str = "bilinear") -> np.ndarray:
+    """Antialiased resize of [H, W, C] to `size` = (h, w) (matches jax.image.resize antialias)."""
+    h, w = image.shape[:2]
+    if (h, w) == tuple(size):
+        return image.astype(np.float32)
+    mh = _resize_matrix(h, size[0], method, True)
+    mw = _resize_matrix(w, size[1], method, True)
+    out = np.tensordot(mh, image.astype(np.float32), axes=(1, 0))  # [h', W, C]
+    return np.einsum("bw,awc->abc", mw, out)
+
+
+def central_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """Center crop [H, W, C] to [size, size, C]."""
+    top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+    return image[top : top + size, left : left + size]
+
+
+def resize_small(image: np.ndarray, resolution: int, method: str = "bilinear") -> np.ndarray:
+    """Resize so that the shorter side is `resolution` (aspect kept)."""
+    h, w = image.shape[:2]
+    ratio = resolution / min(h, w)
+    return resize(image, (round(h * ratio), round(w * ratio)), method)
+
+
+def crop_resize(image: np.ndarray, resolution: int, method: str = "bicubic") -> np.ndarray:
+    """Center crop to the largest square, then resize to `resolution` (values clipped to [0, 1])."""
+    crop = min(image.shape[:2])
+    return np.clip(resize(central_crop(image, crop), (resolution, resolution), method), 0.0, 1.0)
+
+
+def _to_float(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    return image.astype(np.float32)
+
+
+def _preprocess_fn(name: str, spec: DataSpec) -> Callable[[np.ndarray], np.ndarray]:
+    """Per-example op: raw image (uint8 or float [0, 1]) -> float32 [0, 1] at image_size."""
+    size = spec.image_size
+
+    def op(image):
+        image = _to_float(image)
+        if size is None or image.ndim != 3:
+            return image
+        if name == "celeba":
+            return resize_small(central_crop(image, 140), size)
+        if name == "lsun":
+            if size == 128:
+                return central_crop(resize_small(image, size), size)
+            return crop_resize(image, size, "bicubic")
+        if image.shape[:2] == (size, size):
+            return image
+        if image.shape[0] != image.shape[1]:
+            return crop_resize(image, size, "bilinear")
+        return resize(image, (size, size))
+
+    return op
+
+
+# --------------------------------------------------------------------------------------------
+# Random-access sources: len() and get(indices) -> (list of raw images, labels or None)
+
+
+@dataclasses.dataclass
+class _ArraySource:
+    images: Any  # [N, ...] uint8 or float in [0, 1]
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, idx: np.ndarray):
+        labels = None if self.labels is None else np.asarray(self.labels)[idx]
+        return [self.images[i] for i in idx], labels
+
+
+@dataclasses.dataclass
+class _FolderSource:
+    files: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def get(self, idx: np.ndarray):
+        return [image_io.read_image(self.files[i]) for i in idx], None
+
+
+@dataclasses.dataclass
+class _TfdsSource:
+    source: Any  # tfds ArrayRecordDataSource
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def get(self, idx: np.ndarray):
+        images, labels = [], []
+        for i in idx:
+            ex = self.source[int(i)]
+            image = ex["image"]
+            if isinstance(image, bytes | np.bytes_):
+                image = image_io.decode_image(bytes(image))
+            images.append(np.asarray(image))
+            if "label" in ex:
+                labels.append(ex["label"])
+        return images, (np.asarray(labels, np.int32) if labels else None)
+
+
+# --------------------------------------------------------------------------------------------
+# The dataset
+
+
+def _rng(seed: int, *stream: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, *(int(s) for s in stream)])
+
+
+class Dataset:
+    """Random-access dataset: `batch(step)` for training, `epoch(batch_size)` for evaluation.
+
+    `batch_size` is per process; the global batch is `batch_size * process_count`.
+    """
+
+    def __init__(
+        self,
+        source,
+        preprocess: Callable[[np.ndarray], np.ndarray],
+        scaler: Callable,
+        *,
+        batch_size: int,
+        seed: int,
+        process_index: int = 0,
+        process_count: int = 1,
+        random_flip: bool = False,
+        uniform_dequantization: bool = False,
+        name: str = "",
+    ):
+        if len(source) == 0:
+            raise ValueError(f"dataset {name!r} is empty")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= process_index < process_count:
+            raise ValueError(
+                f"process_index ({process_index}) must be in [0, process_count={process_count})"
+            )
+        self.source, self.preprocess, self.scaler = source, preprocess, scaler
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.process_index, self.process_count = int(process_index), int(process_count)
+        self.random_flip, self.uniform_dequantization = random_flip, uniform_dequantization
+        self.name = name
+        self._perm_cache: dict[int, np.ndarray] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name!r}, num_examples={self.num_examples}, batch_size="
+            f"{self.batch_size}, process {self.process_index}/{self.process_count})"
+        )
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.source)
+
+    @property
+    def element_shape(self) -> tuple[int, ...]:
+        return self.batch(0)["x"].shape[1:]
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perm_cache:
+            if len(self._perm_cache) > 2:
+                self._perm_cache.clear()
+            self._perm_cache[epoch] = _rng(self.seed, 0, epoch).permutation(self.num_examples)
+        return self._perm_cache[epoch]
+
+    def positions(self, step: int) -> np.ndarray:
+        """Global stream positions [batch_size] that this process reads at `step`."""
+        start = step * self.batch_size * self.process_count + self.process_index * self.batch_size
+        return np.arange(start, start + self.batch_size, dtype=np.int64)
+
+    def indices(self, step: int) -> np.ndarray:
+        """Example indices [batch_size] that this process reads at `step`."""
+        pos = self.positions(step)
+        epochs, offsets = np.divmod(pos, self.num_examples)
+        out = np.empty_like(pos)
+        for e in np.unique(epochs):
+            sel = epochs == e
+            out[sel] = self._permutation(int(e))[offsets[sel]]
+        return out
+
+    def _load(self, idx: np.ndarray, keys: Sequence[tuple[int, ...]], augment: bool):
+        raw, labels = self.source.get(idx)
+        xs = []
+        for image, key in zip(raw, keys, strict=True):
+            x = self.preprocess(image)
+            rng = _rng(self.seed, *key)
+            if augment and self.random_flip and x.ndim == 3 and rng.random() < 0.5:
+                x = x[:, ::-1]
+            if self.uniform_dequantization:
+                x = (rng.random(x.shape, dtype=np.float32) + x * 255.0) / 256.0
+            xs.append(x)
+        out = {"x": np.asarray(self.scaler(np.stack(xs).astype(np.float32)))}
+        if labels is not None:
+            out["label"] = np.asarray(labels, np.int32)
+        return out
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """This process's slice of global batch `step`: {"x": [batch_size, ...], "label"?}."""
+        pos = self.positions(step)
+        return self._load(self.indices(step), [(1, int(p)) for p in pos], augment=True)
+
+    def num_batches(self, batch_size: int | None = None) -> int:
+        """Number of batches `epoch(batch_size)` yields (the same on every process)."""
+        g = (batch_size or self.batch_size) * self.process_count
+        return -(-self.num_examples // g)
+
+    def epoch(
+        self, batch_size: int | None = None, *, repeat: int = 0
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """One ordered pass (no shuffle, no flip): {"x", "mask" [b] bool, "label"?} per batch.
+
+        Global batch k covers examples [k G, (k + 1) G), G = b * process_count; this process
+        takes its slice. The last batch is padded (repeating example 0) with mask False, so every
+        process yields `num_batches(b)` batches of the same shape. Dequantization noise (if on)
+        is drawn from (seed, repeat, index): use `repeat` for several draws (bits/dim).
+        """
+        b = batch_size or self.batch_size
+        g = b * self.process_count
+        for k in range(self.num_batches(b)):
+            idx = np.arange(k * g + self.process_index * b, k * g + (self.process_index + 1) * b)
+            mask = idx < self.num_examples
+            idx = np.where(mask, idx, 0)
+            out = self._load(idx, [(2, repeat, int(i)) for i in idx], augment=False)
+            out["mask"] = mask
+            yield out
+
+
+class ToyDataset:
+    """2-D toy distribution: fresh samples per step from `sample_toy(name, key, n)`.
+
+    `batch(step)` draws from key(seed) folded with (step, process_index); `epoch` iterates a fixed
+    set of `num_examples` samples drawn from key(seed) folded with the split.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        split: str,
+        scaler: Callable,
+        *,
+        batch_size: int,
+        seed: int,
+        process_index: int = 0,
+        process_count: int = 1,
+        num_examples: int = _TOY_EVAL_EXAMPLES,
+    ):
+        if not 0 <= process_index < process_count:
+            raise ValueError(
+                f"process_index ({process_index}) must be in [0, process_count={process_count})"
+            )
+        self.name, self.split, self.scaler = name, split, scaler
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.process_index, self.process_count = int(process_index), int(process_count)
+        self.num_examples = int(num_examples)
+
+    def _sample(self, key, n):
+        from score_sde import toy_data
+
+        return np.asarray(toy_data.sample_toy(self.name, key, n), np.float32)
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        import jax
+
+        key = jax.random.fold_in(jax.random.key(self.seed), 1)
+        key = jax.random.fold_in(jax.random.fold_in(key, step), self.process_index)
+        return {"x": self._sample(key, self.batch_size)}
+
+    def num_batches(self, batch_size: int | None = None) -> int:
+        g = (batch_size or self.batch_size) * self.process_count
+        return -(-self.num_examples // g)
+
+    def epoch(self, batch_size: int | None = None, *, repeat: int = 0):
+        import jax
+
+        b = batch_size or self.batch_size
+        g = b * self.process_count
+        split_id = {"train": 0, "test": 1, "eval": 1, "validation": 1}.get(self.split, 2)
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), 2), split_id)
+        data = self._sample(key, self.num_examples)
+        for k in range(self.num_batches(b)):
+            idx = np.arange(k * g + self.process_index * b, k * g + (self.process_index + 1) * b)
+            mask = idx < self.num_examples
+            yield {"x": data[np.where(mask, idx, 0)], "mask": mask}
+
+
+# --------------------------------------------------------------------------------------------
+# Source factories
+
+
+_TFDS = {
+    # name: (tfds name, {our split: tfds split})
+    "cifar10": ("cifar10", {"train": "train", "test": "test"}),
+    "svhn": ("svhn_cropped", {"train": "train", "test": "test"}),
+    "celeba": ("celeb_a", {"train": "train", "test": "validation"}),
+    "celebahq": ("celeb_a_hq/{image_size}", {"train": "train", "test": "train"}),
+    "lsun": ("lsun/{category}", {"train": "train", "test": "validation"}),
+}
+
+
+def _canonical_split(split: str) -> str:
+    return {"eval": "test", "validation": "test", "val": "test"}.get(split, split)
+
+
+def _tfds_decoders(tfds):
+    """TFDS decodes images with OpenCV or Pillow; without either, read the encoded bytes and
+    decode PNGs (CIFAR-10, SVHN) with `image_io.decode_png`."""
+    for module in ("cv2", "PIL"):
+        try:
+            __import__(module)
+            return None
+        except ImportError:
+            pass
+    return {"image": tfds.decode.SkipDecoding()}
+
+
+def _tfds_source(name: str, split: str, spec: DataSpec):
+    tfds_name, splits = _TFDS[name]
+    if name == "lsun" and not spec.category:
+        raise ValueError("config.data.category must name the LSUN category, e.g. 'church_outdoor'")
+    tfds_name = tfds_name.format(image_size=spec.image_size, category=spec.category)
+    tfds_split = splits.get(_canonical_split(split), split)
+    data_dir = spec.data_dir or os.environ.get("TFDS_DATA_DIR")
+    how = (
+        f"prepare it once with: pip install tensorflow tensorflow-datasets && tfds build "
+        f"{tfds_name} --file_format=array_record"
+        + (f" --data_dir={data_dir}" if data_dir else "")
+        + " (then set config.data.data_dir or $TFDS_DATA_DIR to that directory)"
+    )
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise ValueError(f"dataset {name!r} needs tensorflow-datasets; {how}") from e
+    try:
+        source = tfds.data_source(
+            tfds_name,
+            split=tfds_split,
+            data_dir=data_dir,
+            download=False,
+            decoders=_tfds_decoders(tfds),
+        )
+    except Exception as e:  # tfds raises several types for a missing / non-array_record dataset
+        raise ValueError(
+            f"TFDS dataset {tfds_name!r} (split {tfds_split!r}) is not prepared as array_record "
+            f"in {data_dir or '~/tensorflow_datasets'}: {type(e).__name__}: {e}; {how}"
+        ) from e
+    return _TfdsSource(source)
+
+
+def _npz_source(split: str, spec: DataSpec):
+    if not spec.path:
+        raise ValueError("config.data.path must point to an .npz file for dataset 'npz'")
+    if not os.path.isfile(spec.path):
+        raise ValueError(
+            f"config.data.path ({spec.path!r}) is not a file; write one with "
+            "np.savez(path, x_train=uint8 [N, H, W, C], x_test=..., y_train=optional labels)"
+        )
+    arrays = np.load(spec.path)
+    split = _canonical_split(split)
+    for key in (f"x_{split}", split, "x", "images", "arr_0"):
+        if key in arrays.files:
+            images = arrays[key]
+            break
+    else:
+        raise ValueError(
+            f"{spec.path!r} has arrays {arrays.files}; expected one of x_{split}, {split}, x, "
+            "images, arr_0"
+        )
+    labels = None
+    for key in (f"y_{split}", f"label_{split}", "label", "labels", "y"):
+        if key in arrays.files and len(arrays[key]) == len(images):
+            labels = arrays[key]
+            break
+    if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"npz images must be uint8 or float in [0, 1], got {images.dtype}")
+    return _ArraySource(images, labels)
+
+
+def _folder_source(split: str, spec: DataSpec, name: str):
+    if not spec.path or not os.path.isdir(spec.path):
+        raise ValueError(
+            f"dataset {name!r} reads a folder of images: set config.data.path (now "
+            f"{spec.path!r}) to a directory of PNG/JPEG files (optionally with train/ and test/ "
+            "subfolders); FFHQ: download the images (github.com/NVlabs/ffhq-dataset) and resize "
+            "them to config.data.image_size"
+        )
+    root = spec.path
+    for sub in {split, _canonical_split(split)}:
+        if os.path.isdir(os.path.join(root, sub)):
+            root = os.path.join(root, sub)
+            break
+    files = sorted(
+        os.path.join(d, f)
+        for d, _, fs in os.walk(root)
+        for f in fs
+        if f.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root!r}")
+    return _FolderSource(files)
+
+
+def _digits_source(split: str):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[..., None]
+    sl = slice(0, 1500) if _canonical_split(split) == "train" else slice(1500, None)
+    return _ArraySource(images[sl], digits.target[sl].astype(np.int32))
+
+
+def get_dataset(
+    config,
+    split: str,
+    *,
+    batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    uniform_dequantization: bool | None = None,
+    augment: bool | None = None,
+):
+    """The dataset `config.data.dataset` for `split` ('train' | 'test'; 'eval' = 'test').
+
+    `batch_size` is per process. `uniform_dequantization` overrides
+    `config.data.uniform_dequantization` (bits/dim uses True); `augment` (default: split ==
+    'train') enables the random flip of `config.data.random_flip`.
+    """
+    spec = DataSpec.from_config(config)
+    name = spec.dataset.lower().replace("-", "").replace("_", "")
+    scaler = get_data_scaler(config)
+    if spec.dataset.lower().startswith("toy/"):
+        toy = spec.dataset.split("/", 1)[1]
+        return ToyDataset(
+            toy,
+            _canonical_split(split),
+            scaler,
+            batch_size=batch_size,
+            seed=seed,
+            process_index=process_index,
+            process_count=process_count,
+        )
+    if name in _TFDS:
+        source = _tfds_source(name, split, spec)
+    elif name == "npz":
+        source = _npz_source(split, spec)
+    elif name in ("folder", "ffhq", "images"):
+        source = _folder_source(split, spec, name)
+    elif name == "digits":
+        source = _digits_source(split)
+    else:
+        raise ValueError(
+            f"unknown config.data.dataset {spec.dataset!r}; valid names: {_valid_names()}"
+        )
+    if augment is None:
+        augment = _canonical_split(split) == "train"
+    dequantize = (
+        spec.uniform_dequantization if uniform_dequantization is None else uniform_dequantization
+    )
+    return Dataset(
+        source,
+        _preprocess_fn(name, spec),
+        scaler,
+        batch_size=batch_size,
+        seed=seed,
+        process_index=process_index,
+        process_count=process_count,
+        random_flip=bool(spec.random_flip and augment),
+        uniform_dequantization=bool(dequantize),
+        name=spec.dataset,
+    )

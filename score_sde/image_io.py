@@ -1,0 +1,174 @@
+"""Reading and writing 8-bit images without extra dependencies.
+
+`save_image_grid(path, images, nrow)` writes a tiled PNG of a batch `[N, H, W, C]`. PNG encoding
+and decoding use only zlib + struct; Pillow (or OpenCV) is used when installed, and is needed only
+for formats other than 8-bit PNG (JPEG folders, TFDS datasets stored as JPEG such as CelebA/LSUN).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import numpy as np
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOR_TYPE_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # gray, RGB, gray+alpha, RGBA
+_CHANNELS_COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
+
+
+def to_uint8(images) -> np.ndarray:
+    """Float images in [0, 1] -> uint8 by rounding (not truncation); uint8 passes through.
+
+    uint8 = clip(round(255 * x), 0, 255).
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"images must be float in [0, 1] or uint8, got dtype {images.dtype}")
+    return np.clip(np.rint(images.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def make_grid(images, nrow: int, padding: int = 2, pad_value: int = 0) -> np.ndarray:
+    """Tile `images` [N, H, W, C] into one uint8 image with `nrow` images per row.
+
+    Like torchvision's `make_grid`: `padding` pixels between and around tiles.
+    """
+    images = to_uint8(images)
+    if images.ndim == 3:  # [N, H, W] grayscale
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
+    if nrow < 1:
+        raise ValueError(f"nrow must be >= 1, got {nrow}")
+    n, h, w, c = images.shape
+    ncol = min(nrow, n)
+    nrows = -(-n // ncol)
+    grid = np.full(
+        (nrows * (h + padding) + padding, ncol * (w + padding) + padding, c), pad_value, np.uint8
+    )
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        y, x = padding + r * (h + padding), padding + q * (w + padding)
+        grid[y : y + h, x : x + w] = images[i]
+    return grid
+
+
+def encode_png(image) -> bytes:
+    """Encode one uint8 image [H, W] or [H, W, C] (C in 1..4) as PNG bytes (filter type 0)."""
+    image = to_uint8(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    h, w, c = image.shape
+    if c not in _CHANNELS_COLOR_TYPE:
+        raise ValueError(f"PNG needs 1-4 channels, got shape {image.shape}")
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), image.reshape(h, w * c)], axis=1)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, _CHANNELS_COLOR_TYPE[c], 0, 0, 0)
+    return (
+        _PNG_SIGNATURE
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _paeth_row(cur: np.ndarray, prev: np.ndarray, bpp: int) -> None:
+    a = np.zeros(bpp, np.int16)
+    c = np.zeros(bpp, np.int16)
+    for i in range(0, cur.size, bpp):
+        b = prev[i : i + bpp].astype(np.int16)
+        p = a + b - c
+        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+        pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        cur[i : i + bpp] = (cur[i : i + bpp].astype(np.int16) + pred) & 0xFF
+        a, c = cur[i : i + bpp].astype(np.int16), b
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Decode an 8-bit, non-interlaced PNG (gray/RGB/gray+alpha/RGBA) -> uint8 [H, W, C]."""
+    if data[:8] != _PNG_SIGNATURE:
+        raise ValueError("not a PNG file (bad signature)")
+    pos, idat, header = 8, [], None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        tag = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if tag == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif tag == b"IDAT":
+            idat.append(body)
+        elif tag == b"IEND":
+            break
+    if header is None:
+        raise ValueError("PNG without IHDR chunk")
+    w, h, depth, color_type, _, _, interlace = header
+    if depth != 8 or interlace != 0 or color_type not in _COLOR_TYPE_CHANNELS:
+        raise ValueError(
+            f"only 8-bit non-interlaced gray/RGB(A) PNGs are supported without Pillow "
+            f"(bit depth {depth}, color type {color_type}, interlace {interlace}); "
+            "install Pillow: pip install pillow"
+        )
+    c = _COLOR_TYPE_CHANNELS[color_type]
+    stride = w * c
+    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, stride + 1)
+    out = np.zeros((h, stride), np.uint8)
+    prev = np.zeros(stride, np.uint8)
+    for y in range(h):
+        kind, cur = raw[y, 0], raw[y, 1:].copy()
+        if kind == 1:  # Sub: running sum per channel
+            cur = (np.cumsum(cur.reshape(w, c).astype(np.int64), axis=0) & 0xFF).astype(np.uint8)
+            cur = cur.reshape(stride)
+        elif kind == 2:  # Up
+            cur = cur + prev
+        elif kind == 3:  # Average
+            for i in range(stride):
+                left = int(cur[i - c]) if i >= c else 0
+                cur[i] = (int(cur[i]) + ((left + int(prev[i])) >> 1)) & 0xFF
+        elif kind == 4:
+            _paeth_row(cur, prev, c)
+        elif kind != 0:
+            raise ValueError(f"bad PNG filter type {kind} in row {y}")
+        out[y] = cur
+        prev = cur
+    return out.reshape(h, w, c)
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode encoded image bytes -> uint8 [H, W, C]; Pillow when installed, else PNG only."""
+    try:
+        import io
+
+        from PIL import Image
+    except ImportError:
+        if data[:8] != _PNG_SIGNATURE:
+            raise ValueError(
+                "decoding non-PNG images (e.g. JPEG) needs Pillow: pip install pillow"
+            ) from None
+        return decode_png(data)
+    image = np.asarray(Image.open(io.BytesIO(data)))
+    return image[..., None] if image.ndim == 2 else image
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file (PNG without dependencies; others with Pillow) -> uint8 [H, W, C]."""
+    with open(path, "rb") as f:
+        return decode_image(f.read())
+
+
+def save_png(path: str | os.PathLike, image) -> None:
+    """Write one image [H, W, C] (float in [0, 1] or uint8) as PNG."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(encode_png(image))
+
+
+def save_image_grid(path: str | os.PathLike, images, nrow: int = 8, padding: int = 2) -> None:
+    """Write `images` [N, H, W, C] (float in [0, 1] or uint8) as one PNG grid, `nrow` per row."""
+    save_png(path, make_grid(np.asarray(images), nrow, padding))
