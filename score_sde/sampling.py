@@ -1,0 +1,264 @@
+"""Samplers of the reverse SDE (Song et al. 2021, sec. 4): predictor-corrector and probability-flow ODE.
+
+A sampler is `sampler(key, score_fn) -> (x [shape], nfe)`, where `score_fn(x [B, ...], t [B])` is any
+score (a network's, an analytic one) and nfe the number of score evaluations spent. Samplers are
+pure and jit-compatible; PC runs as one `lax.fori_loop`, the ODE as one on-device diffrax solve.
+
+Predictor (one step from t to t - T/N), `update(key, sde, score_fn, x, t, probability_flow)`:
+- euler_maruyama: x <- x - f~(x, t) dt + g dw with the reverse drift f~ = f - g^2 s.
+- reverse_diffusion: x <- x - f_i + G_i^2 s + G_i z, the reverse of the SDE's discretization.
+- ancestral_sampling: DDPM ancestral sampling (VP) or its SMLD analogue (VE).
+- none.
+Corrector (n_steps Langevin steps at fixed t), `update(key, sde, score_fn, x, t, snr, n_steps)`:
+- langevin: step size eps_i = 2 alpha_i (snr ||z|| / ||s||)^2, per example.
+- ald (annealed Langevin): eps_i = 2 alpha_i (snr std(t))^2.
+- none.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from score_sde.sde import SDE, VESDE, VPSDE, batch_mul
+from score_sde.solvers import solve_ode
+
+PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral_sampling", "none")
+CORRECTORS = ("langevin", "ald", "none")
+
+
+def _norm(x):
+    return jnp.sqrt(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=-1))
+
+
+# ----------------------------------------------------------------------------------- predictors
+
+
+def euler_maruyama(key, sde: SDE, score_fn, x, t, probability_flow=False):
+    dt = -sde.T / sde.N
+    drift, diffusion = sde.reverse(score_fn, probability_flow).sde(x, t)
+    x_mean = x + drift * dt
+    z = jax.random.normal(key, x.shape, x.dtype)
+    return x_mean + batch_mul(diffusion * jnp.sqrt(-dt), z), x_mean
+
+
+def reverse_diffusion(key, sde: SDE, score_fn, x, t, probability_flow=False):
+    f, g = sde.reverse(score_fn, probability_flow).discretize(x, t)
+    x_mean = x - f
+    z = jax.random.normal(key, x.shape, x.dtype)
+    return x_mean + batch_mul(g, z), x_mean
+
+
+def ancestral_sampling(key, sde: SDE, score_fn, x, t, probability_flow=False):
+    if probability_flow:
+        raise ValueError("ancestral_sampling has no probability-flow variant; use reverse_diffusion")
+    i = sde.discrete_index(t)
+    z = jax.random.normal(key, x.shape, x.dtype)
+    score = score_fn(x, t)
+    match sde:
+        case VESDE():
+            sigmas = jnp.asarray(sde.discrete_sigmas, x.dtype)
+            sigma = sigmas[i]
+            adjacent = jnp.where(i == 0, jnp.zeros_like(sigma), sigmas[jnp.maximum(i - 1, 0)])
+            x_mean = x + batch_mul(sigma**2 - adjacent**2, score)
+            std = jnp.sqrt(adjacent**2 * (sigma**2 - adjacent**2) / sigma**2)
+            return x_mean + batch_mul(std, z), x_mean
+        case VPSDE():
+            beta = jnp.asarray(sde.discrete_betas, x.dtype)[i]
+            x_mean = batch_mul(1.0 / jnp.sqrt(1.0 - beta), x + batch_mul(beta, score))
+            return x_mean + batch_mul(jnp.sqrt(beta), z), x_mean
+        case _:
+            raise ValueError(
+                f"ancestral_sampling is defined for VPSDE and VESDE, not {type(sde).__name__}; "
+                "use reverse_diffusion or euler_maruyama"
+            )
+
+
+def no_predictor(key, sde, score_fn, x, t, probability_flow=False):
+    return x, x
+
+
+def get_predictor(name: str):
+    """Returns (update function, score evaluations per step)."""
+    match name.lower():
+        case "euler_maruyama" | "eulermaruyamapredictor":
+            return euler_maruyama, 1
+        case "reverse_diffusion" | "reversediffusionpredictor":
+            return reverse_diffusion, 1
+        case "ancestral_sampling" | "ancestralsamplingpredictor":
+            return ancestral_sampling, 1
+        case "none" | "nonepredictor":
+            return no_predictor, 0
+        case _:
+            raise ValueError(f"unknown predictor {name!r}; valid names: {PREDICTORS}")
+
+
+# ----------------------------------------------------------------------------------- correctors
+
+
+def _langevin_alpha(sde: SDE, t, dtype):
+    if isinstance(sde, VPSDE):
+        return jnp.asarray(sde.alphas, dtype)[sde.discrete_index(t)]
+    return jnp.ones_like(t)  # sub-VP and VE: no DDPM alpha (the published code crashed on sub-VP)
+
+
+def langevin(key, sde: SDE, score_fn, x, t, snr, n_steps):
+    alpha = _langevin_alpha(sde, t, x.dtype)
+
+    def step(i, carry):
+        x, _ = carry
+        grad = score_fn(x, t)
+        z = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
+        step_size = 2 * alpha * (snr * _norm(z) / _norm(grad)) ** 2
+        x_mean = x + batch_mul(step_size, grad)
+        return x_mean + batch_mul(jnp.sqrt(2 * step_size), z), x_mean
+
+    return jax.lax.fori_loop(0, n_steps, step, (x, x))
+
+
+def annealed_langevin(key, sde: SDE, score_fn, x, t, snr, n_steps):
+    alpha = _langevin_alpha(sde, t, x.dtype)
+    std = sde.marginal_coeffs(t)[1]
+    step_size = 2 * alpha * (snr * std) ** 2
+
+    def step(i, carry):
+        x, _ = carry
+        grad = score_fn(x, t)
+        z = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
+        x_mean = x + batch_mul(step_size, grad)
+        return x_mean + batch_mul(jnp.sqrt(2 * step_size), z), x_mean
+
+    return jax.lax.fori_loop(0, n_steps, step, (x, x))
+
+
+def no_corrector(key, sde, score_fn, x, t, snr, n_steps):
+    return x, x
+
+
+def get_corrector(name: str):
+    """Returns (update function, score evaluations per Langevin step)."""
+    match name.lower():
+        case "langevin" | "langevincorrector":
+            return langevin, 1
+        case "ald" | "annealed_langevin" | "annealedlangevindynamics":
+            return annealed_langevin, 1
+        case "none" | "nonecorrector":
+            return no_corrector, 0
+        case _:
+            raise ValueError(f"unknown corrector {name!r}; valid names: {CORRECTORS}")
+
+
+# ----------------------------------------------------------------------------------- samplers
+
+
+def get_pc_sampler(
+    sde: SDE,
+    shape: tuple[int, ...],
+    predictor: str = "reverse_diffusion",
+    corrector: str = "langevin",
+    *,
+    snr: float = 0.16,
+    n_steps: int = 1,
+    probability_flow: bool = False,
+    denoise: bool = True,
+    eps: float = 1e-3,
+):
+    """Predictor-corrector sampler over N steps from T to eps (Song et al. 2021, Algorithm 1).
+
+    Each step runs the corrector then the predictor at t_i = linspace(T, eps, N)[i]. With `denoise`
+    the output is the last predictor's mean (no noise added at the final step).
+    """
+    predictor_fn, p_nfe = get_predictor(predictor)
+    corrector_fn, c_nfe = get_corrector(corrector)
+    if n_steps < 0:
+        raise ValueError(f"n_steps (corrector steps per noise level) must be >= 0, got {n_steps}")
+    if not 0 < eps < sde.T:
+        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
+    if predictor_fn is ancestral_sampling and not isinstance(sde, VPSDE | VESDE):
+        raise ValueError("ancestral_sampling needs a VPSDE or VESDE; use reverse_diffusion")
+    nfe = sde.N * (p_nfe + c_nfe * n_steps)
+
+    def sampler(key, score_fn):
+        key, k_prior = jax.random.split(key)
+        x = sde.prior_sampling(k_prior, shape)
+        timesteps = jnp.linspace(sde.T, eps, sde.N)
+
+        def body(i, carry):
+            x, _ = carry
+            k_c, k_p = jax.random.split(jax.random.fold_in(key, i))
+            t = jnp.full((shape[0],), timesteps[i], x.dtype)
+            x, _ = corrector_fn(k_c, sde, score_fn, x, t, snr, n_steps)
+            return predictor_fn(k_p, sde, score_fn, x, t, probability_flow)
+
+        x, x_mean = jax.lax.fori_loop(0, sde.N, body, (x, x))
+        return (x_mean if denoise else x), nfe
+
+    return sampler
+
+
+def get_ode_sampler(
+    sde: SDE,
+    shape: tuple[int, ...],
+    *,
+    method: str = "tsit5",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    eps: float = 1e-3,
+    denoise: bool = False,
+    max_steps: int = 8192,
+):
+    """Probability-flow ODE sampler: dx/dt = f(x, t) - g(t)^2 s(x, t) / 2 from T to eps, adaptively.
+
+    With `denoise`, one reverse-diffusion step (without noise) at eps follows; nfe counts it.
+    """
+    if not 0 < eps < sde.T:
+        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
+
+    def sampler(key, score_fn):
+        x = sde.prior_sampling(key, shape)
+        rsde = sde.reverse(score_fn, probability_flow=True)
+
+        def drift(t, y):
+            return rsde.sde(y, jnp.full((shape[0],), t, y.dtype))[0]
+
+        x, nfe = solve_ode(
+            drift, x, sde.T, eps, method=method, rtol=rtol, atol=atol, max_steps=max_steps
+        )
+        if denoise:
+            _, x = reverse_diffusion(key, sde, score_fn, x, jnp.full((shape[0],), eps, x.dtype))
+            nfe = nfe + 1
+        return x, nfe
+
+    return sampler
+
+
+def get_sampler(
+    sde: SDE,
+    shape: tuple[int, ...],
+    *,
+    method: str = "pc",
+    predictor: str = "reverse_diffusion",
+    corrector: str = "langevin",
+    snr: float = 0.16,
+    n_steps: int = 1,
+    probability_flow: bool = False,
+    denoise: bool = True,
+    eps: float = 1e-3,
+    ode_solver: str = "tsit5",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+):
+    """The sampler a config asks for (config.sampling.method: 'pc' or 'ode')."""
+    match method.lower():
+        case "pc":
+            return get_pc_sampler(
+                sde, shape, predictor, corrector, snr=snr, n_steps=n_steps,
+                probability_flow=probability_flow, denoise=denoise, eps=eps,
+            )
+        case "ode":
+            return get_ode_sampler(
+                sde, shape, method=ode_solver, rtol=rtol, atol=atol, eps=eps, denoise=denoise
+            )
+        case _:
+            raise ValueError(f"unknown sampling method {method!r}; valid names: 'pc', 'ode'")
+
