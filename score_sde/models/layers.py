@@ -105,3 +105,253 @@ def dense(in_features: int, out_features: int, *, init_scale: float = 1.0, dtype
         in_features, out_features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
         kernel_init=default_init(init_scale), rngs=rngs,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolutions, normalization, attention and residual blocks of DDPM and NCSN++ (NHWC).
+# Attribute names follow the original code (Conv_0, GroupNorm_0, NIN_0, ...) so that published
+# checkpoints map onto our parameters one to one.
+# ---------------------------------------------------------------------------------------------
+
+
+def conv(in_ch: int, out_ch: int, kernel: int = 3, *, stride: int = 1, padding=None,
+         init_scale: float = 1.0, use_bias: bool = True, dtype=jnp.float32,
+         rngs: nnx.Rngs) -> nnx.Conv:
+    """k x k convolution with the DDPM initializer (zero bias); 'same' padding by default."""
+    if padding is None:
+        padding = [(kernel // 2, kernel // 2)] * 2
+    return nnx.Conv(
+        in_ch, out_ch, (kernel, kernel), strides=stride, padding=padding, use_bias=use_bias,
+        dtype=dtype, param_dtype=jnp.float32, kernel_init=default_init(init_scale), rngs=rngs,
+    )
+
+
+class GroupNorm(nnx.Module):
+    """GroupNorm over [B, H, W, C] with statistics in float32; scale [C], bias [C]."""
+
+    def __init__(self, num_channels: int, num_groups: int, eps: float = 1e-6, *, dtype=jnp.float32):
+        if num_channels % num_groups:
+            raise ValueError(
+                f"GroupNorm: {num_channels} channels are not divisible into {num_groups} groups; "
+                "change config.model.nf / ch_mult"
+            )
+        self.scale = nnx.Param(jnp.ones((num_channels,)))
+        self.bias = nnx.Param(jnp.zeros((num_channels,)))
+        self.num_groups, self.eps, self.dtype = num_groups, eps, dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        B, H, W, C = x.shape
+        G = self.num_groups
+        h = x.astype(jnp.float32).reshape(B, H, W, G, C // G)
+        mean = h.mean(axis=(1, 2, 4), keepdims=True)
+        var = jnp.square(h - mean).mean(axis=(1, 2, 4), keepdims=True)
+        h = ((h - mean) * jax.lax.rsqrt(var + self.eps)).reshape(B, H, W, C)
+        return (h * self.scale[...] + self.bias[...]).astype(self.dtype)
+
+
+def ncsnpp_groups(channels: int) -> int:
+    """NCSN++ uses min(C // 4, 32) groups."""
+    return min(channels // 4, 32)
+
+
+class NIN(nnx.Module):
+    """Network-in-network (1x1) layer: x [..., in] @ W [in, out] + b [out]."""
+
+    def __init__(self, in_dim: int, num_units: int, init_scale: float = 0.1, *, dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        self.W = nnx.Param(default_init(init_scale)(rngs.params(), (in_dim, num_units)))
+        self.b = nnx.Param(jnp.zeros((num_units,)))
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(self.dtype)
+        return x @ self.W[...].astype(self.dtype) + self.b[...].astype(self.dtype)
+
+
+def _attention(q, k, v):
+    """Single-head attention over all pixels; logits and softmax in float32."""
+    B, H, W, C = q.shape
+    w = jnp.einsum("bhwc,bijc->bhwij", q, k, preferred_element_type=jnp.float32) * C**-0.5
+    w = jax.nn.softmax(w.reshape(B, H, W, H * W), axis=-1).reshape(B, H, W, H, W)
+    return jnp.einsum("bhwij,bijc->bhwc", w.astype(v.dtype), v)
+
+
+class AttnBlock(nnx.Module):
+    """DDPM self-attention block (32 groups); out = x + NIN_3(attn(GN(x)))."""
+
+    def __init__(self, channels: int, *, skip_rescale: bool = False, init_scale: float = 0.0,
+                 num_groups: int | None = 32, dtype=jnp.float32, rngs: nnx.Rngs):
+        groups = ncsnpp_groups(channels) if num_groups is None else num_groups
+        self.GroupNorm_0 = GroupNorm(channels, groups, dtype=dtype)
+        self.NIN_0 = NIN(channels, channels, dtype=dtype, rngs=rngs)
+        self.NIN_1 = NIN(channels, channels, dtype=dtype, rngs=rngs)
+        self.NIN_2 = NIN(channels, channels, dtype=dtype, rngs=rngs)
+        self.NIN_3 = NIN(channels, channels, init_scale=init_scale, dtype=dtype, rngs=rngs)
+        self.skip_rescale = skip_rescale
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = self.GroupNorm_0(x)
+        h = self.NIN_3(_attention(self.NIN_0(h), self.NIN_1(h), self.NIN_2(h)))
+        out = x + h.astype(x.dtype)
+        return out / np.sqrt(2.0) if self.skip_rescale else out
+
+
+def AttnBlockpp(channels: int, *, skip_rescale: bool, init_scale: float, dtype, rngs):
+    """NCSN++ attention: min(C//4, 32) groups, configurable init_scale and skip_rescale."""
+    return AttnBlock(channels, skip_rescale=skip_rescale, init_scale=init_scale, num_groups=None,
+                     dtype=dtype, rngs=rngs)
+
+
+class Upsample(nnx.Module):
+    """x2 upsampling: nearest (+3x3 conv), or FIR (+fused FIR conv when with_conv)."""
+
+    def __init__(self, in_ch: int, out_ch: int | None = None, *, with_conv: bool = False,
+                 fir: bool = False, fir_kernel=(1, 3, 3, 1), conv_size: int = 3,
+                 dtype=jnp.float32, rngs: nnx.Rngs):
+        from score_sde.models.up_or_down_sampling import FIRConv
+
+        out_ch = out_ch or in_ch
+        self.fir, self.with_conv, self.fir_kernel = fir, with_conv, tuple(fir_kernel)
+        self.Conv_0 = (conv(in_ch, out_ch, conv_size, dtype=dtype, rngs=rngs)
+                       if with_conv and not fir else None)
+        self.Conv2d_0 = (FIRConv(in_ch, out_ch, 3, up=True, resample_kernel=fir_kernel,
+                                 dtype=dtype, rngs=rngs) if with_conv and fir else None)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        from score_sde.models import up_or_down_sampling as uds
+
+        if not self.fir:
+            h = uds.naive_upsample_2d(x, 2)
+            return self.Conv_0(h) if self.with_conv else h
+        if not self.with_conv:
+            return uds.upsample_2d(x, self.fir_kernel, factor=2)
+        return self.Conv2d_0(x)
+
+
+class Downsample(nnx.Module):
+    """/2 downsampling: stride-2 3x3 conv after (0, 1) padding or average pooling; or FIR."""
+
+    def __init__(self, in_ch: int, out_ch: int | None = None, *, with_conv: bool = False,
+                 fir: bool = False, fir_kernel=(1, 3, 3, 1), dtype=jnp.float32, rngs: nnx.Rngs):
+        from score_sde.models.up_or_down_sampling import FIRConv
+
+        out_ch = out_ch or in_ch
+        self.fir, self.with_conv, self.fir_kernel = fir, with_conv, tuple(fir_kernel)
+        self.Conv_0 = (conv(in_ch, out_ch, 3, stride=2, padding=[(0, 1), (0, 1)], dtype=dtype,
+                            rngs=rngs) if with_conv and not fir else None)
+        self.Conv2d_0 = (FIRConv(in_ch, out_ch, 3, down=True, resample_kernel=fir_kernel,
+                                 dtype=dtype, rngs=rngs) if with_conv and fir else None)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        from score_sde.models import up_or_down_sampling as uds
+
+        if not self.fir:
+            return self.Conv_0(x) if self.with_conv else uds.naive_downsample_2d(x, 2)
+        if not self.with_conv:
+            return uds.downsample_2d(x, self.fir_kernel, factor=2)
+        return self.Conv2d_0(x)
+
+
+class ResnetBlockDDPM(nnx.Module):
+    """DDPM residual block (also NCSN++'s 'ddpm' block with min(C//4, 32) groups):
+
+    h = Conv_1(drop(act(GN_1(Conv_0(act(GN_0(x))) + Dense_0(act(temb)))))),
+    out = (shortcut(x) + h) [/ sqrt 2 when skip_rescale].
+    """
+
+    def __init__(self, in_ch: int, out_ch: int | None = None, *, act, temb_dim: int | None,
+                 dropout: float, init_scale: float = 0.0, skip_rescale: bool = False,
+                 conv_shortcut: bool = False, num_groups: int | None = 32, conv_size: int = 3,
+                 dtype=jnp.float32, rngs: nnx.Rngs):
+        out_ch = out_ch or in_ch
+        g0 = ncsnpp_groups(in_ch) if num_groups is None else num_groups
+        g1 = ncsnpp_groups(out_ch) if num_groups is None else num_groups
+        self.GroupNorm_0 = GroupNorm(in_ch, g0, dtype=dtype)
+        self.Conv_0 = conv(in_ch, out_ch, conv_size, dtype=dtype, rngs=rngs)
+        self.Dense_0 = dense(temb_dim, out_ch, dtype=dtype, rngs=rngs) if temb_dim else None
+        self.GroupNorm_1 = GroupNorm(out_ch, g1, dtype=dtype)
+        self.Conv_1 = conv(out_ch, out_ch, conv_size, init_scale=init_scale, dtype=dtype, rngs=rngs)
+        change = in_ch != out_ch
+        self.Conv_2 = (conv(in_ch, out_ch, conv_size, dtype=dtype, rngs=rngs)
+                       if change and conv_shortcut else None)
+        self.NIN_0 = (NIN(in_ch, out_ch, dtype=dtype, rngs=rngs)
+                      if change and not conv_shortcut else None)
+        self.act, self.dropout, self.skip_rescale = act, dropout, skip_rescale
+
+    def __call__(self, x, temb=None, *, train=False, rng=None):
+        act = self.act
+        h = self.Conv_0(act(self.GroupNorm_0(x)))
+        if temb is not None and self.Dense_0 is not None:
+            h = h + self.Dense_0(act(temb))[:, None, None, :]
+        h = act(self.GroupNorm_1(h))
+        h = self.Conv_1(dropout(h, self.dropout, rng, train))
+        if self.Conv_2 is not None:
+            x = self.Conv_2(x)
+        elif self.NIN_0 is not None:
+            x = self.NIN_0(x)
+        out = x.astype(h.dtype) + h
+        return out / np.sqrt(2.0) if self.skip_rescale else out
+
+
+class ResnetBlockBigGAN(nnx.Module):
+    """BigGAN residual block of NCSN++, with optional (FIR) up/down-sampling inside:
+
+    h = Conv_1(drop(act(GN_1(Conv_0(resample(act(GN_0(x)))) + Dense_0(act(temb)))))),
+    out = (Conv_2(resample(x)) + h) / sqrt 2 (Conv_2 only if channels change or resampling).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int | None = None, *, act, temb_dim: int | None,
+                 dropout: float, up: bool = False, down: bool = False, fir: bool = False,
+                 fir_kernel=(1, 3, 3, 1), init_scale: float = 0.0, skip_rescale: bool = True,
+                 conv_size: int = 3, dtype=jnp.float32, rngs: nnx.Rngs):
+        out_ch = out_ch or in_ch
+        self.GroupNorm_0 = GroupNorm(in_ch, ncsnpp_groups(in_ch), dtype=dtype)
+        self.Conv_0 = conv(in_ch, out_ch, conv_size, dtype=dtype, rngs=rngs)
+        self.Dense_0 = dense(temb_dim, out_ch, dtype=dtype, rngs=rngs) if temb_dim else None
+        self.GroupNorm_1 = GroupNorm(out_ch, ncsnpp_groups(out_ch), dtype=dtype)
+        self.Conv_1 = conv(out_ch, out_ch, conv_size, init_scale=init_scale, dtype=dtype, rngs=rngs)
+        self.Conv_2 = (conv(in_ch, out_ch, 1, dtype=dtype, rngs=rngs)
+                       if in_ch != out_ch or up or down else None)
+        self.act, self.dropout, self.skip_rescale = act, dropout, skip_rescale
+        self.up, self.down, self.fir, self.fir_kernel = up, down, fir, tuple(fir_kernel)
+
+    def _resample(self, x):
+        from score_sde.models import up_or_down_sampling as uds
+
+        if self.up:
+            return (uds.upsample_2d(x, self.fir_kernel) if self.fir
+                    else uds.naive_upsample_2d(x))
+        if self.down:
+            return (uds.downsample_2d(x, self.fir_kernel) if self.fir
+                    else uds.naive_downsample_2d(x))
+        return x
+
+    def __call__(self, x, temb=None, *, train=False, rng=None):
+        act = self.act
+        h = self._resample(act(self.GroupNorm_0(x)))
+        x = self._resample(x)
+        h = self.Conv_0(h)
+        if temb is not None and self.Dense_0 is not None:
+            h = h + self.Dense_0(act(temb))[:, None, None, :]
+        h = act(self.GroupNorm_1(h))
+        h = self.Conv_1(dropout(h, self.dropout, rng, train))
+        if self.Conv_2 is not None:
+            x = self.Conv_2(x)
+        out = x.astype(h.dtype) + h
+        return out / np.sqrt(2.0) if self.skip_rescale else out
+
+
+class Combine(nnx.Module):
+    """Merge an input-pyramid image into the feature map: cat or sum of Conv_0(x) (1x1) and y."""
+
+    def __init__(self, dim1: int, dim2: int, method: str = "cat", *, dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        if method not in ("cat", "sum"):
+            raise ValueError(
+                f"config.model.progressive_combine ({method!r}) must be 'cat' or 'sum'")
+        self.Conv_0 = conv(dim1, dim2, 1, dtype=dtype, rngs=rngs)
+        self.method = method
+
+    def __call__(self, x, y):
+        h = self.Conv_0(x)
+        return jnp.concatenate([h, y], axis=-1) if self.method == "cat" else h + y
