@@ -1,0 +1,390 @@
+"""InceptionV3 for FID/IS/KID, the variant of pytorch-fid (`FIDInceptionA/C/E` blocks, the
+weights of TF's 2015-12-05 graph), in Flax NNX, NHWC.
+
+    model = load_inception()                     # converted weights, see below
+    out = model(images)                          # images [B, H, W, 3] in [0, 1]
+    out["pool_3"]  # [B, 2048] FID/KID features;  out["logits"]  # [B, 1008] for IS
+
+Preprocessing as pytorch-fid: bilinear resize to 299x299 (half-pixel centers, no antialias, as
+`F.interpolate(mode='bilinear', align_corners=False)`), then x -> 2x - 1.
+
+Weights: download pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`
+(https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth)
+and convert it once (needs torch on that machine only):
+
+    python -m score_sde.evaluation.inception pt_inception-2015-12-05-6726825d.pth \
+        --out ~/.cache/score_sde/inception_fid.npz
+
+`load_inception()` reads `$SCORE_SDE_INCEPTION_WEIGHTS` or that default path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+INPUT_SIZE = 299
+NUM_CLASSES = 1008
+FEATURE_DIM = 2048
+DEFAULT_WEIGHTS = os.path.join("~", ".cache", "score_sde", "inception_fid.npz")
+WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+    "pt_inception-2015-12-05-6726825d.pth"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Preprocessing and pooling
+
+
+def resize_bilinear(x: jax.Array, size: int = INPUT_SIZE) -> jax.Array:
+    """[B, H, W, C] -> [B, size, size, C]; torch's bilinear, align_corners=False, no antialias."""
+    b, _, _, c = x.shape
+    return jax.image.resize(x, (b, size, size, c), "bilinear", antialias=False)
+
+
+def preprocess(images: jax.Array) -> jax.Array:
+    """pytorch-fid's input transform: images [B, H, W, 3] in [0, 1] -> 299x299 in [-1, 1]."""
+    return 2.0 * resize_bilinear(images.astype(jnp.float32)) - 1.0
+
+
+def _max_pool(x, window: int, stride: int, pad: int = 0):
+    padding = ((0, 0), (pad, pad), (pad, pad), (0, 0))
+    return jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, stride, stride, 1), padding
+    )
+
+
+def _avg_pool_3x3(x):
+    """3x3 stride 1 pad 1 average pool with count_include_pad=False (the FID blocks)."""
+    padding = ((0, 0), (1, 1), (1, 1), (0, 0))
+    total = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 3, 3, 1), (1, 1, 1, 1), padding)
+    ones = jnp.ones((1, *x.shape[1:3], 1), x.dtype)
+    count = jax.lax.reduce_window(ones, 0.0, jax.lax.add, (1, 3, 3, 1), (1, 1, 1, 1), padding)
+    return total / count
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks (attribute names mirror torchvision / pytorch-fid so weights map one to one)
+
+
+class BasicConv2d(nnx.Module):
+    """Conv (no bias) -> BatchNorm (eps 1e-3, running statistics) -> ReLU."""
+
+    def __init__(self, cin, cout, kernel, *, rngs, stride=1, padding=0):
+        kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
+        padding = (padding, padding) if isinstance(padding, int) else padding
+        self.conv = nnx.Conv(
+            cin,
+            cout,
+            kernel,
+            strides=stride,
+            padding=((padding[0], padding[0]), (padding[1], padding[1])),
+            use_bias=False,
+            rngs=rngs,
+        )
+        self.bn = nnx.BatchNorm(cout, use_running_average=True, epsilon=1e-3, rngs=rngs)
+
+    def __call__(self, x):
+        return jax.nn.relu(self.bn(self.conv(x)))
+
+
+class FIDInceptionA(nnx.Module):
+    def __init__(self, cin, pool_features, *, rngs):
+        self.branch1x1 = BasicConv2d(cin, 64, 1, rngs=rngs)
+        self.branch5x5_1 = BasicConv2d(cin, 48, 1, rngs=rngs)
+        self.branch5x5_2 = BasicConv2d(48, 64, 5, padding=2, rngs=rngs)
+        self.branch3x3dbl_1 = BasicConv2d(cin, 64, 1, rngs=rngs)
+        self.branch3x3dbl_2 = BasicConv2d(64, 96, 3, padding=1, rngs=rngs)
+        self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, padding=1, rngs=rngs)
+        self.branch_pool = BasicConv2d(cin, pool_features, 1, rngs=rngs)
+
+    def __call__(self, x):
+        b1 = self.branch1x1(x)
+        b5 = self.branch5x5_2(self.branch5x5_1(x))
+        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        bp = self.branch_pool(_avg_pool_3x3(x))
+        return jnp.concatenate([b1, b5, b3, bp], axis=-1)
+
+
+class InceptionB(nnx.Module):
+    def __init__(self, cin, *, rngs):
+        self.branch3x3 = BasicConv2d(cin, 384, 3, stride=2, rngs=rngs)
+        self.branch3x3dbl_1 = BasicConv2d(cin, 64, 1, rngs=rngs)
+        self.branch3x3dbl_2 = BasicConv2d(64, 96, 3, padding=1, rngs=rngs)
+        self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, stride=2, rngs=rngs)
+
+    def __call__(self, x):
+        b3 = self.branch3x3(x)
+        bd = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        return jnp.concatenate([b3, bd, _max_pool(x, 3, 2)], axis=-1)
+
+
+class FIDInceptionC(nnx.Module):
+    def __init__(self, cin, c7, *, rngs):
+        self.branch1x1 = BasicConv2d(cin, 192, 1, rngs=rngs)
+        self.branch7x7_1 = BasicConv2d(cin, c7, 1, rngs=rngs)
+        self.branch7x7_2 = BasicConv2d(c7, c7, (1, 7), padding=(0, 3), rngs=rngs)
+        self.branch7x7_3 = BasicConv2d(c7, 192, (7, 1), padding=(3, 0), rngs=rngs)
+        self.branch7x7dbl_1 = BasicConv2d(cin, c7, 1, rngs=rngs)
+        self.branch7x7dbl_2 = BasicConv2d(c7, c7, (7, 1), padding=(3, 0), rngs=rngs)
+        self.branch7x7dbl_3 = BasicConv2d(c7, c7, (1, 7), padding=(0, 3), rngs=rngs)
+        self.branch7x7dbl_4 = BasicConv2d(c7, c7, (7, 1), padding=(3, 0), rngs=rngs)
+        self.branch7x7dbl_5 = BasicConv2d(c7, 192, (1, 7), padding=(0, 3), rngs=rngs)
+        self.branch_pool = BasicConv2d(cin, 192, 1, rngs=rngs)
+
+    def __call__(self, x):
+        b1 = self.branch1x1(x)
+        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        bd = self.branch7x7dbl_1(x)
+        for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4):
+            bd = layer(bd)
+        bd = self.branch7x7dbl_5(bd)
+        bp = self.branch_pool(_avg_pool_3x3(x))
+        return jnp.concatenate([b1, b7, bd, bp], axis=-1)
+
+
+class InceptionD(nnx.Module):
+    def __init__(self, cin, *, rngs):
+        self.branch3x3_1 = BasicConv2d(cin, 192, 1, rngs=rngs)
+        self.branch3x3_2 = BasicConv2d(192, 320, 3, stride=2, rngs=rngs)
+        self.branch7x7x3_1 = BasicConv2d(cin, 192, 1, rngs=rngs)
+        self.branch7x7x3_2 = BasicConv2d(192, 192, (1, 7), padding=(0, 3), rngs=rngs)
+        self.branch7x7x3_3 = BasicConv2d(192, 192, (7, 1), padding=(3, 0), rngs=rngs)
+        self.branch7x7x3_4 = BasicConv2d(192, 192, 3, stride=2, rngs=rngs)
+
+    def __call__(self, x):
+        b3 = self.branch3x3_2(self.branch3x3_1(x))
+        b7 = self.branch7x7x3_1(x)
+        for layer in (self.branch7x7x3_2, self.branch7x7x3_3, self.branch7x7x3_4):
+            b7 = layer(b7)
+        return jnp.concatenate([b3, b7, _max_pool(x, 3, 2)], axis=-1)
+
+
+class FIDInceptionE(nnx.Module):
+    """`max_pool=False`: FIDInceptionE_1 (avg pool, count_include_pad=False);
+    `max_pool=True`: FIDInceptionE_2 (the TF graph's bug: max pool in the last block)."""
+
+    def __init__(self, cin, *, max_pool: bool, rngs):
+        self.max_pool = max_pool
+        self.branch1x1 = BasicConv2d(cin, 320, 1, rngs=rngs)
+        self.branch3x3_1 = BasicConv2d(cin, 384, 1, rngs=rngs)
+        self.branch3x3_2a = BasicConv2d(384, 384, (1, 3), padding=(0, 1), rngs=rngs)
+        self.branch3x3_2b = BasicConv2d(384, 384, (3, 1), padding=(1, 0), rngs=rngs)
+        self.branch3x3dbl_1 = BasicConv2d(cin, 448, 1, rngs=rngs)
+        self.branch3x3dbl_2 = BasicConv2d(448, 384, 3, padding=1, rngs=rngs)
+        self.branch3x3dbl_3a = BasicConv2d(384, 384, (1, 3), padding=(0, 1), rngs=rngs)
+        self.branch3x3dbl_3b = BasicConv2d(384, 384, (3, 1), padding=(1, 0), rngs=rngs)
+        self.branch_pool = BasicConv2d(cin, 192, 1, rngs=rngs)
+
+    def __call__(self, x):
+        b1 = self.branch1x1(x)
+        b3 = self.branch3x3_1(x)
+        b3 = jnp.concatenate([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], axis=-1)
+        bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        bd = jnp.concatenate([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], axis=-1)
+        pooled = _max_pool(x, 3, 1, pad=1) if self.max_pool else _avg_pool_3x3(x)
+        bp = self.branch_pool(pooled)
+        return jnp.concatenate([b1, b3, bd, bp], axis=-1)
+
+
+class InceptionV3(nnx.Module):
+    """pytorch-fid's FID InceptionV3: images [B, H, W, 3] in [0, 1] ->
+    {"pool_3": [B, 2048], "logits": [B, 1008]}."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2, rngs=rngs)
+        self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3, rngs=rngs)
+        self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, padding=1, rngs=rngs)
+        self.Conv2d_3b_1x1 = BasicConv2d(64, 80, 1, rngs=rngs)
+        self.Conv2d_4a_3x3 = BasicConv2d(80, 192, 3, rngs=rngs)
+        self.Mixed_5b = FIDInceptionA(192, 32, rngs=rngs)
+        self.Mixed_5c = FIDInceptionA(256, 64, rngs=rngs)
+        self.Mixed_5d = FIDInceptionA(288, 64, rngs=rngs)
+        self.Mixed_6a = InceptionB(288, rngs=rngs)
+        self.Mixed_6b = FIDInceptionC(768, 128, rngs=rngs)
+        self.Mixed_6c = FIDInceptionC(768, 160, rngs=rngs)
+        self.Mixed_6d = FIDInceptionC(768, 160, rngs=rngs)
+        self.Mixed_6e = FIDInceptionC(768, 192, rngs=rngs)
+        self.Mixed_7a = InceptionD(768, rngs=rngs)
+        self.Mixed_7b = FIDInceptionE(1280, max_pool=False, rngs=rngs)
+        self.Mixed_7c = FIDInceptionE(2048, max_pool=True, rngs=rngs)
+        self.fc = nnx.Linear(FEATURE_DIM, NUM_CLASSES, rngs=rngs)
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """Preprocessed x [B, 299, 299, 3] in [-1, 1] -> pool_3 [B, 2048]."""
+        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
+        x = _max_pool(x, 3, 2)
+        x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
+        x = _max_pool(x, 3, 2)
+        for block in (
+            self.Mixed_5b,
+            self.Mixed_5c,
+            self.Mixed_5d,
+            self.Mixed_6a,
+            self.Mixed_6b,
+            self.Mixed_6c,
+            self.Mixed_6d,
+            self.Mixed_6e,
+            self.Mixed_7a,
+            self.Mixed_7b,
+            self.Mixed_7c,
+        ):
+            x = block(x)
+        return x.mean(axis=(1, 2))
+
+    def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be [B, H, W, 3] in [0, 1], got shape {images.shape}")
+        pool = self.features(preprocess(images))
+        return {"pool_3": pool, "logits": self.fc(pool)}
+
+
+# --------------------------------------------------------------------------------------------
+# Weights: torch state dict <-> flat {"a/b/kernel": array}
+
+
+_BN_NAMES = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
+
+
+def torch_state_dict_to_flat(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """pytorch-fid FIDInceptionV3 state dict (numpy) -> {"Mixed_5b/branch1x1/conv/kernel": ...}."""
+    out = {}
+    for key, value in state_dict.items():
+        value = np.asarray(value)
+        parts = key.split(".")
+        if parts[0] == "AuxLogits" or parts[-1] == "num_batches_tracked":
+            continue
+        if parts[0] == "fc":
+            out[f"fc/{'kernel' if parts[1] == 'weight' else 'bias'}"] = (
+                value.T if parts[1] == "weight" else value
+            )
+        elif parts[-2] == "conv":
+            out["/".join(parts[:-1] + ["kernel"])] = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        elif parts[-2] == "bn":
+            out["/".join(parts[:-1] + [_BN_NAMES[parts[-1]]])] = value
+        else:
+            raise ValueError(f"unexpected key {key!r} in the Inception state dict")
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def _pure_to_flat(tree, prefix=()) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(_pure_to_flat(v, (*prefix, str(k))))
+        else:
+            out["/".join((*prefix, str(k)))] = v
+    return out
+
+
+def _flat_to_pure(flat: Mapping[str, np.ndarray]) -> dict:
+    tree: dict = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def model_to_flat(model: InceptionV3) -> dict[str, np.ndarray]:
+    """All weights and BN statistics as a flat {"path/name": array} dict."""
+    return {k: np.asarray(v) for k, v in _pure_to_flat(nnx.to_pure_dict(nnx.state(model))).items()}
+
+
+def model_from_flat(flat: Mapping[str, np.ndarray]) -> InceptionV3:
+    """InceptionV3 with weights from a flat dict (every entry must match the model's shapes)."""
+    model = nnx.eval_shape(lambda: InceptionV3(rngs=nnx.Rngs(0)))
+    state = nnx.state(model)
+    expected = _pure_to_flat(nnx.to_pure_dict(state))
+    missing = sorted(set(expected) - set(flat))
+    extra = sorted(set(flat) - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"Inception weights do not match the model: missing {missing[:5]} "
+            f"({len(missing)}), unexpected {extra[:5]} ({len(extra)})"
+        )
+    for k, v in expected.items():
+        if tuple(np.shape(flat[k])) != tuple(v.shape):
+            raise ValueError(
+                f"Inception weight {k!r}: shape {np.shape(flat[k])}, expected {v.shape}"
+            )
+    pure = _flat_to_pure({k: jnp.asarray(flat[k], jnp.float32) for k in expected})
+    nnx.replace_by_pure_dict(state, pure)
+    nnx.update(model, state)
+    return model
+
+
+def random_flat_weights(seed: int = 0) -> dict[str, np.ndarray]:
+    """Random weights with sane activation scales (He-normal kernels, BN near identity), for
+    tests and benchmarks that must run without the real weights."""
+    model = nnx.eval_shape(lambda: InceptionV3(rngs=nnx.Rngs(0)))
+    shapes = _pure_to_flat(nnx.to_pure_dict(nnx.state(model)))
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, v in shapes.items():
+        name = k.rsplit("/", 1)[-1]
+        if name == "kernel":
+            fan_in = int(np.prod(v.shape[:-1]))
+            value = rng.standard_normal(v.shape) * np.sqrt(2.0 / fan_in)
+        elif name in ("scale", "var"):
+            value = rng.uniform(0.5, 1.5, v.shape)
+        else:  # bias, mean
+            value = rng.uniform(-0.2, 0.2, v.shape)
+        out[k] = value.astype(np.float32)
+    return out
+
+
+def weights_path(path: str | os.PathLike | None = None) -> str:
+    """`path`, else $SCORE_SDE_INCEPTION_WEIGHTS, else ~/.cache/score_sde/inception_fid.npz."""
+    path = path or os.environ.get("SCORE_SDE_INCEPTION_WEIGHTS") or DEFAULT_WEIGHTS
+    return os.path.expanduser(str(path))
+
+
+def load_inception(path: str | os.PathLike | None = None) -> InceptionV3:
+    """The FID InceptionV3 with converted pytorch-fid weights (see the module docstring)."""
+    path = weights_path(path)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"Inception weights not found at {path!r}. Download {WEIGHTS_URL} and convert it "
+            f"once: python -m score_sde.evaluation.inception pt_inception-2015-12-05-6726825d.pth "
+            f"--out {path}  (needs torch on that machine), or set $SCORE_SDE_INCEPTION_WEIGHTS"
+        )
+    with np.load(path) as f:
+        return model_from_flat({k: f[k] for k in f.files})
+
+
+def convert(pth_path: str, out_path: str) -> None:
+    """pytorch-fid `.pth` -> our `.npz` (torch is imported here only)."""
+    try:
+        import torch
+    except ImportError as e:
+        raise ValueError("converting the .pth weights needs torch: pip install torch") from e
+    state_dict = torch.load(pth_path, map_location="cpu", weights_only=True)
+    flat = torch_state_dict_to_flat({k: v.numpy() for k, v in state_dict.items()})
+    model_from_flat(flat)  # validates names and shapes
+    out_path = os.path.expanduser(out_path)
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with open(out_path, "wb") as f:
+        np.savez(f, **flat)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=convert.__doc__)
+    parser.add_argument("pth", help="pt_inception-2015-12-05-6726825d.pth from " + WEIGHTS_URL)
+    parser.add_argument("--out", default=DEFAULT_WEIGHTS)
+    args = parser.parse_args(argv)
+    convert(args.pth, args.out)
+    print(f"wrote {os.path.expanduser(args.out)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Reference statistics of a dataset split for FID/KID, in pytorch-fid's `.npz` layout.
+
+    python -m score_sde.evaluation.reference_stats \
+        --config=configs/vp/cifar10_ddpmpp_continuous.py --split=train \
+        --out=assets/stats/cifar10_train_stats.npz [--batch_size=250] \
+        [--weights=~/.cache/score_sde/inception_fid.npz] [--max_examples=0] \
+        [--keep_activations=10000]
+
+Writes `mu` [2048], `sigma` [2048, 2048] (float64) and the first `keep_activations` pool_3 rows as
+`pool_3` (for KID; pytorch-fid ignores it). Runs on every device (and every process: start it
+like launch.py, with jax.distributed initialized) and gathers the activations.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", None, "Config file whose config.data names the dataset.")
+flags.DEFINE_string("split", "train", "Dataset split: train | test.")
+flags.DEFINE_string("out", None, "Output .npz path.", required=True)
+flags.DEFINE_integer("batch_size", 250, "Global batch size (divisible by the device count).")
+flags.DEFINE_string(
+    "weights", None, "Converted Inception weights (.npz); default as load_inception."
+)
+flags.DEFINE_integer("max_examples", 0, "Use only the first N examples (0: the whole split).")
+flags.DEFINE_integer("keep_activations", 10_000, "Rows of pool_3 kept in the file for KID.")
+FLAGS = flags.FLAGS
+
+
+def main(argv) -> None:
+    del argv
+    from jax.sharding import Mesh
+
+    from score_sde.evaluation.evaluator import compute_dataset_statistics
+
+    mesh = Mesh(jax.devices(), ("data",))
+    start = time.time()
+    stats = compute_dataset_statistics(
+        FLAGS.config,
+        FLAGS.split,
+        FLAGS.out,
+        batch_size=FLAGS.batch_size,
+        weights=FLAGS.weights,
+        mesh=mesh,
+        max_examples=FLAGS.max_examples,
+        keep_activations=FLAGS.keep_activations,
+    )
+    if jax.process_index() == 0:
+        n = len(stats["pool_3"]) if "pool_3" in stats else "?"
+        print(f"wrote {FLAGS.out} ({n} activations kept) in {time.time() - start:.1f}s")
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("config")
+    app.run(main)

@@ -1,0 +1,116 @@
+"""FID, Inception Score and KID against closed forms and float64 references."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from score_sde.evaluation import fid
+
+
+def _spd(rng, d, scale=1.0):
+    a = rng.standard_normal((d, d))
+    return scale * (a @ a.T / d + 0.1 * np.eye(d))
+
+
+def test_frechet_closed_form_gaussians():
+    rng = np.random.default_rng(0)
+    d = 16
+    s = _spd(rng, d)
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    # Commuting covariances S and 4S: tr((S 4S)^{1/2}) = 2 tr(S), so FID = |dmu|^2 + tr(S).
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s)
+    assert fid.frechet_distance(mu1, s, mu2, 4 * s) == pytest.approx(expected, rel=1e-10)
+    # Diagonal: sum (sqrt(a) - sqrt(b))^2.
+    a, b = rng.uniform(0.1, 2, d), rng.uniform(0.1, 2, d)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    got = fid.frechet_distance(mu1, np.diag(a), mu2, np.diag(b))
+    assert got == pytest.approx(expected, rel=1e-10)
+    assert fid.frechet_distance(mu1, s, mu1, s) == pytest.approx(0.0, abs=1e-9)
+    assert fid.frechet_distance(1.0, 4.0, 3.0, 9.0) == pytest.approx(4.0 + 1.0)
+
+
+def test_frechet_matches_sqrtm_reference_on_activations():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((500, 32)) @ rng.standard_normal((32, 32))
+    b = rng.standard_normal((400, 32)) @ rng.standard_normal((32, 32)) + 0.3
+    mu1, s1 = fid.compute_statistics(a)
+    mu2, s2 = fid.compute_statistics(b)
+    np.testing.assert_allclose(mu1, a.mean(0))
+    np.testing.assert_allclose(s1, np.cov(a, rowvar=False))
+    # pytorch-fid's formula: tr(sqrtm(S1 S2)) in float64.
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
+    assert np.abs(covmean.imag).max() < 1e-6
+    ref = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real)
+    got = fid.fid_from_activations(a, b)
+    assert got == pytest.approx(ref, rel=1e-9)
+    assert got == pytest.approx(fid.frechet_distance(mu2, s2, mu1, s1), rel=1e-9)  # symmetric
+
+
+def test_frechet_singular_covariance_is_finite():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((10, 64)), rng.standard_normal((10, 64))  # rank 9 < 64
+    value = fid.fid_from_activations(a, b)
+    assert np.isfinite(value) and value > 0
+
+
+def test_frechet_shape_error():
+    with pytest.raises(ValueError, match="mismatched"):
+        fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+def test_inception_score_definition():
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((60, 7)) * 2
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    for splits in (1, 3):
+        scores = []
+        for part in np.array_split(p, splits):
+            py = part.mean(0)
+            kl = [sum(q[j] * np.log(q[j] / py[j]) for j in range(7)) for q in part]
+            scores.append(np.exp(np.mean(kl)))
+        mean, std = fid.inception_score(logits, num_splits=splits)
+        assert mean == pytest.approx(np.mean(scores), rel=1e-10)
+        assert std == pytest.approx(np.std(scores), abs=1e-10)
+    # Extremes: identical predictions -> 1; confident and balanced over K classes -> K.
+    assert fid.inception_score(np.zeros((10, 5)))[0] == pytest.approx(1.0)
+    one_hot = np.where(np.eye(5)[np.arange(20) % 5] > 0, 50.0, -50.0)
+    assert fid.inception_score(one_hot)[0] == pytest.approx(5.0, rel=1e-6)
+
+
+def test_kid_unbiased_estimator_formula():
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((5, 3)), rng.standard_normal((5, 3)) + 1
+    k = lambda a, b: (a @ b / 3 + 1) ** 3
+    xx = np.mean([k(x[i], x[j]) for i in range(5) for j in range(5) if i != j])
+    yy = np.mean([k(y[i], y[j]) for i in range(5) for j in range(5) if i != j])
+    xy = np.mean([k(x[i], y[j]) for i in range(5) for j in range(5)])
+    # Subsets of the full size are permutations, which leave the estimate unchanged.
+    mean, std = fid.kernel_inception_distance(x, y, num_subsets=3, subset_size=5)
+    assert mean == pytest.approx(xx + yy - 2 * xy, rel=1e-10) and std < 1e-10
+
+
+def test_kid_near_zero_on_identical_distributions_positive_otherwise():
+    rng = np.random.default_rng(5)
+    d = 32
+    a, b = rng.standard_normal((1000, d)), rng.standard_normal((1000, d))
+    mean, std = fid.kernel_inception_distance(a, b, num_subsets=30, subset_size=300)
+    # Unbiased: |mean| within a few standard errors of 0 (subsets overlap: be conservative).
+    assert abs(mean) < 3 * std / np.sqrt(10)
+    shifted = rng.standard_normal((1000, d)) + 0.5
+    mean2, std2 = fid.kernel_inception_distance(a, shifted, num_subsets=30, subset_size=300)
+    assert mean2 > 10 * std2 and mean2 > 10 * abs(mean)
+
+
+def test_statistics_file_round_trip(tmp_path):
+    rng = np.random.default_rng(6)
+    acts = rng.standard_normal((50, 8)).astype(np.float32)
+    path = tmp_path / "stats.npz"
+    fid.save_statistics(path, acts, keep_activations=20)
+    with np.load(path) as f:
+        assert set(f.files) == {"mu", "sigma", "pool_3"}  # pytorch-fid reads mu, sigma
+        assert f["mu"].dtype == np.float64 and f["sigma"].shape == (8, 8)
+    stats = fid.load_statistics(path)
+    np.testing.assert_array_equal(stats["pool_3"], acts[:20])
+    assert fid.frechet_distance(stats["mu"], stats["sigma"], *fid.compute_statistics(acts)) < 1e-9
+    with pytest.raises(ValueError, match="reference_stats"):
+        fid.load_statistics(tmp_path / "missing.npz")
