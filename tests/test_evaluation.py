@@ -114,3 +114,85 @@ def test_statistics_file_round_trip(tmp_path):
     assert fid.frechet_distance(stats["mu"], stats["sigma"], *fid.compute_statistics(acts)) < 1e-9
     with pytest.raises(ValueError, match="reference_stats"):
         fid.load_statistics(tmp_path / "missing.npz")
+
+
+def _npz_config(tmp_path, n=13):
+    import ml_collections
+
+    x = np.zeros((n, 4, 4, 3), np.uint8)
+    x[:] = np.arange(n)[:, None, None, None]  # image i is constant i / 255
+    np.savez(tmp_path / "d.npz", x_train=x)
+    cfg = ml_collections.ConfigDict()
+    cfg.data = ml_collections.ConfigDict(
+        dict(
+            dataset="npz",
+            path=str(tmp_path / "d.npz"),
+            image_size=4,
+            centered=True,
+            random_flip=True,
+            uniform_dequantization=True,
+        )
+    )
+    return cfg
+
+
+def _fake_inception(images):
+    """Features that identify the image: pool_3 = its mean pixel (x 255) in 2 columns."""
+    m = images.mean(axis=(1, 2, 3)) * 255.0
+    return {"pool_3": np.stack([m, m**2], 1), "logits": np.stack([m, -m], 1)}
+
+
+def test_dataset_statistics_see_every_example_once(tmp_path):
+    import jax
+    from jax.sharding import Mesh
+
+    from score_sde.evaluation import evaluator
+
+    cfg = _npz_config(tmp_path)
+    mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
+    out = tmp_path / "stats.npz"
+    stats = evaluator.compute_dataset_statistics(
+        cfg, "train", out, batch_size=8, mesh=mesh, inception_fn=_fake_inception
+    )
+    # No flip, no dequantization, inverse-scaled to [0, 1]: features are exactly 0..12.
+    np.testing.assert_allclose(np.sort(stats["pool_3"][:, 0]), np.arange(13), atol=1e-4)
+    np.testing.assert_allclose(stats["mu"][0], 6.0, atol=1e-4)
+    assert fid.load_statistics(out)["sigma"].shape == (2, 2)
+
+
+def test_evaluate_split_drops_padding(tmp_path):
+    import jax
+
+    from score_sde import datasets
+    from score_sde.evaluation import evaluator
+
+    cfg = _npz_config(tmp_path)
+    ds = datasets.get_dataset(cfg, "train", batch_size=4, seed=0, uniform_dequantization=False)
+    values = evaluator.evaluate_split(
+        ds.epoch(), lambda key, x, i: (x.mean(axis=(1, 2, 3)) + 1) / 2 * 255, jax.random.key(0)
+    )
+    np.testing.assert_allclose(values, np.arange(13), atol=1e-4)
+
+
+def test_compute_metrics_with_reference():
+    from score_sde.evaluation import evaluator
+
+    rng = np.random.default_rng(7)
+    pool, ref = rng.standard_normal((300, 4)), rng.standard_normal((300, 4)) + 1
+    logits = rng.standard_normal((300, 10))
+    mu, sigma = fid.compute_statistics(ref)
+    m = evaluator.compute_metrics(
+        (pool, logits),
+        {"mu": mu, "sigma": sigma, "pool_3": ref},
+        num_samples=200,
+        kid_subsets=5,
+        kid_subset_size=100,
+    )
+    assert m["num_samples"] == 200
+    assert m["fid"] == pytest.approx(
+        fid.frechet_distance(*fid.compute_statistics(pool[:200]), mu, sigma)
+    )
+    assert m["inception_score"] == pytest.approx(fid.inception_score(logits[:200])[0])
+    assert m["kid"] > 0
+    with pytest.raises(ValueError, match="asked for"):
+        evaluator.compute_metrics((pool, logits), num_samples=301)
