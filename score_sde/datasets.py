@@ -20,6 +20,7 @@ Sources (`config.data.dataset`, case-insensitive):
       pip install tensorflow tensorflow-datasets
       tfds build cifar10 --file_format=array_record [--data_dir=DIR]
   and point `config.data.data_dir` (or $TFDS_DATA_DIR) at DIR.
+  With `config.data.path` set, these names read that `.npz` file or image folder instead.
 - 'ffhq' or 'folder': a folder of images (`config.data.path`; `path/<split>/` if present).
 - 'npz': `config.data.path`, arrays `x_<split>` / `<split>` / `x` / `images` (uint8 [N,H,W(,C)] or
   float in [0, 1]), labels `y_<split>` / `label` / `labels` optional.
@@ -473,7 +474,13 @@ def _tfds_source(name: str, split: str, spec: DataSpec):
         f"prepare it once with: pip install tensorflow tensorflow-datasets && tfds build "
         f"{tfds_name} --file_format=array_record"
         + (f" --data_dir={data_dir}" if data_dir else "")
-        + " (then set config.data.data_dir or $TFDS_DATA_DIR to that directory)"
+        + " (then set config.data.data_dir or $TFDS_DATA_DIR to that directory"
+        + (
+            "; celeb_a_hq needs its manual download first, see the TFDS catalog"
+            if name == "celebahq"
+            else ""
+        )
+        + "), or set config.data.path to an .npz file or a folder of images"
     )
     try:
         import tensorflow_datasets as tfds
@@ -588,7 +595,12 @@ def get_dataset(
             process_index=process_index,
             process_count=process_count,
         )
-    if name in _TFDS:
+    if name in _TFDS and spec.path:  # a prepared copy instead of TFDS: .npz file or folder
+        if spec.path.endswith(".npz"):
+            source = _npz_source(split, spec)
+        else:
+            source = _folder_source(split, spec, name)
+    elif name in _TFDS:
         source = _tfds_source(name, split, spec)
     elif name == "npz":
         source = _npz_source(split, spec)

@@ -244,3 +244,10 @@ def test_tfds_mock_data(name, size, monkeypatch):
         np.testing.assert_array_equal(b["x"], ds.batch(2)["x"])
         ev = list(datasets.get_dataset(cfg, "test", batch_size=4, seed=0).epoch())
         assert sum(int(e["mask"].sum()) for e in ev) == 10
+
+
+def test_named_dataset_from_path(npz_path):
+    path, x = npz_path
+    cfg = _config(dataset="CIFAR10", path=path)
+    ds = datasets.get_dataset(cfg, "test", batch_size=11, seed=0)
+    np.testing.assert_allclose(next(ds.epoch())["x"], x[:11] / 255.0, atol=1e-6)
