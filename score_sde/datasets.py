@@ -35,10 +35,11 @@ uniform dequantization `(255 x + U) / 256` if `config.data.uniform_dequantizatio
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -431,6 +432,25 @@ class ToyDataset:
             idx = np.arange(k * g + self.process_index * b, k * g + (self.process_index + 1) * b)
             mask = idx < self.num_examples
             yield {"x": data[np.where(mask, idx, 0)], "mask": mask}
+
+
+def prefetch(
+    dataset: Dataset | ToyDataset, steps: Iterable[int], buffer: int = 2
+) -> Iterator[dict[str, np.ndarray]]:
+    """`dataset.batch(step)` for each step, read `buffer` steps ahead on a background thread.
+
+    The batches are the same as without prefetching (each is a pure function of its step).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: collections.deque = collections.deque()
+        for step in steps:
+            pending.append(pool.submit(dataset.batch, step))
+            if len(pending) > buffer:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 # --------------------------------------------------------------------------------------------

@@ -78,16 +78,19 @@ def encode_png(image) -> bytes:
     )
 
 
-def _paeth_row(cur: np.ndarray, prev: np.ndarray, bpp: int) -> None:
-    a = np.zeros(bpp, np.int16)
-    c = np.zeros(bpp, np.int16)
-    for i in range(0, cur.size, bpp):
-        b = prev[i : i + bpp].astype(np.int16)
-        p = a + b - c
-        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-        pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-        cur[i : i + bpp] = (cur[i : i + bpp].astype(np.int16) + pred) & 0xFF
-        a, c = cur[i : i + bpp].astype(np.int16), b
+def _unfilter_sequential(kind: int, cur: bytearray, prev: bytes, bpp: int) -> None:
+    """Average (3) and Paeth (4) filters depend on the decoded left byte: plain-int loop."""
+    for i in range(len(cur)):
+        a = cur[i - bpp] if i >= bpp else 0
+        b = prev[i]
+        if kind == 3:
+            cur[i] = (cur[i] + ((a + b) >> 1)) & 0xFF
+        else:
+            c = prev[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = a if (pa <= pb and pa <= pc) else (b if pb <= pc else c)
+            cur[i] = (cur[i] + pred) & 0xFF
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -127,12 +130,10 @@ def decode_png(data: bytes) -> np.ndarray:
             cur = cur.reshape(stride)
         elif kind == 2:  # Up
             cur = cur + prev
-        elif kind == 3:  # Average
-            for i in range(stride):
-                left = int(cur[i - c]) if i >= c else 0
-                cur[i] = (int(cur[i]) + ((left + int(prev[i])) >> 1)) & 0xFF
-        elif kind == 4:
-            _paeth_row(cur, prev, c)
+        elif kind in (3, 4):  # Average, Paeth
+            row = bytearray(cur.tobytes())
+            _unfilter_sequential(int(kind), row, prev.tobytes(), c)
+            cur = np.frombuffer(bytes(row), np.uint8)
         elif kind != 0:
             raise ValueError(f"bad PNG filter type {kind} in row {y}")
         out[y] = cur

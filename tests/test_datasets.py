@@ -251,3 +251,12 @@ def test_named_dataset_from_path(npz_path):
     cfg = _config(dataset="CIFAR10", path=path)
     ds = datasets.get_dataset(cfg, "test", batch_size=11, seed=0)
     np.testing.assert_allclose(next(ds.epoch())["x"], x[:11] / 255.0, atol=1e-6)
+
+
+def test_prefetch_yields_the_same_batches(npz_path):
+    path, _ = npz_path
+    ds = datasets.get_dataset(_config(path=path, random_flip=True), "train", batch_size=4, seed=0)
+    got = list(datasets.prefetch(ds, range(3, 9), buffer=2))
+    assert len(got) == 6
+    for step, b in zip(range(3, 9), got, strict=True):
+        np.testing.assert_array_equal(b["x"], ds.batch(step)["x"])
