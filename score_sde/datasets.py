@@ -192,7 +192,8 @@ def _preprocess_fn(name: str, spec: DataSpec) -> Callable[[np.ndarray], np.ndarr
         if name == "lsun":
             if size == 128:
                 return central_crop(resize_small(image, size), size)
-            return crop_resize(image, size, "bicubic")
+            # The original casts this resize to uint8 (truncating); we round.
+            return np.round(crop_resize(image, size, "bicubic") * 255.0) / 255.0
         if image.shape[:2] == (size, size):
             return image
         if image.shape[0] != image.shape[1]:
@@ -237,10 +238,16 @@ class _TfdsSource:
     def __len__(self) -> int:
         return len(self.source)
 
+    def _read(self, idx: np.ndarray) -> list:
+        keys = [int(i) for i in idx]
+        try:  # one batched array_record read where supported
+            return list(self.source.__getitems__(keys))
+        except (AttributeError, TypeError):  # older sources, TFDS's mock
+            return [self.source[i] for i in keys]
+
     def get(self, idx: np.ndarray):
         images, labels = [], []
-        for i in idx:
-            ex = self.source[int(i)]
+        for ex in self._read(idx):
             image = ex["image"]
             if isinstance(image, bytes | np.bytes_):
                 image = image_io.decode_image(bytes(image))
