@@ -1,0 +1,86 @@
+"""Checkpoints: the one place that talks to orbax.
+
+Layout under the work directory:
+    checkpoints/<step>/        snapshots every config.training.snapshot_freq steps, all kept
+    checkpoints-meta/<step>/   one rolling preemption checkpoint (every snapshot_freq_for_preemption
+                               steps and on SIGTERM), only the newest kept
+Resuming restores the newest of the two. Writes are atomic (orbax renames a finished temporary
+directory), so a process killed mid-save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+SNAPSHOT_DIR = "checkpoints"
+PREEMPTION_DIR = "checkpoints-meta"
+
+
+def _abstract(tree):
+    """ShapeDtypeStructs (with shardings) to restore into: the arrays land where `tree` lives."""
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+        tree,
+    )
+
+
+class Checkpoints:
+    """Snapshot and preemption CheckpointManagers over one work directory."""
+
+    def __init__(self, workdir: str, *, read_only: bool = False):
+        workdir = os.path.abspath(workdir)
+        self.snapshots = ocp.CheckpointManager(
+            os.path.join(workdir, SNAPSHOT_DIR),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=None, create=not read_only, read_only=read_only
+            ),
+        )
+        self.preemption = ocp.CheckpointManager(
+            os.path.join(workdir, PREEMPTION_DIR),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1, create=not read_only, read_only=read_only
+            ),
+        )
+
+    def save(self, step: int, state, *, snapshot: bool) -> None:
+        """Saves `state` (a pytree of arrays) as a snapshot or the rolling preemption one."""
+        manager = self.snapshots if snapshot else self.preemption
+        if step in manager.all_steps():
+            return
+        manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+    def latest_step(self) -> int | None:
+        steps = [s for m in (self.snapshots, self.preemption) if (s := m.latest_step()) is not None]
+        return max(steps) if steps else None
+
+    def snapshot_steps(self) -> list[int]:
+        return sorted(self.snapshots.all_steps())
+
+    def restore(self, like, step: int | None = None):
+        """Restores checkpoint `step` (default: the newest) shaped and sharded like `like`.
+
+        Returns None when there is no checkpoint.
+        """
+        self.wait()
+        if step is None:
+            step = self.latest_step()
+            if step is None:
+                return None
+        for manager in (self.snapshots, self.preemption):
+            if step in manager.all_steps():
+                return manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
+        raise ValueError(
+            f"no checkpoint at step {step}; available: {sorted(self.snapshots.all_steps())} "
+            f"(snapshots), {sorted(self.preemption.all_steps())} (preemption)"
+        )
+
+    def wait(self) -> None:
+        self.snapshots.wait_until_finished()
+        self.preemption.wait_until_finished()
+
+    def close(self) -> None:
+        self.snapshots.close()
+        self.preemption.close()

@@ -1,0 +1,42 @@
+"""The launcher's modes, as importable functions: `run(mode, config, workdir)`.
+
+- train: `modes.train.train_and_evaluate` (then eval mode if config.training.eval_after_training)
+- eval: `modes.eval.evaluate`
+- sample: `modes.sample.sample`
+"""
+
+from __future__ import annotations
+
+MODES = ("train", "eval", "sample")
+
+
+def run(mode: str, config, workdir: str, **kw):
+    """Checks `config` (ConfigDict) and runs `mode` in `workdir`."""
+    from score_sde.modes.config import from_config
+
+    if mode not in MODES:
+        raise ValueError(f"--mode={mode!r} is not a mode; use one of {', '.join(MODES)}")
+    cfg = from_config(config)
+    match mode:
+        case "train":
+            from score_sde.modes.train import train_and_evaluate
+            from score_sde.parallel import to_host
+
+            state = train_and_evaluate(cfg, workdir, **kw)
+            if (
+                cfg.training.eval_after_training
+                and int(to_host(state.step)) == cfg.training.n_iters
+            ):
+                from score_sde.modes.eval import evaluate
+
+                kw.pop("dataset", None)
+                return evaluate(cfg, workdir, **kw)
+            return state
+        case "eval":
+            from score_sde.modes.eval import evaluate
+
+            return evaluate(cfg, workdir, **kw)
+        case "sample":
+            from score_sde.modes.sample import sample
+
+            return sample(cfg, workdir, **kw)

@@ -1,0 +1,147 @@
+"""Devices, mesh and sharding: data parallel over a ('data',) mesh on every device of every host.
+
+Parameters and optimizer state are replicated; batches are sharded along their batch axis. Each
+process feeds only its own rows of a global batch (`global_batch`), so a multi-host run reads every
+example exactly once per step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+@dataclass(frozen=True)
+class Topology:
+    process_index: int
+    process_count: int
+    local_devices: int
+    global_devices: int
+    platform: str
+
+    def describe(self) -> str:
+        return (
+            f"process {self.process_index}/{self.process_count}, {self.local_devices} local / "
+            f"{self.global_devices} global {self.platform} device(s)"
+        )
+
+
+def maybe_initialize_distributed(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
+    """Calls `jax.distributed.initialize` when this is one of several processes.
+
+    Explicit arguments (launch flags) win; otherwise the environment decides:
+    SCORE_SDE_COORDINATOR / SCORE_SDE_NUM_PROCESSES / SCORE_SDE_PROCESS_ID, or a cluster JAX detects
+    itself (SLURM, TPU pods, Open MPI: pass coordinator='auto'). A single process does nothing.
+    """
+    coordinator = coordinator or os.environ.get("SCORE_SDE_COORDINATOR")
+    if num_processes is None and "SCORE_SDE_NUM_PROCESSES" in os.environ:
+        num_processes = int(os.environ["SCORE_SDE_NUM_PROCESSES"])
+    if process_id is None and "SCORE_SDE_PROCESS_ID" in os.environ:
+        process_id = int(os.environ["SCORE_SDE_PROCESS_ID"])
+    if coordinator == "auto":
+        jax.distributed.initialize()
+        return
+    if coordinator is None:
+        if (num_processes or 1) > 1:
+            raise ValueError(
+                f"--num_processes={num_processes} needs --coordinator=HOST:PORT (or 'auto' on a "
+                "cluster JAX detects: SLURM, TPU pod, Open MPI)"
+            )
+        return
+    if num_processes is None or process_id is None:
+        raise ValueError(
+            f"--coordinator={coordinator} needs --num_processes and --process_id as well "
+            "(or SCORE_SDE_NUM_PROCESSES / SCORE_SDE_PROCESS_ID)"
+        )
+    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+
+
+def topology() -> Topology:
+    return Topology(
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+        jax.devices()[0].platform,
+    )
+
+
+def make_mesh(num_devices: int | None = None) -> Mesh:
+    """A 1-D ('data',) mesh over all devices (or the first `num_devices`, for tests)."""
+    devices = jax.devices() if num_devices is None else jax.devices()[:num_devices]
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
+    """Shards axis `batch_axis` over 'data' (axis 1 for stacked [steps, B, ...] batches)."""
+    return NamedSharding(mesh, P(*([None] * batch_axis), DATA_AXIS))
+
+
+def check_batch_size(
+    batch_size: int, mesh: Mesh, field: str = "config.training.batch_size"
+) -> None:
+    n = mesh.devices.size
+    if batch_size % n:
+        raise ValueError(
+            f"{field} ({batch_size}) must be divisible by the number of devices ({n}); "
+            f"use a multiple of {n}, e.g. {field}={max(n, batch_size // n * n)}"
+        )
+
+
+def local_batch_size(global_batch: int, mesh: Mesh) -> int:
+    """Rows of a global batch this process feeds (its devices' share)."""
+    n_local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    return global_batch * n_local // mesh.devices.size
+
+
+def global_batch(local, mesh: Mesh, batch_axis: int = 0):
+    """Assembles per-process host arrays (pytree) into global arrays sharded along `batch_axis`."""
+    sharding = batch_sharding(mesh, batch_axis)
+
+    def one(x):
+        x = np.asarray(x)
+        shape = list(x.shape)
+        shape[batch_axis] = shape[batch_axis] * mesh.devices.size // _local_devices(mesh)
+        return jax.make_array_from_process_local_data(sharding, x, tuple(shape))
+
+    return jax.tree.map(one, local)
+
+
+def _local_devices(mesh: Mesh) -> int:
+    return sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+
+def replicate(tree, mesh: Mesh):
+    """Puts a host pytree (identical on every process) on every device of the mesh."""
+    sharding = replicated(mesh)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda _: x), tree
+    )
+
+
+def to_host(tree):
+    """Fully replicated (or fully addressable) global arrays -> numpy, on every process."""
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            if x.sharding.is_fully_replicated:
+                return np.asarray(x.addressable_data(0))
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(jax.device_get(x))
+
+    return jax.tree.map(one, tree)

@@ -1,0 +1,137 @@
+"""Train step: 4 devices == 1 device, scan == loop, warmup, clipping, EMA, NaN stop."""
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from configs.toy import base  # noqa: E402
+from score_sde import checkpoint, parallel, train  # noqa: E402
+from score_sde.modes import common  # noqa: E402
+from score_sde.modes.config import from_config  # noqa: E402
+
+
+def tiny_config(**training):
+    c = base.get_config("toy/gmm")
+    c.model.nf = 16
+    c.model.num_layers = 1
+    c.training.batch_size = 16
+    c.training.n_iters = 8
+    c.training.n_jitted_steps = 2
+    c.training.snapshot_sampling = False
+    c.training.eval_after_training = False
+    c.optim.warmup = 4
+    for k, v in training.items():
+        c.training[k] = v
+    return c
+
+
+def _one_step(num_devices: int, batches):
+    cfg = from_config(tiny_config())
+    exp = common.build(cfg, parallel.make_mesh(num_devices))
+    state = exp.new_state()
+    step = train.make_train_steps(exp.loss_fn(train=True), exp.tx, 0.9, exp.mesh)
+    state, metrics = step(state, parallel.global_batch(batches, exp.mesh, batch_axis=1))
+    return parallel.to_host(state), parallel.to_host(metrics)
+
+
+def test_four_devices_equal_one_device():
+    assert jax.device_count() >= 4, "tests/conftest.py fakes 4 CPU devices"
+    x = np.asarray(jax.random.normal(jax.random.key(3), (1, 16, 2)))
+    s1, m1 = _one_step(1, {"x": x})
+    s4, m4 = _one_step(4, {"x": x})
+    np.testing.assert_allclose(m1["loss"], m4["loss"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s4), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # the step really moved the params (so the comparison is not vacuous)
+    s0 = parallel.to_host(
+        common.build(from_config(tiny_config()), parallel.make_mesh(1)).new_state()
+    )
+    moved = [
+        np.abs(a - b).max()
+        for a, b in zip(jax.tree.leaves(s0.params), jax.tree.leaves(s1.params), strict=True)
+    ]
+    assert max(moved) > 1e-4
+
+
+def test_scan_equals_python_loop():
+    """k steps in one lax.scan dispatch == k separate dispatches (same keys, same batches)."""
+    cfg = from_config(tiny_config())
+    exp = common.build(cfg, parallel.make_mesh(1))
+    loss_fn = exp.loss_fn(train=True)
+    xs = np.asarray(jax.random.normal(jax.random.key(4), (3, 16, 2)))
+    scanned = train.make_train_steps(loss_fn, exp.tx, 0.9, exp.mesh)
+    a, _ = scanned(exp.new_state(), parallel.global_batch({"x": xs}, exp.mesh, batch_axis=1))
+    b = exp.new_state()
+    for i in range(3):
+        b, _ = scanned(b, parallel.global_batch({"x": xs[i : i + 1]}, exp.mesh, batch_axis=1))
+    assert int(a.step) == int(b.step) == 3
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6, atol=1e-7)
+
+
+def test_warmup_clipping_and_ema_match_formulas():
+    """One step on loss = <w, g> has gradient g: check clip, Adam's first step, lr warmup, EMA."""
+    optim = train.OptimConfig(lr=0.1, warmup=10, grad_clip=1.0)
+    tx = train.make_optimizer(optim)
+    g = jnp.array([3.0, 4.0])  # norm 5 -> clipped to norm 1
+    loss_fn = lambda p, key, batch: jnp.sum(p["w"] * g)
+    state = train.init_state({"w": jnp.zeros(2)}, tx, jax.random.key(0))
+    new, metrics = train.train_step(state, {}, loss_fn=loss_fn, tx=tx, ema_rate=0.75)
+    lr0 = 0.1 * 1 / 10
+    # Adam's first step is lr * m_hat / (sqrt(v_hat) + eps) = lr * sign(g) (bias-corrected)
+    expected = -lr0 * np.sign(np.asarray(g))
+    np.testing.assert_allclose(new.params["w"], expected, rtol=1e-5)
+    np.testing.assert_allclose(new.ema_params["w"], 0.25 * expected, rtol=1e-5)
+    np.testing.assert_allclose(metrics["grad_norm"], 5.0, rtol=1e-6)
+    assert int(new.step) == 1
+    sched = train.learning_rate_schedule(optim)
+    np.testing.assert_allclose([sched(0), sched(4), sched(9), sched(100)], [0.01, 0.05, 0.1, 0.1])
+    # per-step keys depend on the step, and only on it
+    k1 = train.step_key(new)
+    assert not np.array_equal(jax.random.key_data(k1), jax.random.key_data(train.step_key(state)))
+
+
+class _NaNAfter:
+    """Dataset whose batches turn NaN from step `bad` on."""
+
+    def __init__(self, bad, batch=16):
+        self.bad, self.batch_size = bad, batch
+
+    def batch(self, step):
+        x = np.asarray(jax.random.normal(jax.random.key(step), (self.batch_size, 2)))
+        return {"x": x * np.nan if step >= self.bad else x}
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
+    from score_sde.modes.train import train_and_evaluate
+
+    c = tiny_config(
+        n_iters=20, snapshot_freq=100, snapshot_freq_for_preemption=4, log_freq=100, eval_freq=100
+    )
+    cfg = from_config(c)
+    with pytest.raises(
+        FloatingPointError, match=r"training loss is nan at step 7.*last good checkpoint"
+    ):
+        train_and_evaluate(cfg, str(tmp_path), dataset=_NaNAfter(6), mesh=parallel.make_mesh(1))
+    ckpts = checkpoint.Checkpoints(str(tmp_path))
+    assert ckpts.latest_step() == 4
+    exp = common.build(cfg, parallel.make_mesh(1))
+    restored = ckpts.restore(exp.state_like())
+    assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(restored.params))
+    assert int(restored.step) == 4
+
+
+def test_optimizer_config_errors():
+    with pytest.raises(ValueError, match=r"config.optim.optimizer \('SGD'\)"):
+        train.OptimConfig(optimizer="SGD")
+    assert isinstance(
+        train.make_optimizer(train.OptimConfig(grad_clip=-1.0)), optax.GradientTransformation
+    )
