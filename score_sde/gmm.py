@@ -59,30 +59,32 @@ class GaussianMixture(NamedTuple):
         post = jax.nn.softmax(logits)
         return jax.nn.logsumexp(logits), post @ score, post
 
-    def _at(self, x, alpha, std):
+    def evaluate(self, x, alpha, std):
+        """(log p [B], score [B, D], responsibilities [B, K]) of the mixture pushed through
+        x -> alpha x + std z (alpha, std: scalars or [B])."""
         alpha = jnp.broadcast_to(alpha, x.shape[:1])
         std = jnp.broadcast_to(std, x.shape[:1])
         return jax.vmap(self._one)(x, alpha, std)
 
     def log_prob(self, x: jax.Array) -> jax.Array:
         """log p_0(x) [B] for x [B, D]."""
-        return self._at(x, 1.0, 0.0)[0]
+        return self.evaluate(x, 1.0, 0.0)[0]
 
     def score(self, x: jax.Array) -> jax.Array:
         """grad log p_0(x) [B, D]."""
-        return self._at(x, 1.0, 0.0)[1]
+        return self.evaluate(x, 1.0, 0.0)[1]
 
     def responsibilities(self, x: jax.Array) -> jax.Array:
         """Posterior component probabilities p(k | x) [B, K] under p_0."""
-        return self._at(x, 1.0, 0.0)[2]
+        return self.evaluate(x, 1.0, 0.0)[2]
 
     def marginal_log_prob(self, sde: SDE, x: jax.Array, t: jax.Array) -> jax.Array:
         """log p_t(x) [B] under the SDE's perturbation kernel."""
-        return self._at(x, *sde.marginal_coeffs(t))[0]
+        return self.evaluate(x, *sde.marginal_coeffs(t))[0]
 
     def marginal_score(self, sde: SDE, x: jax.Array, t: jax.Array) -> jax.Array:
         """grad_x log p_t(x) [B, D]."""
-        return self._at(x, *sde.marginal_coeffs(t))[1]
+        return self.evaluate(x, *sde.marginal_coeffs(t))[1]
 
     def score_fn(self, sde: SDE):
         """The exact score as a sampler's score_fn(x [B, ...], t [B]) -> [B, ...] (x flattened to D)."""
