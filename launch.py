@@ -19,9 +19,26 @@ from ml_collections import config_flags
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DEFAULT_CONFIG = os.path.join(_HERE, "configs", "default.py")
 
-config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG, "Config file (a Python file with get_config()).", lock_config=True
-)
+
+def _fail_on_flag_error(error: Exception) -> None:
+    """One clear line (flag, value, fix) instead of a traceback, then exit status 2."""
+    if _HERE not in sys.path:
+        sys.path.insert(0, _HERE)
+    from score_sde.modes.config import explain_flag_error
+
+    print(f"error: {explain_flag_error(sys.argv, error, _DEFAULT_CONFIG)}", file=sys.stderr)
+    sys.exit(2)
+
+
+try:  # the config file and its --config.* overrides are applied here, at definition time
+    config_flags.DEFINE_config_file(
+        "config",
+        _DEFAULT_CONFIG,
+        "Config file (a Python file with get_config()).",
+        lock_config=True,
+    )
+except Exception as e:  # noqa: BLE001
+    _fail_on_flag_error(e)
 flags.DEFINE_string("workdir", "runs/default", "Directory for checkpoints, logs, samples.")
 flags.DEFINE_string("mode", "train", "train | eval | sample")
 flags.DEFINE_string(
@@ -40,19 +57,26 @@ def main(argv):
         sys.path.insert(0, _HERE)
     from score_sde import modes, parallel
 
-    if FLAGS.mode not in modes.MODES:
-        raise app.UsageError(
-            f"--mode={FLAGS.mode!r} is not a mode; use one of {', '.join(modes.MODES)}"
-        )
+    config_file = config_flags.get_config_filename(FLAGS["config"])
+    if not os.path.isfile(config_file):
+        _fail_on_flag_error(FileNotFoundError(config_file))
+    config = FLAGS.config
     try:
         parallel.maybe_initialize_distributed(
             FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id
         )
-        modes.run(FLAGS.mode, FLAGS.config, FLAGS.workdir)
+        modes.run(FLAGS.mode, config, FLAGS.workdir)
     except (ValueError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
 
+def _parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except Exception as e:  # noqa: BLE001
+        _fail_on_flag_error(e)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

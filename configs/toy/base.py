@@ -58,6 +58,7 @@ def get_config(dataset: str = "toy/gmm") -> ml_collections.ConfigDict:
     data.dataset = dataset
     data.dim = 2
     data.centered = False
+    data.path = ml_collections.config_dict.placeholder(str)  # for dataset='npz': points [N, 2]
 
     config.model = model = ml_collections.ConfigDict()
     model.name = "mlp"

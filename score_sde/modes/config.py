@@ -214,3 +214,53 @@ def from_config(config) -> RunConfig:
         centered=bool(config.data.get("centered", False)),
         raw=config,
     )
+
+
+# ---------------------------------------------------------------------------- command-line errors
+
+
+def _load_config_file(path: str):
+    import runpy
+
+    return runpy.run_path(path)["get_config"]()
+
+
+def explain_flag_error(argv: list[str], error: Exception, default_config: str) -> str:
+    """One line naming the flag at fault and the fix, for an error raised while parsing `argv`."""
+    import os
+
+    from absl import flags
+
+    config_path, overrides = default_config, []
+    args = iter(argv[1:])
+    for arg in args:
+        if arg == "--config":
+            config_path = next(args, config_path)
+        elif arg.startswith("--config="):
+            config_path = arg.split("=", 1)[1]
+        elif arg.startswith("--config."):
+            overrides.append(arg[len("--config.") :].split("=", 1)[0])
+    if not os.path.isfile(config_path):
+        return (
+            f"--config={config_path}: no such config file; pass a Python file defining "
+            "get_config(), e.g. --config=configs/toy/gmm.py"
+        )
+    if isinstance(error, flags.Error):
+        return f"{error}; pass a value of the field's type (see {config_path})"
+    try:
+        config = _load_config_file(config_path)
+    except Exception as e:  # noqa: BLE001 - reported as the cause
+        return f"--config={config_path}: the config file failed to load: {type(e).__name__}: {e}"
+    for path in overrides:
+        node, walked = config, "config"
+        for name in path.split("."):
+            keys = list(node.keys()) if hasattr(node, "keys") else []
+            if name not in keys:
+                close = difflib.get_close_matches(name, keys, n=1)
+                hint = f" (did you mean {walked}.{close[0]}?)" if close else ""
+                return (
+                    f"--config.{path}: {walked} has no field {name!r}{hint}; fix the spelling or "
+                    f"add the field to {config_path} (known: {', '.join(sorted(keys))})"
+                )
+            node, walked = node[name], f"{walked}.{name}"
+    return f"could not parse the command line: {type(error).__name__}: {error}"
