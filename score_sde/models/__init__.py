@@ -26,7 +26,9 @@ MODEL_NAMES = ("mlp", "ncsnpp", "ddpm", "ncsnv2", "ncsn")
 
 def build_module(config, key: jax.Array) -> nnx.Module:
     """The NNX module selected by config.model.name, initialized from key."""
-    rngs = nnx.Rngs(params=key)
+    from score_sde.models.layers import KeyGen
+
+    rngs = KeyGen(key)
     name = config.model.name
     match name:
         case "mlp":

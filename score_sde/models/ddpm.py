@@ -19,7 +19,7 @@ DDPMConfig = NCSNppConfig  # DDPM reads the subset of fields it needs
 class DDPM(nnx.Module):
     """DDPM U-Net."""
 
-    def __init__(self, cfg: NCSNppConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: NCSNppConfig, *, rngs: layers.KeyGen):
         self.cfg = cfg
         dt = layers.get_dtype(cfg.dtype)
         act = layers.get_act(cfg.nonlinearity)
@@ -37,7 +37,7 @@ class DDPM(nnx.Module):
         mods = []
         if cfg.conditional:
             mods += [layers.dense(nf, nf * 4, **kw), layers.dense(nf * 4, nf * 4, **kw)]
-        self.class_embed = (nnx.Embed(cfg.num_classes + 1, nf * 4, rngs=rngs)
+        self.class_embed = (layers.Embed(cfg.num_classes + 1, nf * 4, rngs=rngs)
                             if cfg.num_classes > 0 else None)
         mods.append(layers.conv(channels, nf, 3, **kw))
         hs_c = [nf]

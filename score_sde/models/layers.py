@@ -59,7 +59,8 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array | None, train: bool) -> ja
         return x
     if rng is None:
         raise ValueError(
-            f"dropout rate {rate} with train=True needs an explicit key: pass rng=jax.random.key(...)"
+            f"dropout rate {rate} with train=True needs an explicit key: "
+            "pass rng=jax.random.key(...)"
         )
     keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
@@ -89,7 +90,7 @@ class GaussianFourierProjection(nnx.Module):
     never trained: the forward pass stops its gradient.
     """
 
-    def __init__(self, embedding_size: int = 256, scale: float = 1.0, *, rngs: nnx.Rngs):
+    def __init__(self, embedding_size: int = 256, scale: float = 1.0, *, rngs: KeyGen):
         self.W = nnx.Param(jax.random.normal(rngs.params(), (embedding_size,)) * scale)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -98,13 +99,50 @@ class GaussianFourierProjection(nnx.Module):
         return jnp.concatenate([jnp.sin(x_proj), jnp.cos(x_proj)], axis=-1)
 
 
+class KeyGen:
+    """Parameter-initialization keys: fold_in(key, 0), fold_in(key, 1), ...
+
+    Plays the role of nnx.Rngs for our modules, with a Python counter (cheap under jax.eval_shape).
+    """
+
+    def __init__(self, key: jax.Array):
+        self.key, self.count = key, 0
+
+    def params(self) -> jax.Array:
+        self.count += 1
+        return jax.random.fold_in(self.key, self.count)
+
+
+class Dense(nnx.Module):
+    """y = x @ kernel [in, out] + bias [out], computed in `dtype` (params stay float32)."""
+
+    def __init__(self, in_features: int, out_features: int, *, use_bias: bool = True,
+                 init_scale: float = 1.0, dtype=jnp.float32, rngs: KeyGen):
+        self.kernel = nnx.Param(
+            default_init(init_scale)(rngs.params(), (in_features, out_features)))
+        self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = x.astype(self.dtype) @ self.kernel[...].astype(self.dtype)
+        return y if self.bias is None else y + self.bias[...].astype(self.dtype)
+
+
 def dense(in_features: int, out_features: int, *, init_scale: float = 1.0, dtype=jnp.float32,
-          rngs: nnx.Rngs, use_bias: bool = True) -> nnx.Linear:
+          rngs: KeyGen, use_bias: bool = True) -> Dense:
     """Linear layer with the DDPM initializer and zero bias."""
-    return nnx.Linear(
-        in_features, out_features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
-        kernel_init=default_init(init_scale), rngs=rngs,
-    )
+    return Dense(in_features, out_features, use_bias=use_bias, init_scale=init_scale, dtype=dtype,
+                 rngs=rngs)
+
+
+class Embed(nnx.Module):
+    """Lookup table embedding [num, features] (class labels)."""
+
+    def __init__(self, num: int, features: int, *, rngs: KeyGen):
+        self.embedding = nnx.Param(jax.random.normal(rngs.params(), (num, features)) * 0.02)
+
+    def __call__(self, idx: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding[...], idx, axis=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,16 +152,32 @@ def dense(in_features: int, out_features: int, *, init_scale: float = 1.0, dtype
 # ---------------------------------------------------------------------------------------------
 
 
+class Conv(nnx.Module):
+    """2-D convolution, NHWC: kernel [k, k, in, out], bias [out]; computed in `dtype`."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, *, stride: int = 1,
+                 padding=None, init_scale: float = 1.0, use_bias: bool = True,
+                 dtype=jnp.float32, rngs: KeyGen):
+        self.kernel = nnx.Param(
+            default_init(init_scale)(rngs.params(), (kernel, kernel, in_ch, out_ch)))
+        self.bias = nnx.Param(jnp.zeros((out_ch,))) if use_bias else None
+        if padding is None:
+            padding = ((kernel // 2, kernel // 2),) * 2
+        self.stride, self.padding = stride, tuple(tuple(p) for p in padding)
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = jax.lax.conv_general_dilated(
+            x.astype(self.dtype), self.kernel[...].astype(self.dtype), (self.stride,) * 2,
+            self.padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y if self.bias is None else y + self.bias[...].astype(self.dtype)
+
+
 def conv(in_ch: int, out_ch: int, kernel: int = 3, *, stride: int = 1, padding=None,
-         init_scale: float = 1.0, use_bias: bool = True, dtype=jnp.float32,
-         rngs: nnx.Rngs) -> nnx.Conv:
+         init_scale: float = 1.0, use_bias: bool = True, dtype=jnp.float32, rngs: KeyGen) -> Conv:
     """k x k convolution with the DDPM initializer (zero bias); 'same' padding by default."""
-    if padding is None:
-        padding = [(kernel // 2, kernel // 2)] * 2
-    return nnx.Conv(
-        in_ch, out_ch, (kernel, kernel), strides=stride, padding=padding, use_bias=use_bias,
-        dtype=dtype, param_dtype=jnp.float32, kernel_init=default_init(init_scale), rngs=rngs,
-    )
+    return Conv(in_ch, out_ch, kernel, stride=stride, padding=padding, init_scale=init_scale,
+                use_bias=use_bias, dtype=dtype, rngs=rngs)
 
 
 class GroupNorm(nnx.Module):
@@ -158,7 +212,7 @@ class NIN(nnx.Module):
     """Network-in-network (1x1) layer: x [..., in] @ W [in, out] + b [out]."""
 
     def __init__(self, in_dim: int, num_units: int, init_scale: float = 0.1, *, dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+                 rngs: KeyGen):
         self.W = nnx.Param(default_init(init_scale)(rngs.params(), (in_dim, num_units)))
         self.b = nnx.Param(jnp.zeros((num_units,)))
         self.dtype = dtype
@@ -180,7 +234,7 @@ class AttnBlock(nnx.Module):
     """DDPM self-attention block (32 groups); out = x + NIN_3(attn(GN(x)))."""
 
     def __init__(self, channels: int, *, skip_rescale: bool = False, init_scale: float = 0.0,
-                 num_groups: int | None = 32, dtype=jnp.float32, rngs: nnx.Rngs):
+                 num_groups: int | None = 32, dtype=jnp.float32, rngs: KeyGen):
         groups = ncsnpp_groups(channels) if num_groups is None else num_groups
         self.GroupNorm_0 = GroupNorm(channels, groups, dtype=dtype)
         self.NIN_0 = NIN(channels, channels, dtype=dtype, rngs=rngs)
@@ -207,7 +261,7 @@ class Upsample(nnx.Module):
 
     def __init__(self, in_ch: int, out_ch: int | None = None, *, with_conv: bool = False,
                  fir: bool = False, fir_kernel=(1, 3, 3, 1), conv_size: int = 3,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+                 dtype=jnp.float32, rngs: KeyGen):
         from score_sde.models.up_or_down_sampling import FIRConv
 
         out_ch = out_ch or in_ch
@@ -232,7 +286,7 @@ class Downsample(nnx.Module):
     """/2 downsampling: stride-2 3x3 conv after (0, 1) padding or average pooling; or FIR."""
 
     def __init__(self, in_ch: int, out_ch: int | None = None, *, with_conv: bool = False,
-                 fir: bool = False, fir_kernel=(1, 3, 3, 1), dtype=jnp.float32, rngs: nnx.Rngs):
+                 fir: bool = False, fir_kernel=(1, 3, 3, 1), dtype=jnp.float32, rngs: KeyGen):
         from score_sde.models.up_or_down_sampling import FIRConv
 
         out_ch = out_ch or in_ch
@@ -262,7 +316,7 @@ class ResnetBlockDDPM(nnx.Module):
     def __init__(self, in_ch: int, out_ch: int | None = None, *, act, temb_dim: int | None,
                  dropout: float, init_scale: float = 0.0, skip_rescale: bool = False,
                  conv_shortcut: bool = False, num_groups: int | None = 32, conv_size: int = 3,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+                 dtype=jnp.float32, rngs: KeyGen):
         out_ch = out_ch or in_ch
         g0 = ncsnpp_groups(in_ch) if num_groups is None else num_groups
         g1 = ncsnpp_groups(out_ch) if num_groups is None else num_groups
@@ -303,7 +357,7 @@ class ResnetBlockBigGAN(nnx.Module):
     def __init__(self, in_ch: int, out_ch: int | None = None, *, act, temb_dim: int | None,
                  dropout: float, up: bool = False, down: bool = False, fir: bool = False,
                  fir_kernel=(1, 3, 3, 1), init_scale: float = 0.0, skip_rescale: bool = True,
-                 conv_size: int = 3, dtype=jnp.float32, rngs: nnx.Rngs):
+                 conv_size: int = 3, dtype=jnp.float32, rngs: KeyGen):
         out_ch = out_ch or in_ch
         self.GroupNorm_0 = GroupNorm(in_ch, ncsnpp_groups(in_ch), dtype=dtype)
         self.Conv_0 = conv(in_ch, out_ch, conv_size, dtype=dtype, rngs=rngs)
@@ -345,7 +399,7 @@ class Combine(nnx.Module):
     """Merge an input-pyramid image into the feature map: cat or sum of Conv_0(x) (1x1) and y."""
 
     def __init__(self, dim1: int, dim2: int, method: str = "cat", *, dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+                 rngs: KeyGen):
         if method not in ("cat", "sum"):
             raise ValueError(
                 f"config.model.progressive_combine ({method!r}) must be 'cat' or 'sum'")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -52,7 +51,7 @@ class MLPConfig:
 class MLP(nnx.Module):
     """Residual MLP: x [B, D], labels [B] -> [B, D]."""
 
-    def __init__(self, cfg: MLPConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: MLPConfig, *, rngs: layers.KeyGen):
         self.cfg = cfg
         nf = cfg.nf
         dt = layers.get_dtype(cfg.dtype)
@@ -65,7 +64,7 @@ class MLP(nnx.Module):
         self.temb1 = layers.dense(4 * nf, 4 * nf, dtype=dt, rngs=rngs)
         if cfg.num_classes > 0:
             # index num_classes is the null label (classifier-free guidance)
-            self.label_emb = nnx.Embed(cfg.num_classes + 1, 4 * nf, rngs=rngs)
+            self.label_emb = layers.Embed(cfg.num_classes + 1, 4 * nf, rngs=rngs)
         self.inp = layers.dense(cfg.dim, nf, dtype=dt, rngs=rngs)
         self.hidden = nnx.List([layers.dense(nf, nf, dtype=dt, rngs=rngs)
                                 for _ in range(cfg.num_layers)])

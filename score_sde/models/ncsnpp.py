@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -94,7 +93,7 @@ class NCSNppConfig:
 class NCSNpp(nnx.Module):
     """NCSN++ / DDPM++ U-Net."""
 
-    def __init__(self, cfg: NCSNppConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: NCSNppConfig, *, rngs: layers.KeyGen):
         self.cfg = cfg
         dt = layers.get_dtype(cfg.dtype)
         act = layers.get_act(cfg.nonlinearity)
@@ -121,8 +120,7 @@ class NCSNpp(nnx.Module):
             temb_dim = nf * 4
         if cfg.num_classes > 0:
             # classes 0..num_classes-1 and the null label num_classes (classifier-free guidance)
-            self.class_embed = nnx.Embed(cfg.num_classes + 1, nf * 4, param_dtype=jnp.float32,
-                                         rngs=rngs)
+            self.class_embed = layers.Embed(cfg.num_classes + 1, nf * 4, rngs=rngs)
             temb_dim = nf * 4
         else:
             self.class_embed = None

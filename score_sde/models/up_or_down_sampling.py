@@ -67,14 +67,14 @@ def naive_downsample_2d(x: jax.Array, factor: int = 2) -> jax.Array:
 
 
 class FIRConv(nnx.Module):
-    """Conv2d fused with FIR up- or down-sampling (StyleGAN2 `upsample_conv_2d` / `conv_downsample_2d`).
+    """Conv2d fused with FIR up- or down-sampling (StyleGAN2 upsample_conv_2d / conv_downsample_2d).
 
     kernel [k, k, in, out], bias [out].
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, *, up: bool = False,
                  down: bool = False, resample_kernel=(1, 3, 3, 1), use_bias: bool = True,
-                 init_scale: float = 1.0, dtype=jnp.float32, rngs: nnx.Rngs):
+                 init_scale: float = 1.0, dtype=jnp.float32, rngs: layers.KeyGen):
         if up and down:
             raise ValueError("FIRConv: up and down cannot both be set")
         self.kernel = nnx.Param(
