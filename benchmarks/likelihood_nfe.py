@@ -32,7 +32,9 @@ from jax.sharding import PartitionSpec as P
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from score_sde import likelihood, models, sde as sde_lib, score_fn as score_lib  # noqa: E402
+from score_sde import likelihood, models  # noqa: E402
+from score_sde import score_fn as score_lib  # noqa: E402
+from score_sde import sde as sde_lib  # noqa: E402
 
 
 def _time(fn, *args, reps: int) -> float:
