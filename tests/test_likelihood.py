@@ -82,3 +82,18 @@ def test_likelihood_errors():
         likelihood.get_likelihood_fn(ALL_SDES["vp"], hutchinson_type="skilling")
     with pytest.raises(ValueError, match="eps"):
         likelihood.get_likelihood_fn(ALL_SDES["vp"], eps=2.0)
+
+
+def test_likelihood_over_four_devices_equals_one():
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    sde, gmm = ALL_SDES["subvp"], mixture_nd(4)
+    x = gmm.sample(jax.random.key(0), 16)
+    fn = jax.jit(likelihood.get_likelihood_fn(sde, eps=EPS), static_argnums=1)
+    one = fn(jax.random.key(1), gmm.score_fn(sde), x)[0]
+    mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
+    xs = jax.device_put(x, NamedSharding(mesh, P("data")))
+    four = fn(jax.random.key(1), gmm.score_fn(sde), xs)[0]
+    assert len(four.sharding.device_set) == 4
+    np.testing.assert_allclose(np.asarray(four), np.asarray(one), rtol=1e-5, atol=1e-4)
