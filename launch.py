@@ -67,7 +67,7 @@ def main(argv):
         )
         modes.run(FLAGS.mode, config, FLAGS.workdir)
     except (ValueError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).splitlines()), file=sys.stderr)
         sys.exit(2)
 
 

@@ -42,6 +42,12 @@ def get_default_configs():
     evaluate.enable_loss = True
     evaluate.enable_bpd = False
     evaluate.bpd_dataset = "test"
+    evaluate.num_repeats = 5  # bits/dim: dequantization draws over the whole test split
+    evaluate.enable_fid = True  # with enable_sampling: FID/IS/KID of num_samples samples
+    # None: $SCORE_SDE_INCEPTION_WEIGHTS, else ~/.cache/score_sde/inception_fid.npz
+    evaluate.inception_weights = ml_collections.config_dict.placeholder(str)
+    # None: assets/stats/<dataset>[_<category>]_<image_size>_train_stats.npz
+    evaluate.fid_stats = ml_collections.config_dict.placeholder(str)
 
     # data
     config.data = data = ml_collections.ConfigDict()

@@ -71,7 +71,17 @@ class Checkpoints:
                 return None
         for manager in (self.snapshots, self.preemption):
             if step in manager.all_steps():
-                return manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
+                try:
+                    return manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
+                except Exception as e:  # noqa: BLE001 - orbax raises many types; one message
+                    path = os.path.join(str(manager.directory), str(step))
+                    cause = " ".join(str(e).split())[:300]
+                    raise ValueError(
+                        f"checkpoint {path} cannot be restored into this config's train state "
+                        f"({type(e).__name__}: {cause}); it is damaged or was written with "
+                        "another config: rerun with the config it was trained with (saved as "
+                        "config.json in the work directory), or use a fresh --workdir"
+                    ) from None
         raise ValueError(
             f"no checkpoint at step {step}; available: {sorted(self.snapshots.all_steps())} "
             f"(snapshots), {sorted(self.preemption.all_steps())} (preemption)"

@@ -87,11 +87,12 @@ class Experiment:
             denoise=s.noise_removal,
         )
 
-    def draw_samples(
-        self, params, key, num: int, method: str, batch: int
-    ) -> tuple[np.ndarray, int]:
-        """`num` samples [num, *shape] (host numpy) with `method`, `batch` per call, spread over the
-        mesh: each device samples batch / devices examples with key fold_in(key, device)."""
+    def sample_batches(self, params, key, num: int, method: str, batch: int):
+        """Yields (x, nfe) until `num` samples are drawn: x [b, *shape] a global array sharded
+        over the mesh (b >= the rows still needed on the last call; trim it), `batch` per call.
+
+        Each device samples b / devices examples with key fold_in(fold_in(key, call), device).
+        """
         n_dev = self.mesh.devices.size
         per_device = max(1, -(-min(batch, num) // n_dev))
         sampler = self.sampler(method, per_device)
@@ -111,11 +112,18 @@ class Experiment:
                 check_vma=False,
             )
         )
-        out, nfe = [], 0
         for i in range(-(-num // (per_device * n_dev))):
-            x, n = run(params, jax.random.fold_in(key, i))
+            x, nfe = run(params, jax.random.fold_in(key, i))
+            yield x, int(parallel.to_host(nfe)[0])
+
+    def draw_samples(
+        self, params, key, num: int, method: str, batch: int
+    ) -> tuple[np.ndarray, int]:
+        """`num` samples [num, *shape] (host numpy, on every process) and the sampler's NFE."""
+        out, nfe = [], 0
+        for x, n in self.sample_batches(params, key, num, method, batch):
             out.append(parallel.to_host(x))
-            nfe = int(parallel.to_host(n)[0])
+            nfe = n
         return np.concatenate(out)[:num], nfe
 
 
@@ -221,7 +229,8 @@ def scatter_image(
 def save_scatter(path: str, panels: dict[str, np.ndarray], size: int = 256) -> None:
     """Side-by-side scatter plots (one per panel, axes fitted to the first), a PNG via image_io."""
     first = np.asarray(next(iter(panels.values())))
-    extent = float(np.quantile(np.abs(first[np.isfinite(first).all(-1)]), 0.999)) * 1.25
+    finite = first[np.isfinite(first).all(-1)]
+    extent = float(np.quantile(np.abs(finite), 0.999)) * 1.25 if len(finite) else 1.0
     colors = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
     tiles = [
         scatter_image([p], [colors[i % 4]], size=size, extent=extent)
@@ -233,17 +242,31 @@ def save_scatter(path: str, panels: dict[str, np.ndarray], size: int = 256) -> N
 def save_samples(
     path_stem: str, samples: np.ndarray, cfg: RunConfig, data: np.ndarray | None = None
 ):
-    """Writes `<stem>.npz` and a picture: a scatter plot (2-D data) or an image grid."""
+    """Writes `<stem>.npz` ("samples": the points, or images as uint8 [N, H, W, C]) and a
+    picture: a scatter plot (2-D data) or a grid of the first 64 images."""
+    if samples.ndim == 4:
+        samples = to_uint8_images(samples, cfg)
     np.savez(path_stem + ".npz", samples=samples)
     if samples.ndim == 2 and samples.shape[1] == 2:
         panels = {"data": data, "samples": samples} if data is not None else {"samples": samples}
         save_scatter(path_stem + ".png", panels)
     elif samples.ndim == 4:
-        from score_sde import datasets
+        n = min(len(samples), 64)
+        image_io.save_image_grid(path_stem + ".png", samples[:n], nrow=int(np.ceil(np.sqrt(n))))
 
-        images = np.clip(np.asarray(datasets.get_data_inverse_scaler(cfg.raw)(samples)), 0, 1)
-        n = min(len(images), 64)
-        image_io.save_image_grid(path_stem + ".png", images[:n], nrow=int(np.ceil(np.sqrt(n))))
+
+def to_images(x, cfg: RunConfig):
+    """Model-space samples [B, H, W, C] -> images in [0, 1] (jnp or numpy, like `x`)."""
+    from score_sde import datasets
+
+    return datasets.get_data_inverse_scaler(cfg.raw)(x).clip(0.0, 1.0)
+
+
+def to_uint8_images(x, cfg: RunConfig) -> np.ndarray:
+    """Model-space samples [B, H, W, C] -> uint8 images, rounded as a saved PNG is."""
+    if np.asarray(x).dtype == np.uint8:
+        return np.asarray(x)
+    return np.round(np.asarray(to_images(np.asarray(x, np.float32), cfg)) * 255.0).astype(np.uint8)
 
 
 def finite_or_raise(value: float, what: str, step: int) -> None:

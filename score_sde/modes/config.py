@@ -65,6 +65,11 @@ class EvalConfig:
     rtol: float = 1e-5
     atol: float = 1e-5
     samplers: tuple[str, ...] = ()  # () -> (config.sampling.method,)
+    num_repeats: int = 1  # bits/dim: dequantization draws over the split
+    # Image data, enable_sampling: FID/IS/KID of num_samples samples against reference statistics.
+    enable_fid: bool = True
+    inception_weights: str | None = None  # None: $SCORE_SDE_INCEPTION_WEIGHTS or ~/.cache/...
+    fid_stats: str | None = None  # None: assets/stats/<dataset>[_<category>]_<size>_train_stats.npz
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +200,8 @@ def from_config(config) -> RunConfig:
     ):
         _positive(f"config.training.{field}", getattr(training, field))
     _positive("config.eval.batch_size", evaluate.batch_size)
+    _positive("config.eval.num_repeats", evaluate.num_repeats)
+    _positive("config.eval.num_samples", evaluate.num_samples)
     _positive("config.sampling.batch_size", sampling.batch_size)
     if not 0.0 <= model.ema_rate < 1.0:
         raise ValueError(f"config.model.ema_rate ({model.ema_rate}) must lie in [0, 1)")
@@ -226,12 +233,14 @@ def _load_config_file(path: str):
 
 
 def explain_flag_error(argv: list[str], error: Exception, default_config: str) -> str:
-    """One line naming the flag at fault and the fix, for an error raised while parsing `argv`."""
+    """One line naming the flag at fault and the fix, for an error raised while parsing `argv`.
+
+    Cases: a missing config file, a config file that fails to load, an override of a field the
+    config does not have (with the closest name), an override value of the wrong type.
+    """
     import os
 
-    from absl import flags
-
-    config_path, overrides = default_config, []
+    config_path, overrides = default_config, {}
     args = iter(argv[1:])
     for arg in args:
         if arg == "--config":
@@ -239,19 +248,18 @@ def explain_flag_error(argv: list[str], error: Exception, default_config: str) -
         elif arg.startswith("--config="):
             config_path = arg.split("=", 1)[1]
         elif arg.startswith("--config."):
-            overrides.append(arg[len("--config.") :].split("=", 1)[0])
+            name, _, value = arg[len("--config.") :].partition("=")
+            overrides[name] = value
     if not os.path.isfile(config_path):
         return (
             f"--config={config_path}: no such config file; pass a Python file defining "
             "get_config(), e.g. --config=configs/toy/gmm.py"
         )
-    if isinstance(error, flags.Error):
-        return f"{error}; pass a value of the field's type (see {config_path})"
     try:
         config = _load_config_file(config_path)
     except Exception as e:  # noqa: BLE001 - reported as the cause
         return f"--config={config_path}: the config file failed to load: {type(e).__name__}: {e}"
-    for path in overrides:
+    for path, value in overrides.items():
         node, walked = config, "config"
         for name in path.split("."):
             keys = list(node.keys()) if hasattr(node, "keys") else []
@@ -263,4 +271,16 @@ def explain_flag_error(argv: list[str], error: Exception, default_config: str) -
                     f"add the field to {config_path} (known: {', '.join(sorted(keys))})"
                 )
             node, walked = node[name], f"{walked}.{name}"
-    return f"could not parse the command line: {type(error).__name__}: {error}"
+        if f"config.{path}" in str(error):
+            kind = "str" if node is None else type(node).__name__
+            return (
+                f"--config.{path}={value}: config.{path} takes a value of type {kind} (now "
+                f"{node!r} in {config_path}); pass e.g. --config.{path}={_override_example(node)}"
+            )
+    return f"{' '.join(str(error).split())}; see python launch.py --helpfull"
+
+
+def _override_example(value) -> str:
+    if isinstance(value, tuple | list):
+        return '"(' + ",".join(repr(v) for v in value) + (',)"' if len(value) == 1 else ')"')
+    return str(value) if value is not None else "VALUE"

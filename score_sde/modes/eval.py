@@ -5,8 +5,14 @@ bound), or the newest checkpoint of either kind when begin_ckpt < 0. Results go 
 `<workdir>/eval/<step>/results.json` with samples as `<method>.npz` / `<method>.png` beside it.
 
 Likelihood: log p(x) through the probability-flow ODE (score_sde.likelihood) with EMA params.
-Image data are dequantized uniformly and reported in bits/dim; 2-D toys in nats per example, next
-to the best single-Gaussian fit (and the true density where one is known).
+Image data: bits/dim over the whole `config.eval.bpd_dataset` split (the last batch padded and
+masked, never dropped), `config.eval.num_repeats` uniform dequantization draws. 2-D toys: nats per
+example, next to the best single-Gaussian fit (and the true density where one is known).
+
+Sample quality (image data, `enable_sampling` and `enable_fid`): `num_samples` samples per sampler
+drawn on every device of every host, their Inception activations gathered batch by batch, then
+FID / IS / KID against `config.eval.fid_stats` (`fid_<method>`, `inception_score_<method>`,
+`kid_<method>` in results.json). The weights and statistics are checked before anything runs.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from score_sde import likelihood, parallel, toy_data
+from score_sde.evaluation import inception as inception_lib
 from score_sde.metrics_log import MetricsLogger
 from score_sde.modes import common
 from score_sde.modes.config import RunConfig
@@ -41,29 +48,107 @@ def evaluate(cfg: RunConfig, workdir: str, *, mesh: Mesh | None = None, stream=N
     """Evaluates the configured checkpoints of `workdir`; one results dict per checkpoint."""
     workdir = common.prepare_workdir(workdir)
     exp = common.build(cfg, mesh)
-    main = common.is_main_process()
-    log = MetricsLogger(workdir, enabled=main, stream=stream)
+    sample_quality = fid_inputs(cfg, exp.shape)  # fails early when weights or stats are missing
     ckpts = common.open_checkpoints(workdir)
     steps = checkpoint_steps(cfg, ckpts)
     if not steps:
+        ckpts.close()
         raise ValueError(
             f"no checkpoint to evaluate in {workdir} "
             f"(config.eval.begin_ckpt={cfg.eval.begin_ckpt}, "
             f"end_ckpt={cfg.eval.end_ckpt}, snapshots: {ckpts.snapshot_steps()}); train first with "
             f"--mode=train --workdir={workdir}, or widen the range"
         )
+    log = MetricsLogger(workdir, enabled=common.is_main_process(), stream=stream)
+    inception_fn = None
+    if sample_quality is not None:
+        from score_sde.evaluation import evaluator
+
+        inception_fn = evaluator.get_inception_fn(mesh=exp.mesh, weights=sample_quality[0])
     all_results = []
     like = exp.state_like()
-    for step in steps:
-        state = ckpts.restore(like, step)
-        results = evaluate_params(exp, state.ema_params, workdir, step, log)
-        all_results.append(results)
-    ckpts.close()
-    log.close()
+    try:
+        for step in steps:
+            state = ckpts.restore(like, step)
+            results = evaluate_params(
+                exp, state.ema_params, workdir, step, log, inception_fn=inception_fn
+            )
+            all_results.append(results)
+    finally:
+        ckpts.close()
+        log.close()
     return all_results
 
 
-def evaluate_params(exp: common.Experiment, params, workdir: str, step: int, log: MetricsLogger):
+def default_fid_stats(raw) -> str:
+    """assets/stats/<dataset>[_<category>]_<image_size>_train_stats.npz for config.data."""
+    d = raw.data
+    parts = [str(d.dataset).lower().replace("/", "_")]
+    if d.get("category"):
+        parts.append(str(d.category))
+    if d.get("image_size"):
+        parts.append(str(d.image_size))
+    return os.path.join("assets", "stats", "_".join(parts) + "_train_stats.npz")
+
+
+def fid_inputs(cfg: RunConfig, shape: tuple[int, ...]) -> tuple[str, str] | None:
+    """(Inception weights path, reference statistics path) when eval computes FID/IS/KID, else
+    None (2-D data, sampling or FID off). Raises ValueError saying how to get a missing file."""
+    e = cfg.eval
+    if len(shape) != 3 or not (e.enable_sampling and e.enable_fid):
+        return None
+    weights = inception_lib.weights_path(e.inception_weights)
+    if not os.path.isfile(weights):
+        raise ValueError(
+            f"FID/IS/KID need the Inception weights, not found at {weights}: download "
+            f"{inception_lib.WEIGHTS_URL} and convert it once with `python -m "
+            f"score_sde.evaluation.inception pt_inception-2015-12-05-6726825d.pth --out "
+            f"{weights}` (needs torch), or point config.eval.inception_weights (or "
+            "$SCORE_SDE_INCEPTION_WEIGHTS) at the converted .npz; --config.eval.enable_fid=False "
+            "skips sample quality"
+        )
+    stats = os.path.expanduser(e.fid_stats or default_fid_stats(cfg.raw))
+    if not os.path.isfile(stats):
+        raise ValueError(
+            f"FID/KID need reference statistics of the data, not found at {stats}: make them "
+            "once with `python -m score_sde.evaluation.reference_stats --config=<this run's "
+            f"config file> --split=train --out={stats}`, or set config.eval.fid_stats to a "
+            "pytorch-fid .npz (mu, sigma); --config.eval.enable_fid=False skips sample quality"
+        )
+    return weights, stats
+
+
+def sample_quality_metrics(
+    exp: common.Experiment, batches, num: int, inception_fn, stats_path: str, keep: int = 0
+) -> tuple[dict, np.ndarray]:
+    """FID / IS / KID of the first `num` rows of `batches` (global model-space image arrays
+    [b, H, W, C], e.g. `exp.sample_batches`), and the first `keep` rows as uint8 images."""
+    from score_sde.evaluation import evaluator
+
+    acc, kept, seen = evaluator.FeatureAccumulator(), [], 0
+    for x in batches:
+        valid = min(len(x), num - seen)
+        if valid <= 0:
+            break
+        images = common.to_images(x, exp.cfg)
+        acc.add(inception_fn(images), mask=np.arange(len(x)) < valid)
+        if seen < keep:
+            rows = min(valid, keep - seen)
+            kept.append(np.round(parallel.to_host(images)[:rows] * 255.0).astype(np.uint8))
+        seen += valid
+    metrics = evaluator.compute_metrics(acc, stats_path, num_samples=num)
+    return metrics, (np.concatenate(kept) if kept else np.zeros((0, *exp.shape), np.uint8))
+
+
+def evaluate_params(
+    exp: common.Experiment,
+    params,
+    workdir: str,
+    step: int,
+    log: MetricsLogger,
+    *,
+    inception_fn=None,
+):
     cfg, e = exp.cfg, exp.cfg.eval
     out = os.path.join(workdir, "eval", str(step))
     if common.is_main_process():
@@ -76,21 +161,13 @@ def evaluate_params(exp: common.Experiment, params, workdir: str, step: int, log
         lik = _likelihood(exp, params)
         results.update(lik.pop("results"))
         for k, v in results.items():
-            if k.startswith(("test_", "bpd", "gaussian", "true")):
+            if k.startswith(("test_", "bpd", "gaussian", "true")) and isinstance(v, float):
                 log.info(f"checkpoint {step}: {k} {v:.5g}")
     if e.enable_sampling:
         for method in e.samplers or (cfg.sampling.method,):
             key = jax.random.fold_in(jax.random.fold_in(exp.key(common.KEY_SAMPLES), step), 1)
-            samples, nfe = exp.draw_samples(
-                params, key, e.num_samples, method, cfg.sampling.batch_size
-            )
-            results[f"nfe_{method}"] = nfe
-            if common.is_main_process():
-                common.save_samples(os.path.join(out, method), samples, cfg)
-            log.info(
-                f"checkpoint {step}: {len(samples)} {method} samples ({nfe} score evaluations) "
-                f"-> {os.path.join(out, method)}.png"
-            )
+            metrics, samples = _samples(exp, params, key, method, out, log, step, inception_fn)
+            results.update(metrics)
             if cfg.is_toy:
                 results[f"samples_{method}_mean"] = np.asarray(samples.mean(0)).tolist()
         if cfg.is_toy:
@@ -100,6 +177,49 @@ def evaluate_params(exp: common.Experiment, params, workdir: str, step: int, log
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
     return results
+
+
+# Image samples kept in <method>.npz (as uint8) when FID runs over many more.
+MAX_SAVED_SAMPLES = 10_000
+
+
+def _samples(exp, params, key, method: str, out: str, log, step: int, inception_fn):
+    """Draws config.eval.num_samples samples with `method`; writes <out>/<method>.npz and .png;
+    with `inception_fn` (image data) also FID / IS / KID against the reference statistics.
+    Returns ({metric: value}, the samples kept on the host)."""
+    cfg, e = exp.cfg, exp.cfg.eval
+    batches = exp.sample_batches(params, key, e.num_samples, method, cfg.sampling.batch_size)
+    nfe = [0]
+
+    def xs():
+        for x, n in batches:
+            nfe[0] = n
+            yield x
+
+    results = {}
+    if inception_fn is None:
+        samples = np.concatenate([parallel.to_host(x) for x in xs()])[: e.num_samples]
+    else:
+        stats = fid_inputs(cfg, exp.shape)[1]
+        metrics, samples = sample_quality_metrics(
+            exp, xs(), e.num_samples, inception_fn, stats, keep=MAX_SAVED_SAMPLES
+        )
+        for k, v in metrics.items():
+            results[f"{k}_{method}"] = v
+        log.info(
+            f"checkpoint {step}: {method} samples: FID {metrics['fid']:.4g}, IS "
+            f"{metrics['inception_score']:.4g}"
+            + (f", KID {metrics['kid']:.4g}" if "kid" in metrics else "")
+            + f" ({metrics['num_samples']} samples vs {stats})"
+        )
+    results[f"nfe_{method}"] = nfe[0]
+    if common.is_main_process():
+        common.save_samples(os.path.join(out, method), samples, cfg)
+    log.info(
+        f"checkpoint {step}: {e.num_samples} {method} samples ({nfe[0]} score evaluations) "
+        f"-> {os.path.join(out, method)}.png"
+    )
+    return results, samples
 
 
 def _eval_loss(exp: common.Experiment, params, step: int, num_batches: int = 8) -> float:
@@ -149,28 +269,43 @@ def _likelihood(exp: common.Experiment, params) -> dict:
         logp, _, nfe = lik_fn(key, lambda y, t: score_apply(params, y, t), x)
         return jax.lax.with_sharding_constraint(logp, rep), nfe
 
-    logps, xs, nfes = [], [], []
-    for i, batch in enumerate(ds.epoch(b // jax.process_count())):
-        gb = parallel.global_batch(batch, exp.mesh)
-        key = jax.random.fold_in(exp.key(common.KEY_LIKELIHOOD), i)
-        logp, nfe = logp_fn(params, key, gb["x"])
-        mask = _replicated_host(gb["mask"], exp.mesh)
-        logps.append(parallel.to_host(logp)[mask])
-        if not image:
-            xs.append(_replicated_host(gb["x"], exp.mesh)[mask])
-        nfes.append(int(parallel.to_host(nfe)))
-        if e.num_bpd_examples > 0 and sum(len(v) for v in logps) >= e.num_bpd_examples:
-            break
-    logp = np.concatenate(logps)
-    if e.num_bpd_examples > 0:
-        logp = logp[: e.num_bpd_examples]
-    results = {"likelihood_examples": int(len(logp)), "likelihood_nfe_mean": float(np.mean(nfes))}
+    def one_pass(repeat: int):
+        """log p of every example of the split (dequantization draw `repeat`), in order."""
+        logps, xs, nfes = [], [], []
+        base = jax.random.fold_in(exp.key(common.KEY_LIKELIHOOD), repeat)
+        for i, batch in enumerate(ds.epoch(b // jax.process_count(), repeat=repeat)):
+            gb = parallel.global_batch(batch, exp.mesh)
+            logp, nfe = logp_fn(params, jax.random.fold_in(base, i), gb["x"])
+            mask = _replicated_host(gb["mask"], exp.mesh)
+            logps.append(parallel.to_host(logp)[mask])
+            if not image:
+                xs.append(_replicated_host(gb["x"], exp.mesh)[mask])
+            nfes.append(int(parallel.to_host(nfe)))
+            if e.num_bpd_examples > 0 and sum(len(v) for v in logps) >= e.num_bpd_examples:
+                break
+        logp = np.concatenate(logps)
+        if e.num_bpd_examples > 0:
+            logp = logp[: e.num_bpd_examples]
+        return logp, xs, nfes
+
+    passes = [one_pass(r) for r in range(e.num_repeats)]
+    logp = np.concatenate([p[0] for p in passes])
+    xs = passes[0][1]
+    results = {
+        "likelihood_examples": int(len(passes[0][0])),
+        "likelihood_repeats": e.num_repeats,
+        "likelihood_nfe_mean": float(np.mean([n for p in passes for n in p[2]])),
+    }
     out = {"results": results, "x": None}
     if image:
         dims = int(np.prod(exp.shape))
         bpd = likelihood.bits_per_dim(jnp.asarray(logp), dims, centered=cfg.centered)
         results["bpd"] = float(np.mean(np.asarray(bpd)))
+        if e.num_repeats > 1:
+            per_repeat = np.asarray(bpd).reshape(e.num_repeats, -1).mean(1)
+            results["bpd_per_repeat"] = [float(v) for v in per_repeat]
         return out
+    logp = passes[0][0]
     x = np.concatenate(xs)[: len(logp)]
     results["test_log_likelihood"] = float(np.mean(logp))
     train_ds = datasets.get_dataset(cfg.raw, "train", batch_size=10_000, seed=cfg.seed + 2)

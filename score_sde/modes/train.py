@@ -75,12 +75,16 @@ def train_and_evaluate(
     main = common.is_main_process()
     log = MetricsLogger(workdir, enabled=main, total_steps=t.n_iters, stream=stream)
     log.info(f"topology: {parallel.topology().describe()}; mesh {dict(exp.mesh.shape)}")
-    if main:
+    ckpts = common.open_checkpoints(workdir)
+    try:
+        state = ckpts.restore(exp.state_like())
+    except ValueError:
+        ckpts.close()
+        log.close()
+        raise
+    if main:  # after the restore: a config that does not fit keeps the run's config.json
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(cfg.raw.to_json_best_effort(indent=2))
-
-    ckpts = common.open_checkpoints(workdir)
-    state = ckpts.restore(exp.state_like())
     if state is None:
         state = exp.new_state()
         log.info(

@@ -1,0 +1,265 @@
+"""Bad inputs to the launcher: one clear line naming the field or path and the fix, exit status 2,
+no traceback, and nothing in an existing work directory lost.
+
+Most cases call the importable functions the launcher calls (`explain_flag_error` on a real flag
+parse, `modes.run`); three run `launch.py` itself to check the exit status and stderr.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from configs.toy import base  # noqa: E402
+from score_sde import modes  # noqa: E402
+from score_sde.modes.config import explain_flag_error  # noqa: E402
+
+GMM = os.path.join(REPO, "configs", "toy", "gmm.py")
+
+
+def tiny_config(**fields):
+    """configs/toy/gmm.py shrunk to a few seconds; `fields` like {"training.n_iters": 2}."""
+    c = base.get_config("toy/gmm")
+    c.model.nf, c.model.num_layers, c.model.num_scales = 16, 1, 20
+    t = c.training
+    t.batch_size, t.n_iters, t.n_jitted_steps = 16, 2, 2
+    t.snapshot_sampling = t.eval_after_training = False
+    c.eval.num_samples = c.sampling.batch_size = c.sampling.num_samples = 16
+    for k, v in fields.items():
+        section, name = k.split(".")
+        try:
+            c[section][name] = v
+        except TypeError:  # a config file that sets another type than the base
+            del c[section][name]
+            c[section][name] = v
+    return c
+
+
+def snapshot(workdir) -> dict[str, str]:
+    """{relative path: sha1} of every file under `workdir`."""
+    out = {}
+    for root, _, files in os.walk(workdir):
+        for f in files:
+            path = os.path.join(root, f)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, workdir)] = hashlib.sha1(fh.read()).hexdigest()
+    return out
+
+
+def assert_kept(before: dict[str, str], workdir) -> None:
+    after = snapshot(workdir)
+    lost = {k for k, v in before.items() if after.get(k) != v}
+    assert not lost, f"lost or changed in the work directory: {sorted(lost)}"
+
+
+def assert_one_clear_line(message: str, *needles: str) -> None:
+    assert "\n" not in message.strip(), message
+    assert "Traceback" not in message
+    for n in needles:
+        assert n in message, f"{n!r} not in {message!r}"
+
+
+# ---------------------------------------------------------------------------- flag parsing
+
+
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (  # a field the config does not have, with the closest name
+            ["--config.training.n_iter=5"],
+            ["--config.training.n_iter", "did you mean config.training.n_iters?", "spelling"],
+        ),
+        (  # a section the config does not have
+            ["--config.trainin.n_iters=5"],
+            ["--config.trainin.n_iters", "did you mean config.training?"],
+        ),
+        (  # a value of the wrong type
+            ["--config.training.n_iters=abc"],
+            ["--config.training.n_iters=abc", "type int", "--config.training.n_iters=3000"],
+        ),
+        (
+            ["--config.training.snapshot_sampling=maybe"],
+            ["type bool", "--config.training.snapshot_sampling=True"],
+        ),
+        (  # a missing config file
+            ["--config=configs/nope.py"],
+            ["--config=configs/nope.py: no such config file", "--config=configs/toy/gmm.py"],
+        ),
+    ],
+)
+def test_flag_errors_name_the_flag_and_the_fix(argv, needles):
+    fv = flags.FlagValues()  # the launcher's flag, on a private registry
+    config_flags.DEFINE_config_file("config", GMM, flag_values=fv, lock_config=True)
+    try:
+        fv(["launch.py", *argv])
+        # ml_collections defers a missing file's error; launch.py checks the file after parsing
+        path = config_flags.get_config_filename(fv["config"])
+        error = None if os.path.isfile(path) else FileNotFoundError(path)
+    except Exception as e:  # noqa: BLE001
+        error = e
+    assert error is not None
+    assert_one_clear_line(explain_flag_error(["launch.py", *argv], error, GMM), *needles)
+
+
+# ---------------------------------------------------------------------------- modes.run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A work directory with a 2-step checkpoint of tiny_config()."""
+    workdir = tmp_path_factory.mktemp("trained")
+    modes.run("train", tiny_config(), str(workdir))
+    return workdir
+
+
+def _copy(trained, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(trained, workdir)
+    return workdir
+
+
+def _corrupt(workdir):
+    """Truncates every array file of the checkpoint at step 2."""
+    n = 0
+    for root, _, files in os.walk(workdir / "checkpoints" / "2"):
+        for f in files:
+            if not f.endswith((".json", "_METADATA", "_CHECKPOINT_METADATA")):
+                with open(os.path.join(root, f), "r+b") as fh:
+                    fh.truncate(max(0, os.path.getsize(os.path.join(root, f)) // 3))
+                n += 1
+    assert n
+
+
+CASES = {
+    "unknown mode": (
+        "fit",
+        {},
+        ["--mode='fit' is not a mode", "train, eval, sample"],
+    ),
+    "unknown field": (
+        "train",
+        {"training.n_iter": 5},
+        ["config.training.n_iter is not a known field", "did you mean config.training.n_iters?"],
+    ),
+    "missing field": (
+        "train",
+        {"training.n_iters": None},
+        ["config.training.n_iters is missing", "--config.training.n_iters=VALUE"],
+    ),
+    "wrong type": (
+        "train",
+        {"training.batch_size": "16"},
+        ["config.training.batch_size must be int, got str '16'"],
+    ),
+    "batch size vs devices": (
+        "train",
+        {"training.batch_size": 6},
+        ["config.training.batch_size (6) must be divisible by the number of devices (4)"],
+    ),
+    "unknown dataset": (
+        "train",
+        {"data.dataset": "cifar100"},
+        ["cifar100"],
+    ),
+    "missing data file": (
+        "train",
+        {"data.dataset": "npz", "data.path": "/nonexistent/points.npz"},
+        ["/nonexistent/points.npz"],
+    ),
+    "eval without checkpoint": (
+        "eval",
+        {},
+        ["no checkpoint to evaluate in", "--mode=train --workdir="],
+    ),
+    "sample without checkpoint": (
+        "sample",
+        {},
+        ["no checkpoint in", "--mode=train --workdir="],
+    ),
+    "resume with another model": (
+        "train",
+        {"model.nf": 32, "training.n_iters": 4},
+        ["checkpoints/2 cannot be restored", "config.json", "fresh --workdir"],
+    ),
+    "eval with another model": (
+        "eval",
+        {"model.nf": 32},
+        ["checkpoints/2 cannot be restored", "config.json"],
+    ),
+    "corrupt checkpoint": (
+        "eval",
+        {},
+        ["checkpoints/2 cannot be restored", "damaged"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_run_errors_name_the_field_and_keep_the_workdir(case, trained, tmp_path):
+    mode, fields, needles = CASES[case]
+    uses_checkpoint = "model" in case or "corrupt" in case
+    if uses_checkpoint:
+        workdir = _copy(trained, tmp_path)
+        if "corrupt" in case:
+            _corrupt(workdir)
+    else:
+        workdir = tmp_path / "run"
+        workdir.mkdir()
+    (workdir / "notes.txt").write_text("keep me")
+    before = snapshot(workdir)
+    config = tiny_config(**{k: v for k, v in fields.items() if v is not None})
+    for k, v in fields.items():
+        if v is None:
+            section, name = k.split(".")
+            del config[section][name]
+    with pytest.raises(ValueError) as info:
+        modes.run(mode, config, str(workdir))
+    assert_one_clear_line(str(info.value), *needles)
+    assert_kept(before, workdir)
+
+
+def test_unwritable_workdir(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me")
+    with pytest.raises(ValueError) as info:
+        modes.run("train", tiny_config(), str(blocker / "run"))
+    assert_one_clear_line(
+        str(info.value), f"--workdir {blocker / 'run'} is not writable", "--workdir="
+    )
+    assert blocker.read_text() == "keep me"
+
+
+# ---------------------------------------------------------------------------- launch.py itself
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--config.training.n_iter=5"], "did you mean config.training.n_iters?"),  # parse time
+        (["--config=configs/nope.py"], "no such config file"),
+        (["--mode=fit"], "--mode='fit' is not a mode"),  # modes.run's ValueError
+    ],
+)
+def test_launch_exits_2_with_one_line(args, needle, tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "notes.txt").write_text("keep me")
+    before = snapshot(workdir)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "launch.py", "--config=configs/toy/gmm.py", f"--workdir={workdir}", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+    assert_one_clear_line(lines[0], needle)
+    assert_kept(before, workdir)
