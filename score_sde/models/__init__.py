@@ -21,7 +21,7 @@ def data_shape(config) -> tuple[int, ...]:
     return (config.data.image_size, config.data.image_size, config.data.num_channels)
 
 
-MODEL_NAMES = ("mlp", "ncsnpp", "ddpm", "ncsnv2", "ncsn")
+MODEL_NAMES = ("mlp", "ncsnpp", "ddpm", "ncsnv2", "ncsnv2_64", "ncsnv2_128", "ncsnv2_256", "ncsn")
 
 
 def build_module(config, key: jax.Array) -> nnx.Module:
@@ -49,7 +49,7 @@ def build_module(config, key: jax.Array) -> nnx.Module:
             from score_sde.models import ddpm
 
             return ddpm.DDPM(ddpm.DDPMConfig.from_config(config), rngs=rngs)
-        case "ncsnv2":
+        case "ncsnv2" | "ncsnv2_64" | "ncsnv2_128" | "ncsnv2_256":
             from score_sde.models import ncsnv2
 
             return ncsnv2.NCSNv2(ncsnv2.NCSNv2Config.from_config(config), rngs=rngs)

@@ -153,23 +153,29 @@ class Embed(nnx.Module):
 
 
 class Conv(nnx.Module):
-    """2-D convolution, NHWC: kernel [k, k, in, out], bias [out]; computed in `dtype`."""
+    """2-D convolution, NHWC: kernel [k, k, in, out], bias [out]; computed in `dtype`.
+
+    'same' padding (dilation * (k // 2) each side) unless `padding` is given; the kernel is drawn
+    from `kernel_init` (default: the DDPM initializer with `init_scale`).
+    """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, *, stride: int = 1,
-                 padding=None, init_scale: float = 1.0, use_bias: bool = True,
-                 dtype=jnp.float32, rngs: KeyGen):
-        self.kernel = nnx.Param(
-            default_init(init_scale)(rngs.params(), (kernel, kernel, in_ch, out_ch)))
+                 padding=None, dilation: int = 1, init_scale: float = 1.0, use_bias: bool = True,
+                 kernel_init=None, dtype=jnp.float32, rngs: KeyGen):
+        init = default_init(init_scale) if kernel_init is None else kernel_init
+        self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, in_ch, out_ch)))
         self.bias = nnx.Param(jnp.zeros((out_ch,))) if use_bias else None
         if padding is None:
-            padding = ((kernel // 2, kernel // 2),) * 2
+            padding = ((dilation * (kernel // 2),) * 2,) * 2
         self.stride, self.padding = stride, tuple(tuple(p) for p in padding)
+        self.dilation = dilation
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = jax.lax.conv_general_dilated(
             x.astype(self.dtype), self.kernel[...].astype(self.dtype), (self.stride,) * 2,
-            self.padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            self.padding, rhs_dilation=(self.dilation,) * 2,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return y if self.bias is None else y + self.bias[...].astype(self.dtype)
 
 
