@@ -1,0 +1,115 @@
+"""Eval mode on images: FID / IS / KID of samples against reference statistics and bits/dim over
+the whole test split, with a random-weight Inception on scikit-learn's 8x8 digits (4 devices)."""
+
+import io
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from configs.vp.ddpm import cifar10  # noqa: E402
+from score_sde import datasets, modes, parallel  # noqa: E402
+from score_sde.evaluation import evaluator, fid, inception  # noqa: E402
+from score_sde.modes import common  # noqa: E402
+from score_sde.modes import eval as eval_mode  # noqa: E402
+from score_sde.modes.config import from_config  # noqa: E402
+
+DIGITS_TEST = 1797 - 1500  # datasets.py: train = the first 1500
+
+
+def digits_config(weights, stats):
+    """configs/vp/ddpm/cifar10.py shrunk to a tiny DDPM on 8x8 digits."""
+    c = cifar10.get_config()
+    c.data.dataset, c.data.image_size, c.data.num_channels = "digits", 8, 1
+    c.data.random_flip = False
+    m = c.model
+    m.nf, m.ch_mult, m.num_res_blocks, m.attn_resolutions, m.num_scales = 32, (1,), 1, (), 50
+    m.dropout = 0.0
+    t = c.training
+    t.batch_size, t.n_iters, t.snapshot_sampling = 16, 2, False
+    c.sampling.batch_size = 16
+    e = c.eval
+    e.begin_ckpt, e.batch_size = -1, 300  # the 297 test digits in one padded batch
+    e.enable_sampling, e.num_samples = True, 24  # two sampler calls, the second trimmed
+    e.enable_bpd, e.num_repeats, e.rtol, e.atol = True, 2, 1e-2, 1e-2
+    e.inception_weights, e.fid_stats = str(weights), str(stats)
+    return c
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Random Inception weights, one inception_fn, reference stats of 32 training digits."""
+    root = tmp_path_factory.mktemp("fid")
+    weights = root / "inception.npz"
+    np.savez(weights, **inception.random_flat_weights(0))
+    mesh = parallel.make_mesh()
+    inception_fn = evaluator.get_inception_fn(mesh=mesh, weights=weights)
+    stats = root / "digits_train_stats.npz"
+    config = digits_config(weights, stats)
+    evaluator.compute_dataset_statistics(
+        config, "train", stats, batch_size=32, mesh=mesh, max_examples=32, inception_fn=inception_fn
+    )
+    return root, weights, stats, inception_fn
+
+
+def test_fid_of_the_data_against_its_own_statistics_is_zero(setup):
+    _, weights, stats, inception_fn = setup
+    cfg = from_config(digits_config(weights, stats))
+    exp = common.build(cfg)
+    ds = datasets.get_dataset(cfg.raw, "train", batch_size=16, seed=0)
+    # the 32 digits the statistics were made of, in model space, as eval mode feeds samples
+    batches = (
+        parallel.global_batch(b["x"], exp.mesh) for b, _ in zip(ds.epoch(), range(2), strict=False)
+    )
+    metrics, kept = eval_mode.sample_quality_metrics(exp, batches, 32, inception_fn, stats, keep=8)
+    reference = fid.load_statistics(stats)
+    assert metrics["fid"] < 1e-6 * np.trace(reference["sigma"]) + 1e-6, metrics
+    assert np.isfinite(metrics["kid"])  # unbiased: not 0 on the very same rows
+    assert metrics["num_samples"] == 32 and metrics["inception_score"] >= 1.0
+    assert kept.shape == (8, 8, 8, 1) and kept.dtype == np.uint8
+
+
+@pytest.mark.slow
+def test_eval_mode_writes_fid_is_kid_and_bits_per_dim(setup):
+    root, weights, stats, _ = setup
+    workdir = str(root / "run")
+    config = digits_config(weights, stats)
+    modes.run("train", config, workdir, stream=io.StringIO())
+    out = io.StringIO()
+    (results,) = modes.run("eval", config, workdir, stream=out)
+    saved = json.load(open(os.path.join(workdir, "eval", "2", "results.json")))
+    assert saved == json.loads(json.dumps(results))
+    for k in ("fid_pc", "inception_score_pc", "kid_pc", "bpd"):
+        assert np.isfinite(saved[k]) and saved[k] > 0, (k, saved)
+    assert saved["num_samples_pc"] == 24
+    # bits/dim: every test example (no partial batch dropped), once per dequantization draw
+    assert saved["likelihood_examples"] == DIGITS_TEST and saved["likelihood_repeats"] == 2
+    assert len(saved["bpd_per_repeat"]) == 2
+    assert saved["bpd_per_repeat"][0] != saved["bpd_per_repeat"][1]
+    assert np.mean(saved["bpd_per_repeat"]) == pytest.approx(saved["bpd"], rel=1e-6)
+    samples = np.load(os.path.join(workdir, "eval", "2", "pc.npz"))["samples"]
+    assert samples.shape == (24, 8, 8, 1) and samples.dtype == np.uint8
+    assert "FID" in out.getvalue() and jax.device_count() == 4
+
+
+@pytest.mark.parametrize("missing", ["weights", "stats"])
+def test_missing_weights_or_statistics_say_how_to_make_them(setup, missing, tmp_path):
+    _, weights, stats, _ = setup
+    absent = str(tmp_path / "absent.npz")
+    config = digits_config(absent if missing == "weights" else weights,
+                           absent if missing == "stats" else stats)  # fmt: skip
+    with pytest.raises(ValueError) as info:
+        modes.run("eval", config, str(tmp_path / "run"))
+    message = str(info.value)
+    assert "\n" not in message and absent in message and "enable_fid=False" in message
+    if missing == "weights":
+        assert "python -m score_sde.evaluation.inception pt_inception-2015-12-05" in message
+    else:
+        assert "python -m score_sde.evaluation.reference_stats --config=" in message
+        assert "--split=train" in message
