@@ -132,3 +132,25 @@ def test_sample_mode_any_sampler_across_devices(run, method, predictor, correcto
     stem = os.path.join(workdir, "samples", f"ckpt_8_{method}")
     np.testing.assert_array_equal(np.load(stem + ".npz")["samples"], samples)
     assert _is_png(stem + ".png")
+
+
+def test_checkpoint_range_counts_snapshots_as_the_original():
+    """begin_ckpt..end_ckpt number snapshots (step // snapshot_freq), the final one included."""
+    from score_sde.modes.eval import checkpoint_steps
+
+    class Ckpts:
+        def snapshot_steps(self):
+            return [50, 100, 150, 200, 201]
+
+        def latest_step(self):
+            return 204  # a newer preemption checkpoint
+
+    def steps(begin, end):
+        c = tiny_config()
+        c.training.snapshot_freq, c.eval.begin_ckpt, c.eval.end_ckpt = 50, begin, end
+        return checkpoint_steps(from_config(c), Ckpts())
+
+    assert steps(2, 3) == [100, 150]
+    assert steps(3, -1) == [150, 201]  # 200 and 201 are both snapshot 4: the later one
+    assert steps(-1, -1) == [204]
+    assert steps(5, 9) == []

@@ -52,7 +52,7 @@ class SamplingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    begin_ckpt: int  # snapshot steps in [begin_ckpt, end_ckpt]; -1: the latest checkpoint only
+    begin_ckpt: int  # snapshots k = step // snapshot_freq in [begin, end]; -1: the newest only
     end_ckpt: int
     batch_size: int
     enable_sampling: bool

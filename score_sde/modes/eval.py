@@ -1,7 +1,9 @@
 """Eval mode: per checkpoint, eval loss, likelihood on a split, samples; one JSON each.
 
-Checkpoints: snapshot steps in [config.eval.begin_ckpt, config.eval.end_ckpt] (end < 0: no upper
-bound), or the newest checkpoint of either kind when begin_ckpt < 0. Results go to
+Checkpoints: the snapshots numbered begin_ckpt..end_ckpt (config.eval; end < 0: no upper bound),
+snapshot k being step k * config.training.snapshot_freq as in the original code (the final one,
+at n_iters, counts as n_iters // snapshot_freq), or the newest checkpoint of either kind when
+begin_ckpt < 0. Results go to
 `<workdir>/eval/<step>/results.json` with samples as `<method>.npz` / `<method>.png` beside it.
 
 Likelihood: log p(x) through the probability-flow ODE (score_sde.likelihood) with EMA params.
@@ -33,14 +35,17 @@ from score_sde.modes.config import RunConfig
 
 
 def checkpoint_steps(cfg: RunConfig, ckpts) -> list[int]:
+    """Steps to evaluate: snapshot k = step // snapshot_freq for k in [begin_ckpt, end_ckpt] (the
+    later step where two share a number), or [the newest step] when begin_ckpt < 0."""
     e = cfg.eval
     if e.begin_ckpt < 0:
         latest = ckpts.latest_step()
         return [] if latest is None else [latest]
+    by_number = {s // cfg.training.snapshot_freq: s for s in sorted(ckpts.snapshot_steps())}
     return [
         s
-        for s in ckpts.snapshot_steps()
-        if s >= e.begin_ckpt and (e.end_ckpt < 0 or s <= e.end_ckpt)
+        for k, s in sorted(by_number.items())
+        if k >= e.begin_ckpt and (e.end_ckpt < 0 or k <= e.end_ckpt)
     ]
 
 
@@ -56,8 +61,10 @@ def evaluate(cfg: RunConfig, workdir: str, *, mesh: Mesh | None = None, stream=N
         raise ValueError(
             f"no checkpoint to evaluate in {workdir} "
             f"(config.eval.begin_ckpt={cfg.eval.begin_ckpt}, "
-            f"end_ckpt={cfg.eval.end_ckpt}, snapshots: {ckpts.snapshot_steps()}); train first with "
-            f"--mode=train --workdir={workdir}, or widen the range"
+            f"end_ckpt={cfg.eval.end_ckpt}: snapshot numbers, step // snapshot_freq "
+            f"({cfg.training.snapshot_freq}); snapshot steps: {ckpts.snapshot_steps()}); train "
+            f"first with --mode=train --workdir={workdir}, widen the range, or pass "
+            "--config.eval.begin_ckpt=-1 for the newest checkpoint"
         )
     log = MetricsLogger(workdir, enabled=common.is_main_process(), stream=stream)
     inception_fn = None
