@@ -5,6 +5,11 @@
     python launch.py --config configs/toy/gmm.py --workdir runs/gmm --config.training.n_iters=2000
     python launch.py --config ... --workdir ... --mode eval     # or --mode sample
 
+Eval mode on images with config.eval.enable_sampling also reports FID/IS/KID: it needs the
+converted Inception weights (python -m score_sde.evaluation.inception --help) and reference
+statistics (python -m score_sde.evaluation.reference_stats --help); it says so if either is missing.
+Bad flags, config fields, work directories or checkpoints: one line on stderr, exit status 2.
+
 Several processes (one per host): pass --coordinator=HOST:PORT --num_processes=N --process_id=I,
 or --coordinator=auto where JAX detects the cluster (SLURM, TPU pods, Open MPI).
 Kept short on purpose: the logic lives in score_sde.modes.
