@@ -1,5 +1,6 @@
 """Multi-process data parallelism: two processes on localhost == one process, same global batch."""
 
+import json
 import os
 import socket
 import subprocess
@@ -59,7 +60,11 @@ def test_two_processes_match_one_process(tmp_path):
     procs = [
         subprocess.Popen(
             _cmd(tmp_path / "two", data) + [coord, "--num_processes=2", f"--process_id={i}"],
-            cwd=REPO, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPO,
+            env=_env(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for i in range(2)
     ]
@@ -68,6 +73,8 @@ def test_two_processes_match_one_process(tmp_path):
         assert p.returncode == 0, err[-3000:]
     assert "process 0/2, 1 local / 2 global" in outs[0][0]
     assert "topology" not in outs[1][0] and "loss" not in outs[1][0]  # only process 0 logs
+    with open(tmp_path / "two" / "metrics.jsonl") as f:  # ... and writes metrics, once per step
+        assert [json.loads(line)["step"] for line in f if '"loss"' in line] == [2, 4, 6]
 
     # Lockstep: the logged losses of the two runs agree step by step.
     def losses(text):
