@@ -2,12 +2,14 @@
 
 - train: `modes.train.train_and_evaluate` (then eval mode if config.training.eval_after_training)
 - eval: `modes.eval.evaluate`
-- sample: `modes.sample.sample`
+- sample: `modes.sample.sample`, or with config.condition.task set (class, inpaint, colorize)
+  `modes.sample_conditional.sample_conditional`
+- train_classifier: `modes.train_classifier.train_classifier` (noise-conditional classifier)
 """
 
 from __future__ import annotations
 
-MODES = ("train", "eval", "sample")
+MODES = ("train", "eval", "sample", "train_classifier")
 
 
 def run(mode: str, config, workdir: str, **kw):
@@ -37,6 +39,16 @@ def run(mode: str, config, workdir: str, **kw):
 
             return evaluate(cfg, workdir, **kw)
         case "sample":
+            from score_sde.modes.conditioning import ConditionConfig
+
+            if ConditionConfig.from_config(config).task != "none":  # controllable generation
+                from score_sde.modes.sample_conditional import sample_conditional
+
+                return sample_conditional(cfg, workdir, **kw)
             from score_sde.modes.sample import sample
 
             return sample(cfg, workdir, **kw)
+        case "train_classifier":
+            from score_sde.modes.train_classifier import train_classifier
+
+            return train_classifier(cfg, workdir, **kw)

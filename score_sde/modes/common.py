@@ -48,7 +48,7 @@ class Experiment:
 
     def loss_fn(self, *, train: bool):
         t = self.cfg.training
-        return losses_lib.get_loss_fn(
+        loss_fn = losses_lib.get_loss_fn(
             self.sde,
             self.apply_fn,
             continuous=t.continuous,
@@ -57,6 +57,12 @@ class Experiment:
             likelihood_weighting=t.likelihood_weighting,
             importance_weighting=t.importance_weighting,
         )
+        if train:  # classifier-free guidance: labels -> null with prob. config.model.class_dropout
+            from score_sde import guidance
+            from score_sde.modes.conditioning import label_dropout
+
+            loss_fn = guidance.with_label_dropout(loss_fn, *label_dropout(self.cfg.raw))
+        return loss_fn
 
     def abstract_state(self):
         return jax.eval_shape(
