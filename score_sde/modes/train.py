@@ -72,6 +72,9 @@ def train_and_evaluate(
     workdir = common.prepare_workdir(workdir)
     exp = common.build(cfg, mesh)
     t = cfg.training
+    # data first: a missing dataset fails before anything is initialized or written
+    train_ds = dataset or common.get_dataset(cfg, "train", global_batch=t.batch_size, seed=cfg.seed)
+    eval_ds = common.get_dataset(cfg, "test", global_batch=t.batch_size, seed=cfg.seed + 1)
     main = common.is_main_process()
     log = MetricsLogger(workdir, enabled=main, total_steps=t.n_iters, stream=stream)
     log.info(f"topology: {parallel.topology().describe()}; mesh {dict(exp.mesh.shape)}")
@@ -94,8 +97,6 @@ def train_and_evaluate(
         log.info(f"resumed from step {int(state.step)} in {workdir}")
     step = int(state.step)
 
-    train_ds = dataset or common.get_dataset(cfg, "train", global_batch=t.batch_size, seed=cfg.seed)
-    eval_ds = common.get_dataset(cfg, "test", global_batch=t.batch_size, seed=cfg.seed + 1)
     train_steps = train.make_train_steps(
         exp.loss_fn(train=True), exp.tx, cfg.model.ema_rate, exp.mesh
     )
