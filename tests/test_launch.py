@@ -109,6 +109,14 @@ def test_flag_errors_name_the_flag_and_the_fix(argv, needles):
     assert_one_clear_line(explain_flag_error(["launch.py", *argv], error, GMM), *needles)
 
 
+def test_config_file_that_fails_to_load(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def get_config():\n    return 1 +\n")
+    argv = ["launch.py", f"--config={bad}"]
+    message = explain_flag_error(argv, RuntimeError("deferred"), GMM)
+    assert_one_clear_line(message, f"--config={bad}: the config file failed to load", "SyntaxError")
+
+
 # ---------------------------------------------------------------------------- modes.run
 
 
@@ -153,6 +161,11 @@ CASES = {
         "train",
         {"training.n_iters": None},
         ["config.training.n_iters is missing", "--config.training.n_iters=VALUE"],
+    ),
+    "missing section": (
+        "train",
+        {"training.*": None},
+        ["config.training is missing", "configs/toy/base.py"],
     ),
     "wrong type": (
         "train",
@@ -219,7 +232,10 @@ def test_run_errors_name_the_field_and_keep_the_workdir(case, trained, tmp_path)
     for k, v in fields.items():
         if v is None:
             section, name = k.split(".")
-            del config[section][name]
+            if name == "*":
+                del config[section]
+            else:
+                del config[section][name]
     with pytest.raises(ValueError) as info:
         modes.run(mode, config, str(workdir))
     assert_one_clear_line(str(info.value), *needles)
