@@ -28,6 +28,7 @@ from score_sde.models import classifier as classifier_lib
 from score_sde.models.layers import KeyGen
 from score_sde.modes import common
 from score_sde.modes.config import RunConfig
+from score_sde.sde import SDE, batch_mul, get_sde
 
 CLASSIFIER_DIR = "classifier"
 
@@ -129,18 +130,20 @@ def train_classifier(
     """
     workdir = os.path.join(common.prepare_workdir(workdir), CLASSIFIER_DIR)
     os.makedirs(workdir, exist_ok=True)
-    exp = common.build(cfg, mesh)
+    mesh = mesh or parallel.make_mesh()
+    sde = make_sde(cfg)
     t = ClassifierTraining.from_config(cfg.raw)
-    parallel.check_batch_size(t.batch_size, exp.mesh, field="config.classifier.batch_size")
+    parallel.check_batch_size(t.batch_size, mesh, field="config.classifier.batch_size")
     apply_fn, init_params = build_classifier(cfg)
     tx = _optimizer(t)
     main = common.is_main_process()
     log = MetricsLogger(workdir, enabled=main, total_steps=t.n_iters, stream=stream)
 
     ckpts = common.open_checkpoints(workdir)
-    state = ckpts.restore(_state_like(init_params, tx, exp.mesh))
+    state = ckpts.restore(_state_like(init_params, tx, mesh))
     if state is None:
-        state = train.make_init_state(init_params, tx, exp.mesh)(exp.key(common.KEY_INIT))
+        key = jax.random.fold_in(jax.random.key(cfg.seed), common.KEY_INIT)
+        state = train.make_init_state(init_params, tx, mesh)(key)
         n_params = sum(x.size for x in jax.tree.leaves(state.params))
         log.info(f"new classifier in {workdir}; params: {n_params:,}")
     else:
@@ -148,8 +151,8 @@ def train_classifier(
     step = int(state.step)
 
     train_ds = dataset or common.get_dataset(cfg, "train", global_batch=t.batch_size, seed=cfg.seed)
-    loss_fn = guidance.get_classifier_loss_fn(exp.sde, apply_fn, train=True, eps=t.eps)
-    train_steps = train.make_train_steps(loss_fn, tx, t.ema_rate, exp.mesh)
+    loss_fn = guidance.get_classifier_loss_fn(sde, apply_fn, train=True, eps=t.eps)
+    train_steps = train.make_train_steps(loss_fn, tx, t.ema_rate, mesh)
     try:
         while step < t.n_iters:
             n = min(t.n_jitted_steps, t.n_iters - step)
@@ -160,7 +163,7 @@ def train_classifier(
                     "dataset (e.g. digits, or an npz with y_train)"
                 )
             batches = parallel.global_batch(
-                {k: np.stack([b[k] for b in local]) for k in ("x", "label")}, exp.mesh, 1
+                {k: np.stack([b[k] for b in local]) for k in ("x", "label")}, mesh, 1
             )
             state, metrics = train_steps(state, batches)
             old, step = step, step + n
@@ -172,7 +175,7 @@ def train_classifier(
                 log.progress(step, {"loss": float(losses.mean())}, batch_size=t.batch_size)
             if step // t.snapshot_freq > old // t.snapshot_freq or last:
                 ckpts.save(step, state, snapshot=True)
-        accuracy = evaluate_classifier(cfg, exp, apply_fn, state.ema_params)
+        accuracy = evaluate_classifier(cfg, sde, mesh, apply_fn, state.ema_params)
         log.write(step, {f"test_accuracy_t{k}": v for k, v in accuracy.items()})
         log.info(
             "classifier test accuracy (EMA) at t = "
@@ -185,20 +188,28 @@ def train_classifier(
     return state
 
 
-def evaluate_classifier(cfg, exp, apply_fn, params, times=(0.0, 0.25, 0.5, 0.75)) -> dict:
+def evaluate_classifier(cfg, sde, mesh, apply_fn, params, times=(0.0, 0.25, 0.5, 0.75)) -> dict:
     """Test-split accuracy of the classifier on x_t at a few times t (fixed noise draws)."""
-    ds = common.get_dataset(cfg, "test", global_batch=exp.mesh.devices.size, seed=cfg.seed)
+    ds = common.get_dataset(cfg, "test", global_batch=mesh.devices.size, seed=cfg.seed)
     x, y = [], []
     for b in ds.epoch(256):
         x.append(b["x"][b["mask"]])
         y.append(b["label"][b["mask"]])
     x, y = jnp.asarray(np.concatenate(x)), jnp.asarray(np.concatenate(y))
+    key = jax.random.fold_in(jax.random.key(cfg.seed), common.KEY_EVAL_LOSS)
+    accuracy = jax.jit(guidance.classifier_accuracy, static_argnums=0)
     out = {}
     for i, t in enumerate(times):
         tt = jnp.full((len(x),), max(t, 1e-5))
-        mean, std = exp.sde.marginal_prob(x, tt)
-        z = jax.random.normal(jax.random.fold_in(exp.key(common.KEY_EVAL_LOSS), i), x.shape)
-        xt = mean + std[:, None, None, None] * z
-        acc = jax.jit(guidance.classifier_accuracy, static_argnums=0)(apply_fn, params, xt, y, tt)
-        out[t] = float(acc)
+        mean, std = sde.marginal_prob(x, tt)
+        xt = mean + batch_mul(std, jax.random.normal(jax.random.fold_in(key, i), x.shape))
+        out[t] = float(accuracy(apply_fn, params, xt, y, tt))
     return out
+
+
+def make_sde(cfg: RunConfig) -> SDE:
+    """The config's SDE (as common.build makes it), without building the score network."""
+    m = cfg.model
+    if cfg.training.sde.lower() == "vesde":
+        return get_sde("vesde", sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=m.num_scales)
+    return get_sde(cfg.training.sde, beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales)
