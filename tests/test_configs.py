@@ -58,6 +58,7 @@ ALL_CONFIGS = sorted(
     str(p.relative_to(ROOT / "configs"))
     for d in ("vp", "subvp", "ve", "digits")
     for p in (ROOT / "configs" / d).rglob("*.py")
+    if p.name != "base.py"  # shared defaults, not a config
 )
 
 
