@@ -9,7 +9,7 @@ import pytest
 
 from score_sde import sampling
 from score_sde.gmm import GaussianMixture
-from score_sde.sde import SubVPSDE
+from score_sde.sde import VPSDE, SubVPSDE
 from tests.oracles import ALL_SDES, assert_matches_mixture, mixture_2d, mixture_nd
 
 N_SAMPLES = 3000
@@ -99,7 +99,8 @@ def test_corrector_alone_converges_to_p_t(sde_name, corrector):
 
 def test_pc_sampler_with_sharded_batch_equals_unsharded():
     """Four devices, batch split along 'data': the same samples as on one device (global norms)."""
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     sde, gmm = ALL_SDES["ve"], mixture_2d()
     mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
@@ -132,5 +133,12 @@ def test_nfe_and_errors():
     with pytest.raises(ValueError, match="probability-flow"):
         sampling.get_pc_sampler(sde, (2, 2), "ancestral_sampling", "none", probability_flow=True)(
             jax.random.key(0), score)
+    with pytest.raises(ValueError, match=r"N > beta_max.*num_scales"):
+        sampling.get_pc_sampler(VPSDE(N=20), (2, 2), "reverse_diffusion", "none")
+    with pytest.raises(ValueError, match="corrector langevin"):
+        sampling.get_pc_sampler(VPSDE(N=10), (2, 2), "euler_maruyama", "langevin")
+    x, _ = sampling.get_pc_sampler(VPSDE(N=10), (2, 2), "euler_maruyama", "none")(
+        jax.random.key(0), score)
+    assert bool(jnp.all(jnp.isfinite(x)))
     with pytest.raises(ValueError, match="'pc', 'ode'"):
         sampling.get_sampler(sde, (2, 2), method="ddim")
