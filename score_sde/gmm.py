@@ -119,5 +119,7 @@ class GaussianMixture(NamedTuple):
 
     def covariance(self) -> jax.Array:
         m = self.mean()
-        second = jnp.einsum("k,kij->ij", self.weights, self.covs + self.means[:, :, None] * self.means[:, None, :])
+        second = jnp.einsum(
+            "k,kij->ij", self.weights, self.covs + self.means[:, :, None] * self.means[:, None, :]
+        )
         return second - jnp.outer(m, m)

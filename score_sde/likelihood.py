@@ -80,7 +80,13 @@ def get_likelihood_fn(
 
         state0 = (x, jnp.zeros((x.shape[0],), x.dtype))
         (z, delta_logp), nfe = solve_ode(
-            vector_field, state0, eps, sde.T, method=method, rtol=rtol, atol=atol,
+            vector_field,
+            state0,
+            eps,
+            sde.T,
+            method=method,
+            rtol=rtol,
+            atol=atol,
             max_steps=max_steps,
         )
         return sde.prior_logp(z) + delta_logp, z, nfe
@@ -110,8 +116,16 @@ def get_encoder(sde: SDE, *, method="tsit5", rtol=1e-5, atol=1e-5, eps=1e-5, max
 
     def encode(score_fn, x):
         drift = _drift_fn(sde, score_fn)
-        return solve_ode(drift_flip(drift), x, eps, sde.T, method=method, rtol=rtol, atol=atol,
-                         max_steps=max_steps)
+        return solve_ode(
+            drift_flip(drift),
+            x,
+            eps,
+            sde.T,
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+        )
 
     return encode
 
@@ -121,8 +135,16 @@ def get_decoder(sde: SDE, *, method="tsit5", rtol=1e-5, atol=1e-5, eps=1e-5, max
 
     def decode(score_fn, z):
         drift = _drift_fn(sde, score_fn)
-        return solve_ode(drift_flip(drift), z, sde.T, eps, method=method, rtol=rtol, atol=atol,
-                         max_steps=max_steps)
+        return solve_ode(
+            drift_flip(drift),
+            z,
+            sde.T,
+            eps,
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+        )
 
     return decode
 

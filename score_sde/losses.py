@@ -55,7 +55,9 @@ class ImportanceTimeSampler:
         """Returns t [n] and q(t) [n]."""
         ki, ku = jax.random.split(key)
         u = jax.random.uniform(ki, (n,))
-        i = jnp.clip(jnp.searchsorted(jnp.asarray(self.cdf), u, side="right") - 1, 0, len(self.mass) - 1)
+        i = jnp.clip(
+            jnp.searchsorted(jnp.asarray(self.cdf), u, side="right") - 1, 0, len(self.mass) - 1
+        )
         frac = jax.random.uniform(ku, (n,))
         t = jnp.asarray(self.grid)[i] + frac * jnp.asarray(self.widths)[i]
         return t, jnp.asarray(self.density)[i]
@@ -106,7 +108,9 @@ def get_sde_loss_fn(
     return loss_fn
 
 
-def get_ddpm_loss_fn(sde: VPSDE, apply_fn: ApplyFn, *, train: bool = True, reduce_mean: bool = True):
+def get_ddpm_loss_fn(
+    sde: VPSDE, apply_fn: ApplyFn, *, train: bool = True, reduce_mean: bool = True
+):
     """DDPM (Ho et al. 2020): || eps_theta(sqrt(abar_i) x + sqrt(1 - abar_i) z, i) - z ||^2, i ~ U{0..N-1}."""
     if not isinstance(sde, VPSDE):
         raise ValueError(f"the DDPM loss needs a VPSDE, got {type(sde).__name__}")
@@ -128,7 +132,9 @@ def get_ddpm_loss_fn(sde: VPSDE, apply_fn: ApplyFn, *, train: bool = True, reduc
     return loss_fn
 
 
-def get_smld_loss_fn(sde: VESDE, apply_fn: ApplyFn, *, train: bool = True, reduce_mean: bool = False):
+def get_smld_loss_fn(
+    sde: VESDE, apply_fn: ApplyFn, *, train: bool = True, reduce_mean: bool = False
+):
     """SMLD (Song & Ermon 2019): sigma_i^2 || s_theta(x + sigma_i z, i) + z / sigma_i ||^2.
 
     Label i indexes the noise levels in descending order, as the NCSN models expect.
@@ -144,7 +150,11 @@ def get_smld_loss_fn(sde: VESDE, apply_fn: ApplyFn, *, train: bool = True, reduc
         sigmas = jnp.asarray(sde.discrete_sigmas[::-1].copy(), x.dtype)[i]
         noise = batch_mul(sigmas, jax.random.normal(k_z, x.shape, x.dtype))
         score = apply_fn(
-            params, x + noise, i.astype(x.dtype), train=train, rng=k_drop,
+            params,
+            x + noise,
+            i.astype(x.dtype),
+            train=train,
+            rng=k_drop,
             class_labels=batch.get("label"),
         )
         target = batch_mul(-1.0 / sigmas**2, noise)

@@ -55,7 +55,9 @@ def reverse_diffusion(key, sde: SDE, score_fn, x, t, probability_flow=False):
 
 def ancestral_sampling(key, sde: SDE, score_fn, x, t, probability_flow=False):
     if probability_flow:
-        raise ValueError("ancestral_sampling has no probability-flow variant; use reverse_diffusion")
+        raise ValueError(
+            "ancestral_sampling has no probability-flow variant; use reverse_diffusion"
+        )
     i = sde.discrete_index(t)
     z = jax.random.normal(key, x.shape, x.dtype)
     score = score_fn(x, t)
@@ -200,9 +202,14 @@ def get_pc_sampler(
         raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
     if predictor_fn is ancestral_sampling and not isinstance(sde, VPSDE | VESDE):
         raise ValueError("ancestral_sampling needs a VPSDE or VESDE; use reverse_diffusion")
-    discrete = [n for n, fn in (("predictor " + predictor, predictor_fn), ("corrector " + corrector,
-                                                                          corrector_fn))
-                if fn in (reverse_diffusion, ancestral_sampling, langevin, annealed_langevin)]
+    discrete = [
+        n
+        for n, fn in (
+            ("predictor " + predictor, predictor_fn),
+            ("corrector " + corrector, corrector_fn),
+        )
+        if fn in (reverse_diffusion, ancestral_sampling, langevin, annealed_langevin)
+    ]
     if isinstance(sde, VPSDE) and discrete and sde.beta_max >= sde.N:
         raise ValueError(
             f"VPSDE(N={sde.N}, beta_max={sde.beta_max}): the DDPM discretization used by "
@@ -288,15 +295,28 @@ def get_sampler(
     match method.lower():
         case "pc":
             return get_pc_sampler(
-                sde, shape, predictor, corrector, snr=snr, n_steps=n_steps,
-                probability_flow=probability_flow, denoise=denoise, eps=eps,
-                langevin_norm=langevin_norm, sharding=sharding,
+                sde,
+                shape,
+                predictor,
+                corrector,
+                snr=snr,
+                n_steps=n_steps,
+                probability_flow=probability_flow,
+                denoise=denoise,
+                eps=eps,
+                langevin_norm=langevin_norm,
+                sharding=sharding,
             )
         case "ode":
             return get_ode_sampler(
-                sde, shape, method=ode_solver, rtol=rtol, atol=atol, eps=eps, denoise=denoise,
+                sde,
+                shape,
+                method=ode_solver,
+                rtol=rtol,
+                atol=atol,
+                eps=eps,
+                denoise=denoise,
                 sharding=sharding,
             )
         case _:
             raise ValueError(f"unknown sampling method {method!r}; valid names: 'pc', 'ode'")
-

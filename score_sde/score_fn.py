@@ -15,7 +15,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from score_sde.sde import SDE, VESDE, SubVPSDE, VPSDE, batch_mul
+from score_sde.sde import SDE, VESDE, VPSDE, SubVPSDE, batch_mul
 
 ApplyFn = Callable[..., jax.Array]
 

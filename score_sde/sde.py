@@ -138,7 +138,9 @@ class VPSDE(SDE):
     def __post_init__(self):
         _check_positive("VPSDE.beta_max", self.beta_max)
         if not 0 <= self.beta_min <= self.beta_max:
-            raise ValueError(f"VPSDE needs 0 <= beta_min <= beta_max, got {self.beta_min}, {self.beta_max}")
+            raise ValueError(
+                f"VPSDE needs 0 <= beta_min <= beta_max, got {self.beta_min}, {self.beta_max}"
+            )
         _check_positive("VPSDE.N", self.N)
 
     def beta(self, t: jax.Array) -> jax.Array:

@@ -24,8 +24,9 @@ def get_solver(name: str):
     return cls(), per_step, startup
 
 
-def solve_ode(vector_field, y0, t0: float, t1: float, *, method="tsit5", rtol=1e-5, atol=1e-5,
-              max_steps=8192):
+def solve_ode(
+    vector_field, y0, t0: float, t1: float, *, method="tsit5", rtol=1e-5, atol=1e-5, max_steps=8192
+):
     """Integrates dy/dt = vector_field(t, y) from t0 to t1 adaptively; returns (y(t1), nfe).
 
     `y0` may be any pytree. The step size is shared by the whole batch (one error norm over all

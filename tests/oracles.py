@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from score_sde.gmm import GaussianMixture
-from score_sde.sde import VESDE, SubVPSDE, VPSDE
+from score_sde.sde import VESDE, VPSDE, SubVPSDE
 
 ALL_SDES = {
     "vp": VPSDE(),
@@ -35,8 +35,13 @@ def assert_matches_mixture(x, gmm: GaussianMixture, *, n_se=4.5, slack=0.0):
     n = x.shape[0]
     assert np.all(np.isfinite(x)), "non-finite samples"
     w = np.asarray(gmm.weights, np.float64)
-    freq = np.bincount(np.asarray(jnp.argmax(gmm.responsibilities(jnp.asarray(x, jnp.float32)), -1)),
-                       minlength=len(w)) / n
+    freq = (
+        np.bincount(
+            np.asarray(jnp.argmax(gmm.responsibilities(jnp.asarray(x, jnp.float32)), -1)),
+            minlength=len(w),
+        )
+        / n
+    )
     se_w = np.sqrt(w * (1 - w) / n)
     assert np.all(np.abs(freq - w) <= n_se * se_w + slack), (freq, w)
     mean = np.asarray(gmm.mean(), np.float64)

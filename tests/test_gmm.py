@@ -14,7 +14,9 @@ def test_score_is_gradient_of_log_density(name):
     gmm = mixture_nd(3)
     x = jax.random.normal(jax.random.key(0), (6, 3))
     t = jnp.linspace(0.05, 0.9, 6)
-    auto = jax.vmap(jax.grad(lambda xi, ti: gmm.marginal_log_prob(sde, xi[None], ti[None])[0]))(x, t)
+    auto = jax.vmap(jax.grad(lambda xi, ti: gmm.marginal_log_prob(sde, xi[None], ti[None])[0]))(
+        x, t
+    )
     np.testing.assert_allclose(gmm.marginal_score(sde, x, t), auto, rtol=1e-4, atol=1e-5)
 
 

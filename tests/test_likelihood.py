@@ -23,7 +23,9 @@ def test_exact_trace_log_likelihood_matches_the_mixture(sde_name, dim):
     sde = ALL_SDES[sde_name]
     gmm = mixture_2d() if dim == 2 else mixture_nd(dim)
     x = gmm.sample(jax.random.key(0), 64)
-    fn = jax.jit(likelihood.get_likelihood_fn(sde, hutchinson_type="exact", eps=EPS), static_argnums=1)
+    fn = jax.jit(
+        likelihood.get_likelihood_fn(sde, hutchinson_type="exact", eps=EPS), static_argnums=1
+    )
     logp, z, nfe = fn(jax.random.key(1), gmm.score_fn(sde), x)
     exact = _exact(gmm, sde, x)
     per_dim = np.abs(np.asarray(logp - exact)) / dim
@@ -41,10 +43,13 @@ def test_hutchinson_is_unbiased(probe):
     x = gmm.sample(jax.random.key(0), 4)
     reps = 128
     xr = jnp.repeat(x, reps, axis=0)  # each copy gets its own probe within one solve
-    fn = jax.jit(likelihood.get_likelihood_fn(sde, hutchinson_type=probe, eps=EPS), static_argnums=1)
+    fn = jax.jit(
+        likelihood.get_likelihood_fn(sde, hutchinson_type=probe, eps=EPS), static_argnums=1
+    )
     logp = np.asarray(fn(jax.random.key(1), gmm.score_fn(sde), xr)[0]).reshape(4, reps)
-    exact_fn = jax.jit(likelihood.get_likelihood_fn(sde, hutchinson_type="exact", eps=EPS),
-                       static_argnums=1)
+    exact_fn = jax.jit(
+        likelihood.get_likelihood_fn(sde, hutchinson_type="exact", eps=EPS), static_argnums=1
+    )
     ref = np.asarray(exact_fn(jax.random.key(1), gmm.score_fn(sde), x)[0])
     se = logp.std(1) / math.sqrt(reps)
     assert np.all(se > 0)

@@ -55,8 +55,11 @@ def test_importance_sampling_keeps_the_expectation_and_lowers_variance(sde_name)
     sde, gmm = ALL_SDES[sde_name], mixture_2d()
     score_apply = _perturbed_exact_score(gmm, sde)
     plain = jax.jit(losses.get_sde_loss_fn(sde, score_apply, likelihood_weighting=True))
-    imp = jax.jit(losses.get_sde_loss_fn(sde, score_apply, likelihood_weighting=True,
-                                         importance_weighting=True))
+    imp = jax.jit(
+        losses.get_sde_loss_fn(
+            sde, score_apply, likelihood_weighting=True, importance_weighting=True
+        )
+    )
     batch = {"x": gmm.sample(jax.random.key(0), 4000)}
     keys = jax.random.split(jax.random.key(1), 40)
     a = np.array([float(plain(0.3, k, batch)) for k in keys])
@@ -106,10 +109,12 @@ def test_discrete_losses_match_their_definitions(kind):
     value = float(factory(sde, zero)(None, jax.random.key(3), batch))
     assert value == pytest.approx(1.0 if kind == "ddpm" else batch["x"].shape[1] / 2, rel=0.02)
     # The dispatcher picks the same loss for continuous=False.
-    same = losses.get_loss_fn(sde, _discrete_optimal_net(gmm, sde, kind), continuous=False,
-                              reduce_mean=kind == "ddpm")
+    same = losses.get_loss_fn(
+        sde, _discrete_optimal_net(gmm, sde, kind), continuous=False, reduce_mean=kind == "ddpm"
+    )
     assert float(same(0.1, jax.random.key(4), batch)) == pytest.approx(
-        float(loss_fn(0.1, jax.random.key(4), batch)), rel=1e-6)
+        float(loss_fn(0.1, jax.random.key(4), batch)), rel=1e-6
+    )
 
 
 def test_loss_configuration_errors():

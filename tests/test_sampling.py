@@ -40,8 +40,14 @@ def test_pc_sampler_2d(sde_name, predictor, corrector, probability_flow):
     if predictor == "ancestral_sampling" and sde_name == "subvp":
         pytest.skip("ancestral sampling is defined for VP and VE only (tested to raise below)")
     x, nfe, gmm = _run(
-        sampling.get_pc_sampler, sde_name, 0, 2, predictor=predictor, corrector=corrector,
-        snr=0.1, probability_flow=probability_flow,
+        sampling.get_pc_sampler,
+        sde_name,
+        0,
+        2,
+        predictor=predictor,
+        corrector=corrector,
+        snr=0.1,
+        probability_flow=probability_flow,
     )
     # Discretization with N = 1000 leaves a small bias; the slack bounds it.
     assert_matches_mixture(x, gmm, slack=0.015)
@@ -71,8 +77,16 @@ def test_per_example_langevin_norm_is_biased_batch_norm_is_not():
     gmm = mixture_nd(16)
     errors = {}
     for norm in ("batch", "example"):
-        x, _, _ = _run(sampling.get_pc_sampler, "vp", 2, 16, predictor="reverse_diffusion",
-                       corrector="langevin", snr=0.16, langevin_norm=norm)
+        x, _, _ = _run(
+            sampling.get_pc_sampler,
+            "vp",
+            2,
+            16,
+            predictor="reverse_diffusion",
+            corrector="langevin",
+            snr=0.16,
+            langevin_norm=norm,
+        )
         errors[norm] = float(np.max(np.abs(np.diag(np.cov(x.T)) - np.diag(gmm.covariance()))))
     assert errors["batch"] < 0.06 < errors["example"], errors
 
@@ -107,8 +121,9 @@ def test_pc_sampler_with_sharded_batch_equals_unsharded():
     sharding = NamedSharding(mesh, P("data"))
     out = {}
     for name, shard in (("one", None), ("four", sharding)):
-        sampler = sampling.get_pc_sampler(sde, (64, 2), "reverse_diffusion", "langevin",
-                                          sharding=shard)
+        sampler = sampling.get_pc_sampler(
+            sde, (64, 2), "reverse_diffusion", "langevin", sharding=shard
+        )
         sampler_jit = jax.jit(sampler, static_argnums=1)
         out[name] = sampler_jit(jax.random.key(5), gmm.score_fn(sde))[0]
     assert len(jax.devices()) >= 4 and len(out["four"].sharding.device_set) == 4
@@ -117,12 +132,17 @@ def test_pc_sampler_with_sharded_batch_equals_unsharded():
 
 def test_nfe_and_errors():
     sde = ALL_SDES["vp"]
-    assert sampling.get_pc_sampler(sde, (2, 2), "reverse_diffusion", "langevin", n_steps=3) is not None
+    assert (
+        sampling.get_pc_sampler(sde, (2, 2), "reverse_diffusion", "langevin", n_steps=3) is not None
+    )
     score = lambda x, t: -x
     _, nfe = sampling.get_pc_sampler(sde, (2, 2), "reverse_diffusion", "langevin", n_steps=3)(
-        jax.random.key(0), score)
+        jax.random.key(0), score
+    )
     assert nfe == 1000 * 4
-    _, nfe = sampling.get_pc_sampler(sde, (2, 2), "none", "ald", n_steps=2)(jax.random.key(0), score)
+    _, nfe = sampling.get_pc_sampler(sde, (2, 2), "none", "ald", n_steps=2)(
+        jax.random.key(0), score
+    )
     assert nfe == 1000 * 2
     with pytest.raises(ValueError, match="valid names"):
         sampling.get_pc_sampler(sde, (2, 2), "heun", "none")
@@ -132,13 +152,15 @@ def test_nfe_and_errors():
         sampling.get_pc_sampler(SubVPSDE(), (2, 2), "ancestral_sampling", "none")
     with pytest.raises(ValueError, match="probability-flow"):
         sampling.get_pc_sampler(sde, (2, 2), "ancestral_sampling", "none", probability_flow=True)(
-            jax.random.key(0), score)
+            jax.random.key(0), score
+        )
     with pytest.raises(ValueError, match=r"N > beta_max.*num_scales"):
         sampling.get_pc_sampler(VPSDE(N=20), (2, 2), "reverse_diffusion", "none")
     with pytest.raises(ValueError, match="corrector langevin"):
         sampling.get_pc_sampler(VPSDE(N=10), (2, 2), "euler_maruyama", "langevin")
     x, _ = sampling.get_pc_sampler(VPSDE(N=10), (2, 2), "euler_maruyama", "none")(
-        jax.random.key(0), score)
+        jax.random.key(0), score
+    )
     assert bool(jnp.all(jnp.isfinite(x)))
     with pytest.raises(ValueError, match="'pc', 'ode'"):
         sampling.get_sampler(sde, (2, 2), method="ddim")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from score_sde.sde import VESDE, SubVPSDE, VPSDE, get_sde
+from score_sde.sde import VESDE, VPSDE, SubVPSDE, get_sde
 from tests.oracles import ALL_SDES
 
 
@@ -38,7 +38,9 @@ def test_marginal_prob_matches_monte_carlo(name, t_end):
     if isinstance(sde, VESDE):
         # Exact variance of the VE SDE started at t = 0 is sigma(t)^2 - sigma_min^2;
         # marginal_prob keeps the published sigma(t) (see the VESDE docstring).
-        assert std == pytest.approx(sde.sigma_min * (sde.sigma_max / sde.sigma_min) ** t_end, rel=1e-5)
+        assert std == pytest.approx(
+            sde.sigma_min * (sde.sigma_max / sde.sigma_min) ** t_end, rel=1e-5
+        )
         std = math.sqrt(std**2 - sde.sigma_min**2)
     se_mean = std / math.sqrt(n)
     np.testing.assert_array_less(np.abs(xt.mean(0) - mean), 4.5 * se_mean + 2e-3 * std)
@@ -50,7 +52,9 @@ def test_marginal_prob_matches_monte_carlo(name, t_end):
 def test_prior_logp_is_the_normal_density(name):
     sde = ALL_SDES[name]
     z = sde.prior_sampling(jax.random.key(1), (5, 3, 4, 2))
-    expected = stats.norm(scale=sde.prior_std).logpdf(np.asarray(z, np.float64)).reshape(5, -1).sum(-1)
+    expected = (
+        stats.norm(scale=sde.prior_std).logpdf(np.asarray(z, np.float64)).reshape(5, -1).sum(-1)
+    )
     np.testing.assert_allclose(sde.prior_logp(z), expected, rtol=1e-5)
     big = sde.prior_sampling(jax.random.key(2), (20000, 1))
     assert float(jnp.std(big)) == pytest.approx(sde.prior_std, rel=0.03)

@@ -21,12 +21,16 @@ def test_nfe_counts_every_evaluation(method, tol):
         zero = jax.pure_callback(count, jax.ShapeDtypeStruct((), jnp.float32), t)
         return -y * jnp.cos(9 * t) + jnp.sin(7 * t) + zero
 
-    solve = jax.jit(lambda y: solvers.solve_ode(vf, y, 1.0, 1e-3, method=method, rtol=tol, atol=tol))
+    solve = jax.jit(
+        lambda y: solvers.solve_ode(vf, y, 1.0, 1e-3, method=method, rtol=tol, atol=tol)
+    )
     y, nfe = solve(jnp.ones((4, 3)))
     assert int(nfe) == len(calls)
     # And the answer is right: compare with a much tighter solve.
     calls.clear()
-    ref, _ = solvers.solve_ode(vf, jnp.ones((4, 3)), 1.0, 1e-3, method="dopri8", rtol=1e-10, atol=1e-10)
+    ref, _ = solvers.solve_ode(
+        vf, jnp.ones((4, 3)), 1.0, 1e-3, method="dopri8", rtol=1e-10, atol=1e-10
+    )
     np.testing.assert_allclose(y, ref, rtol=50 * tol, atol=50 * tol)
 
 
