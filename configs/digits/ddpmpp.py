@@ -19,7 +19,7 @@ def get_config():
     model.name = "ncsnpp"
     model.scale_by_sigma = False
     model.nonlinearity = "swish"
-    model.nf = 32
+    model.nf = 16
     model.ch_mult = (1, 2)
     model.num_res_blocks = 1
     model.attn_resolutions = (4,)

@@ -1,0 +1,73 @@
+"""The digits demo config trains: the DSM loss drops well below its initial value, and the samples
+look like digits to a classifier fit on the digits data (confidence clearly above what it gives the
+untrained model's samples and uniform noise).
+
+A short run (STEPS optimizer steps, raw params: the EMA of so few steps still remembers the init),
+with PC / Euler-Maruyama at 100 steps. Measured on the shared 2-core CPU (busy, ~220 s): DSM loss
+0.999 -> 0.106; mean max-probability of a logistic regression (test accuracy 0.91) on 256 samples
+0.737, on the untrained model's samples 0.645, on uniform noise 0.521, on the test digits 0.875.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from score_sde import parallel, train
+from score_sde.modes import common
+from score_sde.modes.config import from_config
+
+STEPS = 600
+
+
+def _classifier():
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    d = load_digits()
+    x = d.data / 16.0  # the config's [0, 1] scaling at 8x8
+    return LogisticRegression(max_iter=2000).fit(x[:1500], d.target[:1500])
+
+
+def _confidence(clf, samples) -> float:
+    """Mean max-probability of samples in model space [-1, 1] (centered data)."""
+    x = np.clip((np.asarray(samples).reshape(len(samples), 64) + 1.0) / 2.0, 0.0, 1.0)
+    return float(clf.predict_proba(x).max(axis=1).mean())
+
+
+@pytest.mark.slow
+def test_digits_config_trains_and_samples_look_like_digits():
+    from configs.digits.ddpmpp import get_config
+
+    c = get_config()
+    c.model.num_scales = 100  # sampler steps
+    cfg = from_config(c)
+    exp = common.build(cfg)
+    ds = common.get_dataset(cfg, "train", global_batch=c.training.batch_size, seed=0)
+    test_x = jnp.asarray(common.get_dataset(cfg, "test", global_batch=256, seed=0).batch(0)["x"])
+    eval_loss = jax.jit(exp.loss_fn(train=False))
+
+    def dsm(params):  # same keys before and after training
+        return float(np.mean([eval_loss(params, jax.random.key(i), {"x": test_x})
+                              for i in range(4)]))
+
+    state = exp.new_state()
+    init_params = jax.tree.map(jnp.copy, state.params)  # the train step donates the state
+    loss0 = dsm(init_params)
+    steps = train.make_train_steps(exp.loss_fn(train=True), exp.tx, cfg.model.ema_rate, exp.mesh)
+    k = c.training.n_jitted_steps
+    for s in range(0, STEPS, k):
+        local = {"x": np.stack([ds.batch(s + i)["x"] for i in range(k)])}
+        state, _ = steps(state, parallel.global_batch(local, exp.mesh, batch_axis=1))
+    loss1 = dsm(state.params)
+    assert loss1 < 0.3 * loss0, (loss0, loss1)
+
+    clf = _classifier()
+    key = jax.random.key(5)
+    trained = _confidence(clf, exp.draw_samples(state.params, key, 256, "pc", 256)[0])
+    untrained = _confidence(clf, exp.draw_samples(init_params, key, 256, "pc", 256)[0])
+    noise = _confidence(clf, np.random.default_rng(0).uniform(-1, 1, (256, 64)))
+    data = _confidence(clf, test_x)
+    print(f"DSM loss {loss0:.3f} -> {loss1:.3f}; classifier confidence: samples {trained:.3f}, "
+          f"untrained-model samples {untrained:.3f}, noise {noise:.3f}, test data {data:.3f}")
+    assert trained > untrained + 0.05 and trained > noise + 0.15, (trained, untrained, noise)
