@@ -6,7 +6,13 @@
 Class-conditional (index 10 = the null label, for classifier-free guidance):
     --config.model.num_classes=10
 
-Expected on a 2-core CPU: see the figures at the bottom of this docstring.
+Expected: 189k parameters; 2,000 steps of batch 64 take ~14 min on the busy shared 2-core CPU
+where this was measured (0.41 s/step with other jobs running; a few minutes on an idle machine).
+Measured (2,000 steps, PC / Euler-Maruyama with 100 steps, raw params): test DSM loss 0.999 at
+init -> 0.088; a logistic-regression classifier fit on the digits (test accuracy 0.91) gives the
+samples a mean max-probability of 0.84 (test digits 0.875, the untrained model's samples 0.645,
+uniform noise 0.52), with all ten classes present; the digits are recognizable by eye.
+tests/test_digits.py checks a 600-step run of this config.
 """
 
 from configs.digits.base import get_default_configs
