@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from score_sde import sampling
+from score_sde import guidance, sampling
 from score_sde.gmm import GaussianMixture
 from score_sde.sde import SDE, batch_mul
 from score_sde.solvers import solve_ode
@@ -310,7 +310,7 @@ def conditional_score_fn(
 
     def score_fn(x, t):
         u = transform.forward(x).reshape(x.shape[0], -1)
-        s_u = jnp.zeros_like(u).at[:, h].set(cond.marginal_score(sde, u[:, h], t))
+        s_u = jnp.zeros_like(u).at[:, h].set(cond_score(u[:, h], t))
         return transform.inverse(s_u.reshape(x.shape))
 
     d = gmm.dim
@@ -318,7 +318,7 @@ def conditional_score_fn(
         c = transform.matrix.shape[0]
         q = np.kron(np.eye(d // c, dtype=np.float32), transform.matrix)
         gmm = orthogonal_mixture(gmm, q)
-    cond = conditional_mixture(gmm, known, y)
+    cond_score = guidance.mixture_score_fn(conditional_mixture(gmm, known, y), sde)
     return score_fn
 
 

@@ -61,6 +61,12 @@ def test_exact_classifier_log_prob_and_class_score():
         np.log(resp[np.arange(6), labels]),
         rtol=1e-5,
     )
+    np.testing.assert_allclose(
+        guidance.mixture_score_fn(gmm, sde)(x, t),
+        gmm.marginal_score(sde, x, t),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     # grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x) (Bayes), exactly.
     guided = _classifier_guided(gmm, "vp", 0, 1.0, 6)
     labels0 = jnp.zeros((6,), jnp.int32)

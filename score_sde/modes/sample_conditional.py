@@ -9,7 +9,8 @@
 - task 'colorize': RGB samples whose gray channel is the condition image's.
 
 Every batch is one jitted sampler call over the whole mesh (batch sharded along 'data').
-Writes `<workdir>/samples/ckpt_<step>_<task>_<method>.npz` (samples, inputs, mask, labels, uint8)
+Writes `<workdir>/samples/ckpt_<step>_<task>_<method>.npz` (samples, originals, inputs, mask:
+uint8 images; labels; samples_model: float model-space samples)
 and a PNG grid: one row per input (input with the unknown region grayed, mask, samples, original)
 or, for classes, one column per label.
 """
@@ -205,7 +206,7 @@ def sample_conditional(
     method = s.method
     tag = cond.task if not cond.guided else f"{cond.task}_{cond.guidance}{cond.scale:g}"
     stem = os.path.join(workdir, "samples", f"ckpt_{step}_{tag}_{method}")
-    saved = {"samples": common.to_uint8_images(samples, cfg)}
+    saved = {"samples": common.to_uint8_images(samples, cfg), "samples_model": samples}
     if labels is not None:
         saved["labels"] = labels
     if originals is not None:

@@ -1,0 +1,26 @@
+"""Class-conditional DDPM++ on the 8x8 digits, with label dropout for classifier-free guidance,
+and a noise-conditional classifier for classifier guidance: the controllable-generation demo.
+
+    python launch.py --config configs/digits/conditional.py --workdir runs/digits_cond
+    python launch.py --config configs/digits/conditional.py --workdir runs/digits_cond \
+        --mode sample --config.condition.task=class --config.condition.scale=1.0
+    python launch.py --config configs/digits/conditional.py --workdir runs/digits_cond \
+        --mode sample --config.condition.task=inpaint --config.condition.mask=keep_top
+    python launch.py --config configs/digits/conditional.py --workdir runs/digits_cond \
+        --mode train_classifier
+    python launch.py --config configs/digits/conditional.py --workdir runs/digits_cond \
+        --mode sample --config.condition.task=class --config.condition.guidance=classifier
+
+Labels are dropped to the null label (index 10) with probability config.model.class_dropout
+during training, so one network gives both s(x, t, y) and s(x, t).
+"""
+
+from configs.conditional import add_conditional_sections
+from configs.digits import ddpmpp
+
+
+def get_config():
+    config = add_conditional_sections(ddpmpp.get_config())
+    config.model.num_classes = 10
+    config.model.class_dropout = 0.1
+    return config
