@@ -202,20 +202,25 @@ def get_pc_sampler(
         raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
     if predictor_fn is ancestral_sampling and not isinstance(sde, VPSDE | VESDE):
         raise ValueError("ancestral_sampling needs a VPSDE or VESDE; use reverse_diffusion")
-    discrete = [
-        n
-        for n, fn in (
-            ("predictor " + predictor, predictor_fn),
-            ("corrector " + corrector, corrector_fn),
-        )
-        if fn in (reverse_diffusion, ancestral_sampling, langevin, annealed_langevin)
-    ]
-    if isinstance(sde, VPSDE) and discrete and sde.beta_max >= sde.N:
-        raise ValueError(
-            f"VPSDE(N={sde.N}, beta_max={sde.beta_max}): the DDPM discretization used by "
-            f"{' and '.join(discrete)} needs N > beta_max (beta_i = beta_max / N < 1); raise "
-            "N (config.model.num_scales) or use predictor 'euler_maruyama'"
-        )
+    # The DDPM chain has beta_i = beta_max / N at its last step: the ancestral update divides by
+    # sqrt(1 - beta_i), reverse diffusion and Langevin take sqrt(1 - beta_i).
+    if isinstance(sde, VPSDE):
+        uses = [
+            (f"predictor {predictor}", predictor_fn is ancestral_sampling, sde.beta_max >= sde.N),
+            (f"predictor {predictor}", predictor_fn is reverse_diffusion, sde.beta_max > sde.N),
+            (
+                f"corrector {corrector}",
+                corrector_fn in (langevin, annealed_langevin),
+                sde.beta_max > sde.N,
+            ),
+        ]
+        bad = [name for name, used, broken in uses if used and broken]
+        if bad:
+            raise ValueError(
+                f"VPSDE(N={sde.N}, beta_max={sde.beta_max}): the DDPM discretization used by "
+                f"{' and '.join(bad)} needs beta_max / N < 1; raise N (config.model.num_scales) "
+                "or use predictor 'euler_maruyama'"
+            )
     nfe = sde.N * (p_nfe + c_nfe * n_steps)
 
     def sampler(key, score_fn):

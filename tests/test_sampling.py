@@ -154,8 +154,10 @@ def test_nfe_and_errors():
         sampling.get_pc_sampler(sde, (2, 2), "ancestral_sampling", "none", probability_flow=True)(
             jax.random.key(0), score
         )
-    with pytest.raises(ValueError, match=r"N > beta_max.*num_scales"):
-        sampling.get_pc_sampler(VPSDE(N=20), (2, 2), "reverse_diffusion", "none")
+    with pytest.raises(ValueError, match=r"beta_max / N < 1.*num_scales"):
+        sampling.get_pc_sampler(VPSDE(N=20), (2, 2), "ancestral_sampling", "none")
+    with pytest.raises(ValueError, match="predictor reverse_diffusion"):
+        sampling.get_pc_sampler(VPSDE(N=19), (2, 2), "reverse_diffusion", "none")
     with pytest.raises(ValueError, match="corrector langevin"):
         sampling.get_pc_sampler(VPSDE(N=10), (2, 2), "euler_maruyama", "langevin")
     x, _ = sampling.get_pc_sampler(VPSDE(N=10), (2, 2), "euler_maruyama", "none")(
