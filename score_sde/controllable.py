@@ -286,9 +286,9 @@ def conditional_mixture(gmm: GaussianMixture, known: np.ndarray, y: jax.Array) -
     means = gmm.means[:, h] + jnp.einsum("koh,ko->kh", gain, diff)
     covs = s_hh - jnp.einsum("kho,kog->khg", s_ho, gain)
     covs = 0.5 * (covs + jnp.swapaxes(covs, 1, 2))
-    log_n = GaussianMixture(gmm.weights, gmm.means[:, o], s_oo)._component_terms(
-        jnp.asarray(y), 1.0, 0.0
-    )[0]
+    log_n = GaussianMixture(gmm.weights, gmm.means[:, o], s_oo).component_terms(
+        jnp.asarray(y)[None], 1.0, 0.0
+    )[0][0]
     weights = jax.nn.softmax(jnp.log(gmm.weights) + log_n)
     return GaussianMixture(weights, means, covs)
 

@@ -40,31 +40,32 @@ class GaussianMixture(NamedTuple):
         covs = std[:, None, None] ** 2 * jnp.eye(d)[None]
         return GaussianMixture(jnp.asarray(weights, jnp.float32), means, covs)
 
-    def _eig(self):
-        lam, u = jnp.linalg.eigh(self.covs)  # [K, D], [K, D, D]
-        return lam, u
+    def eig(self) -> tuple[jax.Array, jax.Array]:
+        """S_k = U_k diag(lam_k) U_k^T: (lam [K, D], U [K, D, D]). Compute it once and pass it on."""
+        return jnp.linalg.eigh(self.covs)
 
-    def _component_terms(self, x, alpha, std):
-        """Per-component log N(x; alpha mu_k, alpha^2 S_k + std^2 I) [K] and score [K, D] for one x [D]."""
-        lam, u = self._eig()
-        c = alpha**2 * lam + std**2  # [K, D]
-        y = jnp.einsum("kdj,kd->kj", u, x[None] - alpha * self.means)  # U^T (x - alpha mu)
+    def component_terms(self, x, alpha, std, eig=None):
+        """log N(x; alpha mu_k, alpha^2 S_k + std^2 I) [B, K] and its gradient in x [B, K, D].
+
+        x [B, D]; alpha, std scalars or [B]; eig = self.eig() (decomposed here when None).
+        """
+        lam, u = self.eig() if eig is None else eig
+        alpha = jnp.broadcast_to(alpha, x.shape[:1])[:, None, None]
+        std = jnp.broadcast_to(std, x.shape[:1])[:, None, None]
+        c = alpha**2 * lam[None] + std**2  # [B, K, D]
+        y = jnp.einsum(
+            "kdj,bkd->bkj", u, x[:, None, :] - alpha * self.means[None]
+        )  # U^T (x - a mu)
         logn = -0.5 * jnp.sum(y**2 / c + jnp.log(c), -1) - 0.5 * self.dim * math.log(2 * math.pi)
-        score = -jnp.einsum("kdj,kj->kd", u, y / c)
-        return logn, score
+        return logn, -jnp.einsum("kdj,bkj->bkd", u, y / c)
 
-    def _one(self, x, alpha, std):
-        logn, score = self._component_terms(x, alpha, std)
-        logits = jnp.log(self.weights) + logn
-        post = jax.nn.softmax(logits)
-        return jax.nn.logsumexp(logits), post @ score, post
-
-    def evaluate(self, x, alpha, std):
+    def evaluate(self, x, alpha, std, eig=None):
         """(log p [B], score [B, D], responsibilities [B, K]) of the mixture pushed through
-        x -> alpha x + std z (alpha, std: scalars or [B])."""
-        alpha = jnp.broadcast_to(alpha, x.shape[:1])
-        std = jnp.broadcast_to(std, x.shape[:1])
-        return jax.vmap(self._one)(x, alpha, std)
+        x -> alpha x + std z (x [B, D]; alpha, std: scalars or [B]; eig as in component_terms)."""
+        logn, scores = self.component_terms(x, alpha, std, eig)
+        logits = jnp.log(self.weights) + logn
+        post = jax.nn.softmax(logits, axis=-1)
+        return jax.nn.logsumexp(logits, axis=-1), jnp.einsum("bk,bkd->bd", post, scores), post
 
     def log_prob(self, x: jax.Array) -> jax.Array:
         """log p_0(x) [B] for x [B, D]."""
@@ -89,9 +90,11 @@ class GaussianMixture(NamedTuple):
     def score_fn(self, sde: SDE):
         """The exact score as a sampler's score_fn(x [B, ...], t [B]) -> [B, ...] (x flattened to D)."""
 
+        eig = self.eig()  # once, outside the traced function
+
         def score_fn(x, t):
             flat = x.reshape(x.shape[0], -1)
-            return self.marginal_score(sde, flat, t).reshape(x.shape)
+            return self.evaluate(flat, *sde.marginal_coeffs(t), eig)[1].reshape(x.shape)
 
         return score_fn
 
@@ -103,7 +106,7 @@ class GaussianMixture(NamedTuple):
         """n samples [n, D] and their component indices [n]."""
         kc, kz = jax.random.split(key)
         comp = jax.random.choice(kc, self.weights.shape[0], (n,), p=self.weights)
-        lam, u = self._eig()
+        lam, u = self.eig()
         z = jax.random.normal(kz, (n, self.dim))
         scaled = jnp.sqrt(jnp.maximum(lam[comp], 0.0)) * z
         return self.means[comp] + jnp.einsum("ndj,nj->nd", u[comp], scaled), comp
