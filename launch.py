@@ -45,7 +45,7 @@ try:  # the config file and its --config.* overrides are applied here, at defini
 except Exception as e:  # noqa: BLE001
     _fail_on_flag_error(e)
 flags.DEFINE_string("workdir", "runs/default", "Directory for checkpoints, logs, samples.")
-flags.DEFINE_string("mode", "train", "train | eval | sample")
+flags.DEFINE_string("mode", "train", "train | eval | sample | train_classifier")
 flags.DEFINE_string(
     "coordinator", None, "HOST:PORT of process 0 for multi-process runs, or 'auto'."
 )

@@ -7,6 +7,8 @@ model.num_classes (0: unconditional; >0: class-conditional with a null label for
 
 import ml_collections
 
+from configs.conditional import add_conditional_sections
+
 
 def get_default_configs():
     config = ml_collections.ConfigDict()
@@ -81,4 +83,6 @@ def get_default_configs():
     optim.grad_clip = 1.0
 
     config.seed = 42
+    # --mode=sample with --config.condition.task=inpaint|colorize|class; --mode=train_classifier
+    add_conditional_sections(config)
     return config

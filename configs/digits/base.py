@@ -7,6 +7,8 @@ download. Images stay 8x8: the classifier check of tests/test_digits.py runs at 
 
 import ml_collections
 
+from configs.conditional import add_conditional_sections
+
 
 def get_default_configs() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -77,4 +79,6 @@ def get_default_configs() -> ml_collections.ConfigDict:
     optim.eps = 1e-8
     optim.warmup = 200
     optim.grad_clip = 1.0
+    # --mode=sample with --config.condition.task=inpaint|class; --mode=train_classifier
+    add_conditional_sections(config)
     return config
