@@ -6,3 +6,27 @@ _flag = "--xla_force_host_platform_device_count=4"
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory):
+    """The class-conditional digits config (configs/digits/conditional.py, label dropout 0.1)
+    trained for 600 steps through the launcher: (config, workdir). Trained once per session and
+    shared by tests/test_digits.py (unconditional: null label) and test_controllable_digits.py."""
+    import io
+
+    from configs.digits import conditional
+    from score_sde import modes
+
+    c = conditional.get_config()
+    t = c.training
+    t.n_iters = t.snapshot_freq = t.eval_freq = 600
+    t.snapshot_sampling = False
+    t.eval_after_training = False
+    c.model.num_scales = 100  # sampler steps
+    c.sampling.num_samples = c.sampling.batch_size = 200
+    workdir = str(tmp_path_factory.mktemp("digits_cond"))
+    modes.run("train", c, workdir, stream=io.StringIO())
+    return c, workdir

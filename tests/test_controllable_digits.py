@@ -231,26 +231,20 @@ def test_launcher_colorization_keeps_the_gray_image(tmp_path):
 
 
 @pytest.mark.slow
-def test_trained_class_conditional_digits_with_classifier_free_guidance(tmp_path, digits):
+def test_trained_class_conditional_digits_with_classifier_free_guidance(trained_digits, digits):
     """The class-conditional digits config, trained with label dropout through the launcher, gives
     samples that the judge assigns to the requested digit well above chance, more so with CFG.
 
     Measured on 2 busy CPU cores: 600 steps (this test, ~2.6 min): accuracy 0.705 at w = 0 and
     0.855 at w = 1; 1,500 steps (~10 min): 1.00 at w = 1."""
-    from configs.digits import conditional
     from score_sde import modes
 
-    c = conditional.get_config()
-    t = c.training
-    t.n_iters = t.snapshot_freq = t.eval_freq = 600
-    t.snapshot_sampling = False
-    c.model.num_scales = 100
-    c.sampling.num_samples = c.sampling.batch_size = 200
-    modes.run("train", c, str(tmp_path), stream=io.StringIO())
+    c, workdir = trained_digits  # 600 steps (tests/conftest.py)
+    c = c.copy_and_resolve_references()
     acc = {}
     for scale in (0.0, 1.0):
         c.condition.task, c.condition.scale = "class", scale
-        out = modes.run("sample", c, str(tmp_path), stream=io.StringIO())
+        out = modes.run("sample", c, workdir, stream=io.StringIO())
         x = out["samples"].astype(np.float32) / 255.0 * 2 - 1
         acc[scale] = _accuracy(digits[4], x, out["labels"])
     print(f"judge accuracy of the class-conditional samples by CFG scale: {acc}")
