@@ -13,8 +13,9 @@ def _config(**model):
     c = mc.ConfigDict()
     c.seed = 0
     c.data = mc.ConfigDict({"dim": 2})
-    base = dict(name="mlp", nf=32, num_layers=2, embedding_type="fourier", fourier_scale=16.0,
-                dropout=0.1)
+    base = dict(
+        name="mlp", nf=32, num_layers=2, embedding_type="fourier", fourier_scale=16.0, dropout=0.1
+    )
     base.update(model)
     c.model = mc.ConfigDict(base)
     return c
@@ -28,7 +29,7 @@ def test_mlp_shapes_finite_grads(embedding_type, num_classes):
     x = jax.random.normal(jax.random.key(1), (6, 2))
     labels = jnp.linspace(0.1, 5.0, 6)
     cls = jnp.arange(6) % 4 if num_classes else None  # includes null label 3
-    out = jax.jit(lambda p, x, l: apply_fn(p, x, l, class_labels=cls))(params, x, labels)
+    out = jax.jit(lambda p, x, lab: apply_fn(p, x, lab, class_labels=cls))(params, x, labels)
     assert out.shape == x.shape and np.isfinite(np.asarray(out)).all()
 
     def loss(p):
@@ -49,12 +50,15 @@ def test_mlp_deterministic_given_key_and_dropout_uses_rng():
     _, p3 = models.init_model(c, jax.random.key(1))
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p3)))
-    x, l = jnp.ones((4, 2)), jnp.ones((4,))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p3), strict=True)
+    )
+    x, lab = jnp.ones((4, 2)), jnp.ones((4,))
     # dropout is off at eval; on in training, deterministic given the key
-    np.testing.assert_array_equal(f(p1, x, l), f(p1, x, l))
+    np.testing.assert_array_equal(f(p1, x, lab), f(p1, x, lab))
     with pytest.raises(ValueError, match="rng"):
-        f(p1, x, l, train=True)
+        f(p1, x, lab, train=True)
 
 
 def test_data_shape_and_unknown_name():
