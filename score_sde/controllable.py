@@ -120,21 +120,14 @@ def get_pc_conditional_sampler(
     std(t_i)^2); then the predictor from t_i to t_{i+1} (t_N = 0) and the same replacement at
     t_{i+1}. The final output has u_known = y exactly.
     """
-    predictor_fn, p_nfe = sampling.get_predictor(predictor)
-    corrector_fn, c_nfe = sampling.get_corrector(corrector)
-    if n_steps < 0:
-        raise ValueError(f"n_steps (corrector steps per noise level) must be >= 0, got {n_steps}")
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
-    nfe = sde.N * (p_nfe + c_nfe * n_steps)
-    constrain = lambda x: x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+    predictor_fn, corrector_fn, nfe = sampling.pc_steps(sde, predictor, corrector, n_steps, eps)
 
     def sampler(key, score_fn, y, mask):
         _check_shapes(shape, y, mask)
         y = jnp.broadcast_to(jnp.asarray(y, jnp.float32), shape)
         mask = jnp.broadcast_to(jnp.asarray(mask, jnp.float32), shape)
         key, k_prior = jax.random.split(key)
-        x = constrain(sde.prior_sampling(k_prior, shape))
+        x = sampling.constrain(sde.prior_sampling(k_prior, shape), sharding)
         timesteps = jnp.concatenate([jnp.linspace(sde.T, eps, sde.N), jnp.zeros((1,))])
 
         def replace(k, x, x_mean, t):
@@ -186,15 +179,14 @@ def get_ode_conditional_sampler(
     """
     if not 0 < eps < sde.T:
         raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
-    constrain = lambda x: x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
     def sampler(key, score_fn, y, mask):
         _check_shapes(shape, y, mask)
         y = jnp.broadcast_to(jnp.asarray(y, jnp.float32), shape)
         mask = jnp.broadcast_to(jnp.asarray(mask, jnp.float32), shape)
         k_prior, k_z = jax.random.split(key)
-        u = transform.forward(constrain(sde.prior_sampling(k_prior, shape)))
-        z = constrain(jax.random.normal(k_z, shape))
+        u = transform.forward(sampling.constrain(sde.prior_sampling(k_prior, shape), sharding))
+        z = sampling.constrain(jax.random.normal(k_z, shape), sharding)
         rsde = sde.reverse(score_fn, probability_flow=True)
 
         def assemble(t, u):

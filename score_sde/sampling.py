@@ -27,7 +27,7 @@ PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral_sampling", "none
 CORRECTORS = ("langevin", "ald", "none")
 
 
-def _constrain(x, sharding):
+def constrain(x, sharding):
     return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
 
@@ -174,26 +174,8 @@ def get_corrector(name: str):
 # ----------------------------------------------------------------------------------- samplers
 
 
-def get_pc_sampler(
-    sde: SDE,
-    shape: tuple[int, ...],
-    predictor: str = "reverse_diffusion",
-    corrector: str = "langevin",
-    *,
-    snr: float = 0.16,
-    n_steps: int = 1,
-    probability_flow: bool = False,
-    denoise: bool = True,
-    eps: float = 1e-3,
-    langevin_norm: str = "batch",
-    sharding: jax.sharding.Sharding | None = None,
-):
-    """Predictor-corrector sampler over N steps from T to eps (Song et al. 2021, Algorithm 1).
-
-    Each step runs the corrector then the predictor at t_i = linspace(T, eps, N)[i]. With `denoise`
-    the output is the last predictor's mean (no noise added at the final step). `sharding`, if
-    given, lays the batch out over devices (e.g. NamedSharding(mesh, P('data'))).
-    """
+def pc_steps(sde: SDE, predictor: str, corrector: str, n_steps: int, eps: float):
+    """Checks a PC configuration; returns (predictor update, corrector update, NFE of a run)."""
     predictor_fn, p_nfe = get_predictor(predictor)
     corrector_fn, c_nfe = get_corrector(corrector)
     if n_steps < 0:
@@ -221,11 +203,34 @@ def get_pc_sampler(
                 f"{' and '.join(bad)} needs beta_max / N < 1; raise N (config.model.num_scales) "
                 "or use predictor 'euler_maruyama'"
             )
-    nfe = sde.N * (p_nfe + c_nfe * n_steps)
+    return predictor_fn, corrector_fn, sde.N * (p_nfe + c_nfe * n_steps)
+
+
+def get_pc_sampler(
+    sde: SDE,
+    shape: tuple[int, ...],
+    predictor: str = "reverse_diffusion",
+    corrector: str = "langevin",
+    *,
+    snr: float = 0.16,
+    n_steps: int = 1,
+    probability_flow: bool = False,
+    denoise: bool = True,
+    eps: float = 1e-3,
+    langevin_norm: str = "batch",
+    sharding: jax.sharding.Sharding | None = None,
+):
+    """Predictor-corrector sampler over N steps from T to eps (Song et al. 2021, Algorithm 1).
+
+    Each step runs the corrector then the predictor at t_i = linspace(T, eps, N)[i]. With `denoise`
+    the output is the last predictor's mean (no noise added at the final step). `sharding`, if
+    given, lays the batch out over devices (e.g. NamedSharding(mesh, P('data'))).
+    """
+    predictor_fn, corrector_fn, nfe = pc_steps(sde, predictor, corrector, n_steps, eps)
 
     def sampler(key, score_fn):
         key, k_prior = jax.random.split(key)
-        x = _constrain(sde.prior_sampling(k_prior, shape), sharding)
+        x = constrain(sde.prior_sampling(k_prior, shape), sharding)
         timesteps = jnp.linspace(sde.T, eps, sde.N)
 
         def body(i, carry):
@@ -261,7 +266,7 @@ def get_ode_sampler(
         raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
 
     def sampler(key, score_fn):
-        x = _constrain(sde.prior_sampling(key, shape), sharding)
+        x = constrain(sde.prior_sampling(key, shape), sharding)
         rsde = sde.reverse(score_fn, probability_flow=True)
 
         def drift(t, y):
