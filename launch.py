@@ -4,48 +4,30 @@
     python launch.py --config configs/toy/checkerboard.py --workdir runs/cb --mode train
     python launch.py --config configs/toy/gmm.py --workdir runs/gmm --config.training.n_iters=2000
     python launch.py --config ... --workdir ... --mode eval     # or --mode sample
+    python launch.py --config ... --dry_run                     # print the resolved config
 
-Eval mode on images with config.eval.enable_sampling also reports FID/IS/KID: it needs the
-converted Inception weights (python -m score_sde.evaluation.inception --help) and reference
-statistics (python -m score_sde.evaluation.reference_stats --help); it says so if either is missing.
+Every field of score_sde.config can be set with --config.<section>.<field>=VALUE, for every
+config file (fields a file does not set take the original score_sde's defaults).
 Bad flags, config fields, work directories or checkpoints: one line on stderr, exit status 2.
+A run stopped by SIGTERM after saving its preemption checkpoint exits with status 143.
 
 Several processes (one per host): pass --coordinator=HOST:PORT --num_processes=N --process_id=I,
 or --coordinator=auto where JAX detects the cluster (SLURM, TPU pods, Open MPI).
-Kept short on purpose: the logic lives in score_sde.modes.
+Kept short on purpose: the logic lives in score_sde.config and score_sde.modes.
 """
 
+import json
 import os
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_DEFAULT_CONFIG = os.path.join(_HERE, "configs", "default.py")
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
+EXIT_BAD_INPUT, EXIT_PREEMPTED = 2, 143
 
-
-def _fail_on_flag_error(error: Exception) -> None:
-    """One clear line (flag, value, fix) instead of a traceback, then exit status 2."""
-    if _HERE not in sys.path:
-        sys.path.insert(0, _HERE)
-    from score_sde.modes.config import explain_flag_error
-
-    print(f"error: {explain_flag_error(sys.argv, error, _DEFAULT_CONFIG)}", file=sys.stderr)
-    sys.exit(2)
-
-
-try:  # the config file and its --config.* overrides are applied here, at definition time
-    config_flags.DEFINE_config_file(
-        "config",
-        _DEFAULT_CONFIG,
-        "Config file (a Python file with get_config()).",
-        lock_config=True,
-    )
-except Exception as e:  # noqa: BLE001
-    _fail_on_flag_error(e)
 flags.DEFINE_string("workdir", "runs/default", "Directory for checkpoints, logs, samples.")
 flags.DEFINE_string("mode", "train", "train | eval | sample | train_classifier")
+flags.DEFINE_bool("dry_run", False, "Print the resolved config and the network size, then exit.")
 flags.DEFINE_string(
     "coordinator", None, "HOST:PORT of process 0 for multi-process runs, or 'auto'."
 )
@@ -54,34 +36,54 @@ flags.DEFINE_integer("process_id", None, "This process's index in a multi-proces
 FLAGS = flags.FLAGS
 
 
-def main(argv):
+def _fail(message: str) -> None:
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def main(argv, config_path: str, overrides: dict[str, str]):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+        _fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it touches at INFO
-    if _HERE not in sys.path:
-        sys.path.insert(0, _HERE)
+    from score_sde import config as config_lib
+
+    try:
+        cfg = config_lib.load(config_path, overrides)
+    except ValueError as e:
+        _fail(str(e))
+    if FLAGS.dry_run:
+        from score_sde import models
+
+        n = models.count_params(models.abstract_params(cfg.model, cfg.data))
+        print(json.dumps(cfg.to_dict(), indent=2))
+        print(f"{config_path}: {cfg.model.name} with {n:,} parameters, mode {FLAGS.mode}")
+        return
     from score_sde import modes, parallel
 
-    config_file = config_flags.get_config_filename(FLAGS["config"])
-    if not os.path.isfile(config_file):
-        _fail_on_flag_error(FileNotFoundError(config_file))
-    config = FLAGS.config
     try:
         parallel.maybe_initialize_distributed(
             FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id
         )
-        modes.run(FLAGS.mode, config, FLAGS.workdir)
+        modes.run(FLAGS.mode, cfg, FLAGS.workdir)
     except (ValueError, FloatingPointError) as e:
-        print("error: " + " ".join(str(e).splitlines()), file=sys.stderr)
-        sys.exit(2)
+        _fail(str(e))
+    except modes.Preempted:
+        sys.exit(EXIT_PREEMPTED)
 
 
 def _parse_flags(argv):
     try:
         return FLAGS(argv)
-    except Exception as e:  # noqa: BLE001
-        _fail_on_flag_error(e)
+    except flags.Error as e:
+        _fail(f"{e}; see python launch.py --helpfull")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    from score_sde.config import split_argv
+
+    path, config_overrides, rest = split_argv(sys.argv[1:], _DEFAULT_CONFIG)
+    app.run(
+        lambda argv: main(argv, path, config_overrides),
+        argv=[sys.argv[0], *rest],
+        flags_parser=_parse_flags,
+    )

@@ -15,10 +15,10 @@ import os
 import tempfile
 import time
 
-import ml_collections
 import numpy as np
 
 from score_sde import datasets
+from score_sde.config import DataConfig
 
 
 def main() -> None:
@@ -27,22 +27,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    cfg = ml_collections.ConfigDict()
-    cfg.data = ml_collections.ConfigDict(
-        dict(
+    with tempfile.TemporaryDirectory() as tmp:
+        path = None
+        if args.dataset == "npz":
+            path = os.path.join(tmp, "x.npz")
+            rng = np.random.default_rng(0)
+            np.savez(path, x_train=rng.integers(0, 256, (50_000, 32, 32, 3), np.uint8))
+        data = DataConfig(
             dataset=args.dataset,
             image_size=32,
+            num_channels=3,
             centered=True,
             random_flip=True,
             uniform_dequantization=True,
+            path=path,
         )
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.dataset == "npz":
-            cfg.data.path = os.path.join(tmp, "x.npz")
-            rng = np.random.default_rng(0)
-            np.savez(cfg.data.path, x_train=rng.integers(0, 256, (50_000, 32, 32, 3), np.uint8))
-        ds = datasets.get_dataset(cfg, "train", batch_size=args.batch, seed=0)
+        ds = datasets.get_dataset(data, "train", batch_size=args.batch, seed=0)
         ds.batch(0)
         t0 = time.perf_counter()
         for step in range(args.steps):

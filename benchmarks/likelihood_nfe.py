@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import runpy
 import sys
 import time
 
@@ -32,9 +31,9 @@ from jax.sharding import PartitionSpec as P
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from score_sde import likelihood, models  # noqa: E402
+from score_sde import config as config_lib  # noqa: E402
+from score_sde import experiment, likelihood, models  # noqa: E402
 from score_sde import score_fn as score_lib  # noqa: E402
-from score_sde import sde as sde_lib  # noqa: E402
 
 
 def _time(fn, *args, reps: int) -> float:
@@ -55,22 +54,17 @@ def main() -> None:
     parser.add_argument("--skip_solve", action="store_true")
     args = parser.parse_args()
 
-    config = runpy.run_path(os.path.join(ROOT, args.config))["get_config"]()
-    if args.bf16:
-        config.model.dtype = "bfloat16"
-    m = config.model
-    if config.training.sde.lower() == "vesde":
-        sde = sde_lib.VESDE(m.sigma_min, m.sigma_max, m.num_scales)
-    else:
-        sde = sde_lib.get_sde(config.training.sde, beta_min=m.beta_min, beta_max=m.beta_max,
-                              N=m.num_scales)
-    apply_fn, params = models.init_model(config, jax.random.key(0))
-    score_apply = score_lib.get_score_fn(sde, apply_fn, continuous=config.training.continuous)
+    cfg = config_lib.load(
+        os.path.join(ROOT, args.config), {"model.dtype": "bfloat16"} if args.bf16 else {}
+    )
+    sde = experiment.make_sde(cfg)
+    apply_fn, params = models.init_model(cfg.model, cfg.data, jax.random.key(0))
+    score_apply = score_lib.get_score_fn(sde, apply_fn, continuous=cfg.training.continuous)
     score_fn = score_lib.params_score_fn(score_apply, params)
 
     mesh = Mesh(np.array(jax.devices()), ("data",))
     shard = NamedSharding(mesh, P("data"))
-    shape = (args.batch,) + models.data_shape(config)
+    shape = (args.batch, *cfg.data.shape)
     x = jax.device_put(jax.random.normal(jax.random.key(1), shape), shard)
     t = jax.device_put(jnp.full((args.batch,), 0.5), shard)
     probe = jax.device_put(jax.random.rademacher(jax.random.key(2), shape, jnp.float32), shard)
@@ -78,15 +72,16 @@ def main() -> None:
 
     forward = jax.jit(score_fn)
     drift = jax.jit(lambda x, t: rsde.sde(x, t)[0])
-    lik_eval = jax.jit(lambda x, t: likelihood.drift_and_divergence(
-        lambda y, s: rsde.sde(y, s)[0], x, t, probe))
+    lik_eval = jax.jit(
+        lambda x, t: likelihood.drift_and_divergence(lambda y, s: rsde.sde(y, s)[0], x, t, probe)
+    )
 
     res = {
         "device": jax.devices()[0].device_kind,
         "devices": jax.device_count(),
         "config": args.config,
         "batch": args.batch,
-        "dtype": config.model.get("dtype", "float32"),
+        "dtype": cfg.model.dtype,
         "forward_ms": 1e3 * _time(forward, x, t, reps=args.reps),
         "drift_ms": 1e3 * _time(drift, x, t, reps=args.reps),
         "lik_eval_ms": 1e3 * _time(lik_eval, x, t, reps=args.reps),
@@ -99,8 +94,9 @@ def main() -> None:
         t0 = time.perf_counter()
         logp, _, nfe = jax.block_until_ready(like(jax.random.key(3), score_fn, data))
         solve_s = time.perf_counter() - t0
-        res.update(lik_solve_s=solve_s, lik_nfe=int(nfe),
-                   lik_solve_ms_per_nfe=1e3 * solve_s / int(nfe))
+        res.update(
+            lik_solve_s=solve_s, lik_nfe=int(nfe), lik_solve_ms_per_nfe=1e3 * solve_s / int(nfe)
+        )
         res["lik_solve_per_nfe_over_forward"] = res["lik_solve_ms_per_nfe"] / res["forward_ms"]
         res["original_ms_per_nfe"] = 166.0
     print(json.dumps(res))

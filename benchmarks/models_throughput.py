@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import runpy
 import sys
 import time
 
@@ -39,23 +38,19 @@ def _time(fn, steps: int) -> float:
 
 
 def bench(path: str, dtype: str, batch: int, steps: int) -> dict:
-    from score_sde import parallel, train
-    from score_sde.modes import common
-    from score_sde.modes.config import from_config
+    from score_sde import config, experiment, parallel
 
-    config = runpy.run_path(os.path.join(ROOT, path))["get_config"]()
-    config.model.dtype = dtype
-    config.training.batch_size = batch
-    cfg = from_config(config)
-    exp = common.build(cfg, parallel.make_mesh(1))
+    cfg = config.load(
+        os.path.join(ROOT, path), {"model.dtype": dtype, "training.batch_size": str(batch)}
+    )
+    exp = experiment.build(cfg, parallel.make_mesh(1))
     state = exp.new_state()
     x = jax.random.uniform(jax.random.key(0), (batch, *exp.shape))
     t = jnp.full((batch,), 0.5)
     score = jax.jit(exp.score_apply)
     fwd = _time(lambda: score(state.params, x, t), steps)
-    steps_fn = train.make_train_steps(exp.loss_fn(train=True), exp.tx, cfg.model.ema_rate,
-                                      exp.mesh)
-    batches = parallel.global_batch({"x": np.asarray(x)[None]}, exp.mesh, batch_axis=1)
+    steps_fn = exp.train_steps()
+    batches = [{"x": np.asarray(x)}]
     holder = [state]
 
     def one():
@@ -63,8 +58,14 @@ def bench(path: str, dtype: str, batch: int, steps: int) -> dict:
         return m["loss"]
 
     step = _time(one, steps)
-    return {"config": path, "dtype": dtype, "batch": batch, "device": str(jax.devices()[0]),
-            "forward_img_s": round(batch / fwd, 1), "train_step_img_s": round(batch / step, 1)}
+    return {
+        "config": path,
+        "dtype": dtype,
+        "batch": batch,
+        "device": str(jax.devices()[0]),
+        "forward_img_s": round(batch / fwd, 1),
+        "train_step_img_s": round(batch / step, 1),
+    }
 
 
 def main() -> None:

@@ -1,25 +1,14 @@
-"""Shared defaults of the LSUN (256x256) configs (same fields and values as the original score_sde).
+"""Compatibility: `get_default_configs()` for ORIGINAL score_sde LSUN (and CelebA-HQ, FFHQ) config
+files (see configs/default_cifar10_configs.py): the LSUN 256 px base without a category (the
+original files set data.category, or replace data.dataset) plus the original defaults' training
+and model fields, sigma_max 378, N = 2000, no dropout."""
 
-Not a config on its own: the LSUN, CelebA-HQ 256 and FFHQ 256 files in vp/ddpm and ve/ import it and set the SDE and the model.
-The CIFAR-10 defaults (configs/default_cifar10_configs.py) with the values the original LSUN file changes.
-"""
+import ml_collections
 
-from configs.default_cifar10_configs import get_default_configs as _cifar10_defaults
+from configs import datasets
+from configs.default_cifar10_configs import with_original_defaults
 
 
-def get_default_configs():
-    config = _cifar10_defaults()
-    config.training.batch_size = 64
-    config.training.n_iters = 2400001
-    config.training.snapshot_freq_for_preemption = 5000
-    config.sampling.snr = 0.075
-    config.eval.begin_ckpt = 50
-    config.eval.end_ckpt = 96
-    config.eval.batch_size = 512
-    config.eval.enable_sampling = True
-    config.data.dataset = "LSUN"
-    config.data.image_size = 256
-    config.model.sigma_max = 378
-    config.model.num_scales = 2000
-    config.model.dropout = 0.0
-    return config
+def get_default_configs() -> ml_collections.ConfigDict:
+    config = datasets.high_resolution("LSUN", 256)
+    return with_original_defaults(config, sigma_max=378, num_scales=2000, dropout=0.0)

@@ -10,10 +10,12 @@ directory), so a process killed mid-save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 SNAPSHOT_DIR = "checkpoints"
 PREEMPTION_DIR = "checkpoints-meta"
@@ -27,11 +29,27 @@ def _abstract(tree):
     )
 
 
+@contextlib.contextmanager
+def _quiet():
+    """absl (orbax) log messages below ERROR are dropped inside the block."""
+    level = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+
+
 class Checkpoints:
-    """Snapshot and preemption CheckpointManagers over one work directory."""
+    """Snapshot and preemption CheckpointManagers over one work directory; a context manager
+    (`with Checkpoints(workdir) as ckpts:`) that finishes pending saves and closes on exit."""
 
     def __init__(self, workdir: str, *, read_only: bool = False):
         workdir = os.path.abspath(workdir)
+        with _quiet():  # read-only managers warn about options they ignore
+            self._open(workdir, read_only)
+
+    def _open(self, workdir: str, read_only: bool) -> None:
         self.snapshots = ocp.CheckpointManager(
             os.path.join(workdir, SNAPSHOT_DIR),
             options=ocp.CheckpointManagerOptions(
@@ -94,3 +112,12 @@ class Checkpoints:
     def close(self) -> None:
         self.snapshots.close()
         self.preemption.close()
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.wait()
+        finally:
+            self.close()

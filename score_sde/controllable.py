@@ -8,18 +8,20 @@ isotropic and linear, Q commutes with it: u_t = alpha(t) u_0 + std(t) z in the t
 - colorization: Q acts on the channel axis as COLOR_MATRIX (first column (1, 1, 1) / sqrt(3)), so
   u[..., 0] = sqrt(3) * gray is known and the two chroma channels u[..., 1:] are sampled.
 
-PC (replacement): after every corrector and predictor step, the known coordinates of x are
-replaced by a fresh draw of p_0t(u_t | y) = N(alpha(t) y, std(t)^2) at the time the step landed
-on; the noise-free estimate x_mean gets the mean alpha(t) y, built from the step's own x_mean (the
-published code built it from the already-noised sample). The output keeps u_known = y exactly.
+PC (replacement, the hook of the one PC loop `sampling.get_pc_sampler`): after every corrector
+and predictor step, the known coordinates of x are replaced by a fresh draw of p_0t(u_t | y) =
+N(alpha(t) y, std(t)^2) at the time the step landed on; the noise-free estimate x_mean gets the
+mean alpha(t) y, built from the step's own x_mean (the published code built it from the
+already-noised sample). The output keeps u_known = y exactly.
 ODE: the known coordinates follow y_t = alpha(t) y + std(t) z with one z drawn per sample, and only
 the hidden ones are integrated.
 
 The replacement scheme samples the hidden coordinates with grad log p_t(x_hidden, y_t), not the
 score of p_t(x_hidden | y); it is an approximation (tests/test_controllable.py measures its bias on
 Gaussian mixtures). For a Gaussian mixture the exact conditional is a mixture again
-(`conditional_mixture`), whose score (`conditional_score_fn`) plugged into the same samplers gives
-the exact conditional.
+(`GaussianMixture.conditional` in score_sde.gmm), whose score
+(`GaussianMixture.conditional_score_fn`, with channel_matrix = COLOR_MATRIX for colorization)
+plugged into the same samplers gives the exact conditional.
 
 Samplers: `sampler(key, score_fn, y, mask) -> (x [shape], nfe)` for `get_pc_inpainter`,
 `get_ode_inpainter`, and `colorizer(key, score_fn, gray) -> (x, nfe)` for the colorizers; y and mask
@@ -30,14 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from score_sde import guidance, sampling
-from score_sde.gmm import GaussianMixture
+from score_sde import sampling
+from score_sde.config import NAMED_MASKS
 from score_sde.sde import SDE, batch_mul
 from score_sde.solvers import solve_ode
 
@@ -118,37 +119,38 @@ def get_pc_conditional_sampler(
     Returns `sampler(key, score_fn, y, mask) -> (x [shape], nfe)`, y and mask in the u view.
     Step i runs the corrector at t_i and replaces the known part by a draw of N(alpha(t_i) y,
     std(t_i)^2); then the predictor from t_i to t_{i+1} (t_N = 0) and the same replacement at
-    t_{i+1}. The final output has u_known = y exactly.
+    t_{i+1} (the hook of `sampling.get_pc_sampler`). The final output has u_known = y exactly.
     """
-    predictor_fn, corrector_fn, nfe = sampling.pc_steps(sde, predictor, corrector, n_steps, eps)
+
+    def replace(key, x, x_mean, t, cond):
+        """u_known <- alpha(t) y + std(t) z in x, <- alpha(t) y in x_mean (x, x_mean: [shape])."""
+        y, mask = cond
+        y_mean, std = sde.marginal_prob(y, t)
+        y_t = y_mean + batch_mul(std, jax.random.normal(key, x.shape, x.dtype))
+        x = transform.inverse(mask * y_t + (1 - mask) * transform.forward(x))
+        x_mean = transform.inverse(mask * y_mean + (1 - mask) * transform.forward(x_mean))
+        return x, x_mean
+
+    pc = sampling.get_pc_sampler(
+        sde,
+        shape,
+        predictor,
+        corrector,
+        snr=snr,
+        n_steps=n_steps,
+        probability_flow=probability_flow,
+        denoise=denoise,
+        eps=eps,
+        langevin_norm=langevin_norm,
+        sharding=sharding,
+        hook=replace,
+    )
 
     def sampler(key, score_fn, y, mask):
         _check_shapes(shape, y, mask)
         y = jnp.broadcast_to(jnp.asarray(y, jnp.float32), shape)
         mask = jnp.broadcast_to(jnp.asarray(mask, jnp.float32), shape)
-        key, k_prior = jax.random.split(key)
-        x = sampling.constrain(sde.prior_sampling(k_prior, shape), sharding)
-        timesteps = jnp.concatenate([jnp.linspace(sde.T, eps, sde.N), jnp.zeros((1,))])
-
-        def replace(k, x, x_mean, t):
-            y_mean, std = sde.marginal_prob(y, t)
-            y_t = y_mean + batch_mul(std, jax.random.normal(k, shape, x.dtype))
-            x = transform.inverse(mask * y_t + (1 - mask) * transform.forward(x))
-            x_mean = transform.inverse(mask * y_mean + (1 - mask) * transform.forward(x_mean))
-            return x, x_mean
-
-        def body(i, carry):
-            x, _ = carry
-            k_c, k_p, k_rc, k_rp = jax.random.split(jax.random.fold_in(key, i), 4)
-            t = jnp.full((shape[0],), timesteps[i], x.dtype)
-            t_next = jnp.full((shape[0],), timesteps[i + 1], x.dtype)
-            x, x_mean = corrector_fn(k_c, sde, score_fn, x, t, snr, n_steps, langevin_norm)
-            x, _ = replace(k_rc, x, x_mean, t)
-            x, x_mean = predictor_fn(k_p, sde, score_fn, x, t, probability_flow)
-            return replace(k_rp, x, x_mean, t_next)
-
-        x, x_mean = jax.lax.fori_loop(0, sde.N, body, (x, x))
-        x = x_mean if denoise else x
+        x, nfe = pc(key, score_fn, (y, mask))
         return transform.inverse(mask * y + (1 - mask) * transform.forward(x)), nfe
 
     return sampler
@@ -253,65 +255,28 @@ def get_ode_colorizer(sde: SDE, shape, **kw):
     return _colorizer(get_ode_conditional_sampler(sde, shape, transform=COLOR, **kw), shape)
 
 
-# ------------------------------------------------------------------------------ exact (mixtures)
-
-
-def orthogonal_mixture(gmm: GaussianMixture, q: jax.Array) -> GaussianMixture:
-    """The mixture of u = x @ q for x ~ gmm (q [D, D] orthogonal): means mu q, covs q^T S q."""
-    q = jnp.asarray(q, gmm.means.dtype)
-    return GaussianMixture(gmm.weights, gmm.means @ q, jnp.einsum("ia,kij,jb->kab", q, gmm.covs, q))
-
-
-def conditional_mixture(gmm: GaussianMixture, known: np.ndarray, y: jax.Array) -> GaussianMixture:
-    """p(x_hidden | x_known = y) for x ~ gmm: a mixture over the hidden coordinates.
-
-    known: bool [D] (static); y [D_known]. Component k: N(mu_h + S_hk S_kk^-1 (y - mu_k),
-    S_hh - S_hk S_kk^-1 S_kh), weight proportional to w_k N(y; mu_k, S_kk).
-    """
-    known = np.asarray(known, bool)
-    o, h = np.flatnonzero(known), np.flatnonzero(~known)
-    s_oo = gmm.covs[:, o][:, :, o]
-    s_ho = gmm.covs[:, h][:, :, o]
-    s_hh = gmm.covs[:, h][:, :, h]
-    diff = jnp.asarray(y)[None] - gmm.means[:, o]  # [K, D_o]
-    gain = jnp.linalg.solve(s_oo, jnp.swapaxes(s_ho, 1, 2))  # S_oo^-1 S_oh  [K, D_o, D_h]
-    means = gmm.means[:, h] + jnp.einsum("koh,ko->kh", gain, diff)
-    covs = s_hh - jnp.einsum("kho,kog->khg", s_ho, gain)
-    covs = 0.5 * (covs + jnp.swapaxes(covs, 1, 2))
-    log_n = GaussianMixture(gmm.weights, gmm.means[:, o], s_oo).component_terms(
-        jnp.asarray(y)[None], 1.0, 0.0
-    )[0][0]
-    weights = jax.nn.softmax(jnp.log(gmm.weights) + log_n)
-    return GaussianMixture(weights, means, covs)
-
-
-def conditional_score_fn(
-    gmm: GaussianMixture,
-    sde: SDE,
-    known: np.ndarray,
-    y: jax.Array,
-    transform: Orthogonal = IDENTITY,
-) -> Callable:
-    """The exact score of p_t(x_hidden | y) as a `score_fn(x [B, ...], t)` for the samplers above
-    (x flattened to D; `known` [D] and y [D_known] in the u view; zero on known coordinates).
-
-    For the colorization view, `transform` = COLOR and gmm is the mixture of x (not of u).
-    """
-    known = np.asarray(known, bool)
-    h = np.flatnonzero(~known)
-
-    def score_fn(x, t):
-        u = transform.forward(x).reshape(x.shape[0], -1)
-        s_u = jnp.zeros_like(u).at[:, h].set(cond_score(u[:, h], t))
-        return transform.inverse(s_u.reshape(x.shape))
-
-    d = gmm.dim
-    if transform.matrix is not None:
-        c = transform.matrix.shape[0]
-        q = np.kron(np.eye(d // c, dtype=np.float32), transform.matrix)
-        gmm = orthogonal_mixture(gmm, q)
-    cond_score = guidance.mixture_score_fn(conditional_mixture(gmm, known, y), sde)
-    return score_fn
+def named_mask(name: str, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """An inpainting mask [H, W, 1] (1 = known) by name (config.condition.mask):
+    keep_top / keep_left (that half known), keep_border (the central half of each side unknown),
+    keep_random (each pixel known with probability 1/2, drawn from `seed`)."""
+    h, w = shape[0], shape[1]
+    m = np.zeros((h, w, 1), np.float32)
+    match name:
+        case "keep_top":
+            m[: h // 2] = 1
+        case "keep_left":
+            m[:, : w // 2] = 1
+        case "keep_border":
+            m[:] = 1
+            m[h // 4 : h - h // 4, w // 4 : w - w // 4] = 0
+        case "keep_random":
+            m[:] = np.random.default_rng(seed).random((h, w, 1)) < 0.5
+        case _:
+            raise ValueError(
+                f"config.condition.mask ({name!r}) is neither a file nor a named mask "
+                f"({', '.join(NAMED_MASKS)})"
+            )
+    return m
 
 
 __all__ = [
@@ -319,8 +284,6 @@ __all__ = [
     "COLOR_MATRIX",
     "IDENTITY",
     "Orthogonal",
-    "conditional_mixture",
-    "conditional_score_fn",
     "get_ode_colorizer",
     "get_ode_conditional_sampler",
     "get_ode_inpainter",
@@ -328,5 +291,5 @@ __all__ = [
     "get_pc_conditional_sampler",
     "get_pc_inpainter",
     "gray_channel",
-    "orthogonal_mixture",
+    "named_mask",
 ]

@@ -30,8 +30,10 @@ def read_jax_checkpoint(path: str) -> tuple[dict, dict, int]:
         state = serialization.msgpack_restore(f.read())
     if not isinstance(state, dict) or "optimizer" not in state or "params_ema" not in state:
         keys = list(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path}: not an original score_sde checkpoint (expected 'optimizer' and "
-                         f"'params_ema' at the top level, found {keys})")
+        raise ValueError(
+            f"{path}: not an original score_sde checkpoint (expected 'optimizer' and "
+            f"'params_ema' at the top level, found {keys})"
+        )
     params = state["optimizer"]["target"]
     params = params.get("params", params)  # tolerate a {'params': ...} wrapper
     ema = state["params_ema"]
@@ -44,12 +46,15 @@ def read_torch_checkpoint(path: str) -> tuple[dict, dict, int]:
     try:
         import torch
     except ImportError:
-        raise ValueError(f"reading {path} needs PyTorch: pip install torch (CPU build is enough), "
-                         "or convert it where torch is installed") from None
+        raise ValueError(
+            f"reading {path} needs PyTorch: pip install torch (CPU build is enough), "
+            "or convert it where torch is installed"
+        ) from None
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "model" not in ckpt:
-        raise ValueError(f"{path}: not a score_sde_pytorch checkpoint (no 'model'; keys "
-                         f"{list(ckpt)})")
+        raise ValueError(
+            f"{path}: not a score_sde_pytorch checkpoint (no 'model'; keys {list(ckpt)})"
+        )
 
     def to_np(x):
         return x.detach().cpu().numpy() if hasattr(x, "detach") else x
@@ -71,22 +76,29 @@ def detect_format(path: str) -> str:
 
 
 def convert_params(config, source: str, fmt: str = "auto"):
-    """(params, ema params, step) of `source` as pure dicts in our layout, checked vs config."""
+    """(params, ema params, step) of `source` as pure dicts in our layout, checked against the
+    typed config's network."""
     from flax import nnx
 
     from score_sde import models
 
-    like = nnx.to_pure_dict(models.abstract_params(config))
+    like = nnx.to_pure_dict(models.abstract_params(config.model, config.data))
     fmt = detect_format(source) if fmt == "auto" else fmt
     if fmt == "jax":
         p, e, step = read_jax_checkpoint(source)
-        return (layout.from_jax_layout(p, config, like, f"{source} (optimizer.target)"),
-                layout.from_jax_layout(e, config, like, f"{source} (params_ema)"), step)
+        return (
+            layout.from_jax_layout(p, config, like, f"{source} (optimizer.target)"),
+            layout.from_jax_layout(e, config, like, f"{source} (params_ema)"),
+            step,
+        )
     if fmt == "torch":
         layout.family(config)
         p, e, step = read_torch_checkpoint(source)
-        return (layout.from_torch_layout(p, like, what=f"{source} (model)"),
-                layout.from_torch_layout(e, like, what=f"{source} (ema)"), step)
+        return (
+            layout.from_torch_layout(p, like, what=f"{source} (model)"),
+            layout.from_torch_layout(e, like, what=f"{source} (ema)"),
+            step,
+        )
     raise ValueError(f"--format ({fmt!r}) must be 'auto', 'jax' or 'torch'")
 
 
@@ -99,61 +111,64 @@ def convert(config, source: str, workdir: str, fmt: str = "auto") -> int:
     import jax.numpy as jnp
     from flax import nnx
 
-    from score_sde import checkpoint, models, train
-    from score_sde.modes import common
-    from score_sde.modes.config import from_config
+    from score_sde import checkpoint, experiment, models, train
+    from score_sde import config as config_lib
+    from score_sde import workdir as wd
 
-    cfg = from_config(config)
-    params, ema, step = convert_params(config, source, fmt)
-    exp = common.build(cfg)
+    cfg = config if isinstance(config, config_lib.Config) else config_lib.from_config(config)
+    params, ema, step = convert_params(cfg, source, fmt)
+    exp = experiment.build(cfg)
 
     def as_state(pure):
-        state = models.abstract_params(config)
+        state = models.abstract_params(cfg.model, cfg.data)
         nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, pure))
         return state
 
     p, e = as_state(params), as_state(ema)
-    state = train.init_state(p, exp.tx, jax.random.split(exp.key(common.KEY_INIT))[1])
+    state = train.init_state(p, exp.tx, jax.random.split(exp.key(experiment.KEY_INIT))[1])
     state = state._replace(step=jnp.asarray(step, jnp.int32), ema_params=e)
-    workdir = common.prepare_workdir(workdir)
-    ckpts = checkpoint.Checkpoints(workdir)
-    ckpts.save(step, state, snapshot=True)
-    ckpts.wait()
-    ckpts.close()
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    workdir = wd.prepare(workdir)
+    with checkpoint.Checkpoints(workdir) as ckpts:
+        ckpts.save(step, state, snapshot=True)
+    wd.write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
     return step
 
 
 def main(argv=None) -> None:
+    """`python -m score_sde.convert --config FILE [--config.<section>.<field>=V] --source PATH
+    --workdir DIR [--format auto|jax|torch]`; bad input: one `error:` line, exit status 2."""
     from absl import app, flags
-    from ml_collections import config_flags
 
-    config_flags.DEFINE_config_file("config", None, "The checkpoint's config file.",
-                                    lock_config=True)
+    from score_sde import config as config_lib
+
+    argv = sys.argv if argv is None else argv
+    path, overrides, rest = config_lib.split_argv(argv[1:], "")
     flags.DEFINE_string("source", None, "Original checkpoint: flax msgpack or PyTorch .pth.")
     flags.DEFINE_string("workdir", None, "Work directory to write the converted checkpoint to.")
     flags.DEFINE_enum("format", "auto", ["auto", "jax", "torch"], "Source format.")
     FLAGS = flags.FLAGS
 
+    def fail(message: str):
+        print("error: " + " ".join(str(message).split()), file=sys.stderr)
+        sys.exit(2)
+
     def run(args):
         if len(args) > 1:
-            raise app.UsageError(f"unexpected arguments {args[1:]}")
-        for name in ("config", "source", "workdir"):
-            if FLAGS[name].value is None:
-                raise app.UsageError(f"--{name} is required")
+            fail(f"unexpected arguments {args[1:]}; flags look like --name=value")
+        missing = [f"--{n}" for n in ("source", "workdir") if FLAGS[n].value is None]
+        if not path or missing:
+            fail(f"{', '.join(missing or ['--config'])} is required; see --help")
         try:
-            step = convert(FLAGS.config, FLAGS.source, FLAGS.workdir, FLAGS.format)
+            cfg = config_lib.load(path, overrides)
+            step = convert(cfg, FLAGS.source, FLAGS.workdir, FLAGS.format)
         except (ValueError, FileNotFoundError) as e:
-            print("error: " + " ".join(str(e).splitlines()), file=sys.stderr)
-            sys.exit(2)
-        print(f"converted {FLAGS.source} -> {FLAGS.workdir}/checkpoints/{step}; sample with: "
-              f"python launch.py --config <the same config> --workdir {FLAGS.workdir} "
-              "--mode sample")
+            fail(str(e))
+        print(
+            f"converted {FLAGS.source} -> {FLAGS.workdir}/checkpoints/{step}; sample with: "
+            f"python launch.py --config {path} --workdir {FLAGS.workdir} --mode sample"
+        )
 
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # configs import `configs.default_*`
-    app.run(run, argv)
+    app.run(run, [argv[0], *rest])
 
 
 if __name__ == "__main__":

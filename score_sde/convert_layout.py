@@ -19,9 +19,13 @@ import numpy as np
 
 # class of each all_modules entry -> the original flax module name, per model family
 JAX_NAMES = {
-    "ncsnpp": {"ResnetBlockBigGAN": "ResnetBlockBigGANpp", "ResnetBlockDDPM": "ResnetBlockDDPMpp",
-               "AttnBlock": "AttnBlockpp"},
-    "ddpm": {},
+    "ncsnpp": {
+        "ResnetBlockBigGAN": "ResnetBlockBigGANpp",
+        "ResnetBlockDDPM": "ResnetBlockDDPMpp",
+        "AttnBlock": "AttnBlockpp",
+        "Linear": "Dense",
+    },
+    "ddpm": {"Linear": "Dense"},
 }
 TORCH_IGNORED = ("sigmas",)  # buffers of the PyTorch models, not parameters
 
@@ -56,15 +60,18 @@ def module_classes(config) -> list[str]:
     from score_sde import models
 
     family(config)
-    module = nnx.eval_shape(lambda: models.build_module(config, jax.random.key(0)))
+    module = nnx.eval_shape(
+        lambda: models.build_module(config.model, config.data, jax.random.key(0))
+    )
     return [type(m).__name__ for m in module.all_modules]
 
 
 def family(config) -> str:
     name = config.model.name
     if name not in JAX_NAMES:
-        raise ValueError(f"config.model.name ({name!r}): checkpoint conversion supports "
-                         f"{tuple(JAX_NAMES)}")
+        raise ValueError(
+            f"config.model.name ({name!r}): checkpoint conversion supports {tuple(JAX_NAMES)}"
+        )
     return name
 
 
@@ -118,14 +125,16 @@ def _torch_map(like: dict, prefix: str) -> dict[tuple, tuple[str, str]]:
 
 def _to_torch(x, how):
     x = np.asarray(x)
-    return {"conv": lambda a: a.transpose(3, 2, 0, 1), "dense": lambda a: a.T,
-            "id": lambda a: a}[how](x)
+    return {"conv": lambda a: a.transpose(3, 2, 0, 1), "dense": lambda a: a.T, "id": lambda a: a}[
+        how
+    ](x)
 
 
 def _from_torch(x, how):
     x = np.asarray(x)
-    return {"conv": lambda a: a.transpose(2, 3, 1, 0), "dense": lambda a: a.T,
-            "id": lambda a: a}[how](x)
+    return {"conv": lambda a: a.transpose(2, 3, 1, 0), "dense": lambda a: a.T, "id": lambda a: a}[
+        how
+    ](x)
 
 
 def _check(what: str, missing, unexpected, mismatched) -> None:
@@ -133,15 +142,23 @@ def _check(what: str, missing, unexpected, mismatched) -> None:
         return
     parts = [f"{what} does not match this config's network (wrong config or checkpoint?)"]
     if mismatched:
-        parts.append(f"shape mismatches ({len(mismatched)}): " + "; ".join(
-            f"{k}: checkpoint {a} vs model {b}" for k, a, b in mismatched[:10])
-            + (" ..." if len(mismatched) > 10 else ""))
+        parts.append(
+            f"shape mismatches ({len(mismatched)}): "
+            + "; ".join(f"{k}: checkpoint {a} vs model {b}" for k, a, b in mismatched[:10])
+            + (" ..." if len(mismatched) > 10 else "")
+        )
     if missing:
-        parts.append(f"missing keys ({len(missing)}): " + ", ".join(missing[:20])
-                     + (" ..." if len(missing) > 20 else ""))
+        parts.append(
+            f"missing keys ({len(missing)}): "
+            + ", ".join(missing[:20])
+            + (" ..." if len(missing) > 20 else "")
+        )
     if unexpected:
-        parts.append(f"unexpected keys ({len(unexpected)}): " + ", ".join(unexpected[:20])
-                     + (" ..." if len(unexpected) > 20 else ""))
+        parts.append(
+            f"unexpected keys ({len(unexpected)}): "
+            + ", ".join(unexpected[:20])
+            + (" ..." if len(unexpected) > 20 else "")
+        )
     raise ValueError("; ".join(parts))
 
 
@@ -194,8 +211,9 @@ def torch_parameter_keys(state_dict: dict) -> list[str]:
     return [k for k in state_dict if k.rsplit(".", 1)[-1] not in TORCH_IGNORED]
 
 
-def from_torch_layout(state_dict: dict, like: dict, prefix: str | None = None,
-                      what: str = "PyTorch checkpoint") -> dict:
+def from_torch_layout(
+    state_dict: dict, like: dict, prefix: str | None = None, what: str = "PyTorch checkpoint"
+) -> dict:
     """PyTorch-port state_dict -> our pure params, shaped like `like` (checked).
 
     prefix: 'module.' (DataParallel) or ''; None detects it from the keys.
@@ -213,9 +231,13 @@ def from_torch_layout(state_dict: dict, like: dict, prefix: str | None = None,
         used.add(key)
         x = _from_torch(src[key], how)
         if x.shape != _expected_shape(leaf):
-            mismatched.append((key, tuple(np.shape(src[key])),
-                               tuple(_to_torch(np.zeros(_expected_shape(leaf), np.int8),
-                                               how).shape)))
+            mismatched.append(
+                (
+                    key,
+                    tuple(np.shape(src[key])),
+                    tuple(_to_torch(np.zeros(_expected_shape(leaf), np.int8), how).shape),
+                )
+            )
             continue
         out[path] = x
     unexpected = [k for k in src if k not in used]
@@ -235,13 +257,17 @@ def torch_ema_state_dict(model_sd: dict, ema_sd: dict) -> dict:
     if len(shadow) != len(keys):
         keys = [k for k in keys if not _is_fourier_w(k, model_sd)]
     if len(shadow) != len(keys):
-        raise ValueError(f"PyTorch checkpoint: ema.shadow_params has {len(shadow)} tensors but the "
-                         f"model has {len(keys)} trainable parameters; the checkpoint is damaged")
+        raise ValueError(
+            f"PyTorch checkpoint: ema.shadow_params has {len(shadow)} tensors but the "
+            f"model has {len(keys)} trainable parameters; the checkpoint is damaged"
+        )
     out = dict(model_sd)
     for k, v in zip(keys, shadow, strict=True):
         if tuple(np.shape(v)) != tuple(np.shape(model_sd[k])):
-            raise ValueError(f"PyTorch checkpoint: ema tensor for {k} has shape {np.shape(v)}, the "
-                             f"model's has {np.shape(model_sd[k])}")
+            raise ValueError(
+                f"PyTorch checkpoint: ema tensor for {k} has shape {np.shape(v)}, the "
+                f"model's has {np.shape(model_sd[k])}"
+            )
         out[k] = v
     return out
 

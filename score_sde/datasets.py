@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from score_sde import image_io
+from score_sde.config import DataConfig
 
 TFDS_DATASETS = ("cifar10", "svhn", "celeba", "celebahq", "lsun")
 OTHER_DATASETS = ("ffhq", "folder", "npz", "digits", "toy/<name>")
@@ -53,62 +54,30 @@ _TOY_EVAL_EXAMPLES = 10_000
 
 
 # --------------------------------------------------------------------------------------------
-# Config boundary
+# Scaling between [0, 1] and model space
 
 
-@dataclasses.dataclass(frozen=True)
-class DataSpec:
-    """The fields of `config.data` this module reads (converted once, at the boundary)."""
-
-    dataset: str
-    image_size: int | None = None
-    num_channels: int | None = None
-    centered: bool = False
-    random_flip: bool = False
-    uniform_dequantization: bool = False
-    path: str | None = None
-    category: str | None = None
-    data_dir: str | None = None
-
-    @classmethod
-    def from_config(cls, config) -> DataSpec:
-        data = config.data if hasattr(config, "data") else config
-        get = data.get if hasattr(data, "get") else functools.partial(getattr, data)
-        kw = {}
-        for f in dataclasses.fields(cls):
-            value = get(f.name, None)
-            if value is not None:
-                kw[f.name] = value
-        if "dataset" not in kw:
-            raise ValueError("config.data.dataset is not set; one of " + _valid_names())
-        path = kw.get("path") or get("tfrecords_path", None)
-        if path is not None:
-            kw["path"] = os.path.expanduser(str(path))
-        kw["dataset"] = str(kw["dataset"])
-        return cls(**kw)
-
-
-def _valid_names() -> str:
-    return ", ".join(repr(n) for n in TFDS_DATASETS + OTHER_DATASETS)
-
-
-def _centered(config) -> bool:
-    data = config.data if hasattr(config, "data") else config
-    return bool(getattr(data, "centered", False))
-
-
-def get_data_scaler(config) -> Callable:
+def get_data_scaler(data: DataConfig) -> Callable:
     """[0, 1] -> model space: x -> 2x - 1 if config.data.centered else identity."""
-    if _centered(config):
+    if data.centered:
         return lambda x: x * 2.0 - 1.0
     return lambda x: x
 
 
-def get_data_inverse_scaler(config) -> Callable:
+def get_data_inverse_scaler(data: DataConfig) -> Callable:
     """Model space -> [0, 1]: x -> (x + 1) / 2 if config.data.centered else identity."""
-    if _centered(config):
+    if data.centered:
         return lambda x: (x + 1.0) / 2.0
     return lambda x: x
+
+
+def to_images(x, data: DataConfig):
+    """Model-space images [B, H, W, C] -> [0, 1], clipped (jnp or numpy, like `x`)."""
+    return get_data_inverse_scaler(data)(x).clip(0.0, 1.0)
+
+
+def _valid_names() -> str:
+    return ", ".join(repr(n) for n in TFDS_DATASETS + OTHER_DATASETS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,7 +148,7 @@ def _to_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def _preprocess_fn(name: str, spec: DataSpec) -> Callable[[np.ndarray], np.ndarray]:
+def _preprocess_fn(name: str, spec: DataConfig) -> Callable[[np.ndarray], np.ndarray]:
     """Per-example op: raw image (uint8 or float [0, 1]) -> float32 [0, 1] at image_size."""
     size = spec.image_size
 
@@ -490,7 +459,7 @@ def _tfds_decoders(tfds):
     return {"image": tfds.decode.SkipDecoding()}
 
 
-def _tfds_source(name: str, split: str, spec: DataSpec):
+def _tfds_source(name: str, split: str, spec: DataConfig):
     tfds_name, splits = _TFDS[name]
     if name == "lsun" and not spec.category:
         raise ValueError("config.data.category must name the LSUN category, e.g. 'church_outdoor'")
@@ -529,15 +498,15 @@ def _tfds_source(name: str, split: str, spec: DataSpec):
     return _TfdsSource(source)
 
 
-def _npz_source(split: str, spec: DataSpec):
-    if not spec.path:
+def _npz_source(split: str, path: str | None):
+    if not path:
         raise ValueError("config.data.path must point to an .npz file for dataset 'npz'")
-    if not os.path.isfile(spec.path):
+    if not os.path.isfile(path):
         raise ValueError(
-            f"config.data.path ({spec.path!r}) is not a file; write one with "
+            f"config.data.path ({path!r}) is not a file; write one with "
             "np.savez(path, x_train=uint8 [N, H, W, C], x_test=..., y_train=optional labels)"
         )
-    arrays = np.load(spec.path)
+    arrays = np.load(path)
     split = _canonical_split(split)
     for key in (f"x_{split}", split, "x", "images", "arr_0"):
         if key in arrays.files:
@@ -545,7 +514,7 @@ def _npz_source(split: str, spec: DataSpec):
             break
     else:
         raise ValueError(
-            f"{spec.path!r} has arrays {arrays.files}; expected one of x_{split}, {split}, x, "
+            f"{path!r} has arrays {arrays.files}; expected one of x_{split}, {split}, x, "
             "images, arr_0"
         )
     labels = None
@@ -558,15 +527,15 @@ def _npz_source(split: str, spec: DataSpec):
     return _ArraySource(images, labels)
 
 
-def _folder_source(split: str, spec: DataSpec, name: str):
-    if not spec.path or not os.path.isdir(spec.path):
+def _folder_source(split: str, path: str | None, name: str):
+    if not path or not os.path.isdir(path):
         raise ValueError(
             f"dataset {name!r} reads a folder of images: set config.data.path (now "
-            f"{spec.path!r}) to a directory of PNG/JPEG files (optionally with train/ and test/ "
+            f"{path!r}) to a directory of PNG/JPEG files (optionally with train/ and test/ "
             "subfolders); FFHQ: download the images (github.com/NVlabs/ffhq-dataset) and resize "
             "them to config.data.image_size"
         )
-    root = spec.path
+    root = path
     for sub in {split, _canonical_split(split)}:
         if os.path.isdir(os.path.join(root, sub)):
             root = os.path.join(root, sub)
@@ -592,7 +561,7 @@ def _digits_source(split: str):
 
 
 def get_dataset(
-    config,
+    data: DataConfig,
     split: str,
     *,
     batch_size: int,
@@ -608,13 +577,12 @@ def get_dataset(
     `config.data.uniform_dequantization` (bits/dim uses True); `augment` (default: split ==
     'train') enables the random flip of `config.data.random_flip`.
     """
-    spec = DataSpec.from_config(config)
-    name = spec.dataset.lower().replace("-", "").replace("_", "")
-    scaler = get_data_scaler(config)
-    if spec.dataset.lower().startswith("toy/"):
-        toy = spec.dataset.split("/", 1)[1]
+    name = data.dataset.lower().replace("-", "").replace("_", "")
+    scaler = get_data_scaler(data)
+    path = os.path.expanduser(data.path or data.tfrecords_path or "") or None
+    if data.is_toy:
         return ToyDataset(
-            toy,
+            data.dataset.split("/", 1)[1],
             _canonical_split(split),
             scaler,
             batch_size=batch_size,
@@ -622,37 +590,56 @@ def get_dataset(
             process_index=process_index,
             process_count=process_count,
         )
-    if name in _TFDS and spec.path:  # a prepared copy instead of TFDS: .npz file or folder
-        if spec.path.endswith(".npz"):
-            source = _npz_source(split, spec)
-        else:
-            source = _folder_source(split, spec, name)
+    if name in _TFDS and path:  # a prepared copy instead of TFDS: .npz file or folder
+        source = (
+            _npz_source(split, path) if path.endswith(".npz") else _folder_source(split, path, name)
+        )
     elif name in _TFDS:
-        source = _tfds_source(name, split, spec)
+        source = _tfds_source(name, split, data)
     elif name == "npz":
-        source = _npz_source(split, spec)
+        source = _npz_source(split, path)
     elif name in ("folder", "ffhq", "images"):
-        source = _folder_source(split, spec, name)
+        source = _folder_source(split, path, name)
     elif name == "digits":
         source = _digits_source(split)
     else:
         raise ValueError(
-            f"unknown config.data.dataset {spec.dataset!r}; valid names: {_valid_names()}"
+            f"unknown config.data.dataset {data.dataset!r}; valid names: {_valid_names()}"
         )
     if augment is None:
         augment = _canonical_split(split) == "train"
     dequantize = (
-        spec.uniform_dequantization if uniform_dequantization is None else uniform_dequantization
+        data.uniform_dequantization if uniform_dequantization is None else uniform_dequantization
     )
     return Dataset(
         source,
-        _preprocess_fn(name, spec),
+        _preprocess_fn(name, data),
         scaler,
         batch_size=batch_size,
         seed=seed,
         process_index=process_index,
         process_count=process_count,
-        random_flip=bool(spec.random_flip and augment),
+        random_flip=bool(data.random_flip and augment),
         uniform_dequantization=bool(dequantize),
-        name=spec.dataset,
+        name=data.dataset,
+    )
+
+
+def get_process_dataset(data: DataConfig, split: str, *, global_batch: int, seed: int, **kw):
+    """This process's share of `split`: its rows of every global batch of `global_batch`."""
+    import jax
+
+    n = jax.process_count()
+    if global_batch % n:
+        raise ValueError(
+            f"batch size {global_batch} must be divisible by the number of processes ({n})"
+        )
+    return get_dataset(
+        data,
+        split,
+        batch_size=global_batch // n,
+        seed=seed,
+        process_index=jax.process_index(),
+        process_count=n,
+        **kw,
     )

@@ -3,8 +3,11 @@
 Under any linear SDE with kernel p_0t(x_t | x_0) = N(alpha(t) x_0, std(t)^2 I), a mixture
 p_0 = sum_k w_k N(mu_k, S_k) stays a mixture with the same weights:
     p_t = sum_k w_k N(alpha mu_k, alpha^2 S_k + std^2 I),
-so its score, log-density and samples are exact at every t. Tests of samplers, likelihoods and
-guidance compare against these; the known-density toy dataset uses them too.
+so its score, log-density and samples are exact at every t. So are its class posterior
+p_t(k | x) and class scores (the exact classifier and conditional model of guidance), and, for known
+coordinates x_o = y of an orthogonal view u = x @ Q, the conditional p(u_h | u_o = y), again a
+mixture (the exact answer of inpainting and colorization). Tests of samplers, likelihoods, guidance
+and controllable generation compare against these; the known-density toy dataset uses them too.
 
 Shapes: x is [B, D]; t is [B]; K components.
 """
@@ -16,6 +19,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from score_sde.sde import SDE
 
@@ -88,13 +92,114 @@ class GaussianMixture(NamedTuple):
         return self.evaluate(x, *sde.marginal_coeffs(t))[1]
 
     def score_fn(self, sde: SDE):
-        """The exact score as a sampler's score_fn(x [B, ...], t [B]) -> [B, ...] (x flattened to D)."""
+        """The exact score grad log p_t(x) as a sampler's score_fn(x [B, ...], t [B]) -> [B, ...]
+        (x flattened to D)."""
 
         eig = self.eig()  # once, outside the traced function
 
         def score_fn(x, t):
             flat = x.reshape(x.shape[0], -1)
             return self.evaluate(flat, *sde.marginal_coeffs(t), eig)[1].reshape(x.shape)
+
+        return score_fn
+
+    def _class_terms_fn(self, sde: SDE):
+        """terms(x [B, ...], t [B]) -> (log p_t(k | x) [B, K], grad log p_t(x | k) [B, K, D])."""
+
+        eig = self.eig()  # once, outside the traced function
+
+        def terms(x, t):
+            log_n, scores = self.component_terms(
+                x.reshape(x.shape[0], -1), *sde.marginal_coeffs(t), eig
+            )
+            return jax.nn.log_softmax(jnp.log(self.weights) + log_n, axis=-1), scores
+
+        return terms
+
+    def class_log_prob_fn(self, sde: SDE, labels: jax.Array):
+        """The exact classifier log p_t(y = labels | x) [B] as `log_prob_fn(x [B, ...], t [B])`
+        (labels: int [B] component indices; x flattened to D)."""
+        terms = self._class_terms_fn(sde)
+
+        def log_prob_fn(x, t):
+            return jnp.take_along_axis(terms(x, t)[0], labels[:, None], axis=-1)[:, 0]
+
+        return log_prob_fn
+
+    def class_score_fn(self, sde: SDE, labels: jax.Array):
+        """The exact class score grad log p_t(x | y = labels) [B, ...] as `score_fn(x, t)`: component
+        y's Gaussian N(alpha mu_y, alpha^2 S_y + std^2 I) at time t (labels: int [B])."""
+        terms = self._class_terms_fn(sde)
+
+        def score_fn(x, t):
+            scores = terms(x, t)[1]
+            return jnp.take_along_axis(scores, labels[:, None, None], axis=1)[:, 0].reshape(x.shape)
+
+        return score_fn
+
+    def transformed(self, q) -> GaussianMixture:
+        """The mixture of u = x @ q for x ~ self (q [D, D] orthogonal): means mu_k q, covs q^T S_k q."""
+        q = jnp.asarray(q, self.means.dtype)
+        if q.shape != (self.dim, self.dim):
+            raise ValueError(f"q must be [D, D] = [{self.dim}, {self.dim}], got shape {q.shape}")
+        covs = jnp.einsum("ia,kij,jb->kab", q, self.covs, q)
+        return GaussianMixture(self.weights, self.means @ q, covs)
+
+    def conditional(self, known, y) -> GaussianMixture:
+        """p(x_h | x_o = y) for x ~ self: a mixture over the hidden coordinates h = ~known.
+
+        known: bool [D] (static); y [D_o]. Component k: N(mu_h + S_ho S_oo^-1 (y - mu_o),
+        S_hh - S_ho S_oo^-1 S_oh), weight proportional to w_k N(y; mu_o, S_oo).
+        """
+        known = np.asarray(known, bool)
+        if known.shape != (self.dim,):
+            raise ValueError(f"known must be a bool mask [D] = [{self.dim}], got {known.shape}")
+        o, h = np.flatnonzero(known), np.flatnonzero(~known)
+        y = jnp.asarray(y, self.means.dtype)
+        if y.shape != (len(o),):
+            raise ValueError(
+                f"y must hold the {len(o)} known coordinates ([D_o] = [{len(o)}]), got {y.shape}"
+            )
+        s_oo = self.covs[:, o][:, :, o]
+        s_ho = self.covs[:, h][:, :, o]
+        s_hh = self.covs[:, h][:, :, h]
+        diff = y[None] - self.means[:, o]  # [K, D_o]
+        gain = jnp.linalg.solve(s_oo, jnp.swapaxes(s_ho, 1, 2))  # S_oo^-1 S_oh  [K, D_o, D_h]
+        means = self.means[:, h] + jnp.einsum("koh,ko->kh", gain, diff)
+        covs = s_hh - jnp.einsum("kho,kog->khg", s_ho, gain)
+        covs = 0.5 * (covs + jnp.swapaxes(covs, 1, 2))
+        marginal = GaussianMixture(self.weights, self.means[:, o], s_oo)
+        log_n = marginal.component_terms(y[None], 1.0, 0.0)[0][0]  # log N(y; mu_o, S_oo) [K]
+        return GaussianMixture(jax.nn.softmax(jnp.log(self.weights) + log_n), means, covs)
+
+    def conditional_score_fn(self, sde: SDE, known, y, channel_matrix=None):
+        """The exact score of p_t(u_h | u_o = y) as `score_fn(x [B, ..., C], t [B])`, for the
+        conditional samplers of score_sde.controllable.
+
+        u = x @ Q is the view in which `known` (bool [D]) and y [D_o] are given (x flattened to D):
+        Q = I when channel_matrix is None, else channel_matrix [C, C] (orthogonal, e.g.
+        controllable.COLOR_MATRIX) on the last axis, Q = kron(I_{D/C}, channel_matrix). self is
+        the mixture of x. The score is Q [0 on known; grad_{u_h} log p_t(u_h | y)].
+        """
+        known = np.asarray(known, bool)
+        h = np.flatnonzero(~known)
+        gmm, m = self, None
+        if channel_matrix is not None:
+            m = np.asarray(channel_matrix, np.float32)
+            c = m.shape[0]
+            if m.shape != (c, c) or self.dim % c:
+                raise ValueError(
+                    f"channel_matrix must be [C, C] with C dividing D = {self.dim}, got shape "
+                    f"{m.shape}"
+                )
+            gmm = self.transformed(np.kron(np.eye(self.dim // c, dtype=np.float32), m))
+        cond_score = gmm.conditional(known, y).score_fn(sde)  # eig once, outside the traced fn
+
+        def score_fn(x, t):
+            u = x if m is None else jnp.einsum("...i,ij->...j", x, jnp.asarray(m, x.dtype))
+            u = u.reshape(x.shape[0], -1)
+            s_u = jnp.zeros_like(u).at[:, h].set(cond_score(u[:, h], t)).reshape(x.shape)
+            return s_u if m is None else jnp.einsum("...j,ij->...i", s_u, jnp.asarray(m, x.dtype))
 
         return score_fn
 

@@ -12,6 +12,9 @@ inpainters) runs them unchanged, jitted and sharded like unconditional sampling.
   (index num_classes), trained with label dropout (`with_label_dropout`):
       s_w(x, t) = (1 + w) s(x, t, y) - w s(x, t, null);
   w = 0 is the conditional score; w > 0 sharpens p(x | y) towards p(x | y)^(1+w) p(x)^(-w).
+
+The exact p_t(y | x) and grad log p_t(x | y) of a Gaussian mixture (y = component), which test these,
+are `GaussianMixture.class_log_prob_fn` and `class_score_fn` in score_sde.gmm.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from score_sde.gmm import GaussianMixture
 from score_sde.sde import SDE, batch_mul
 
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -119,54 +121,6 @@ def with_label_dropout(loss_fn, rate: float, null_label: int):
     return wrapped
 
 
-# ------------------------------------------------------------------------------ exact (mixtures)
-
-
-class _MixtureTerms:
-    """(log p_t(k | x) [B, K], grad log p_t(x | k) [B, K, D]) of a mixture, S_k decomposed once."""
-
-    def __init__(self, gmm: GaussianMixture, sde: SDE):
-        self.gmm, self.sde, self.eig = gmm, sde, gmm.eig()
-
-    def __call__(self, x, t):
-        log_n, scores = self.gmm.component_terms(
-            x.reshape(x.shape[0], -1), *self.sde.marginal_coeffs(t), self.eig
-        )
-        return jax.nn.log_softmax(jnp.log(self.gmm.weights) + log_n, axis=-1), scores
-
-
-def mixture_score_fn(gmm: GaussianMixture, sde: SDE) -> ScoreFn:
-    """The exact marginal score grad log p_t(x) [B, ...] of a mixture (batched; see above)."""
-    terms = _MixtureTerms(gmm, sde)
-
-    def score_fn(x, t):
-        log_post, scores = terms(x, t)
-        return jnp.einsum("bk,bkd->bd", jnp.exp(log_post), scores).reshape(x.shape)
-
-    return score_fn
-
-
-def mixture_class_log_prob_fn(gmm: GaussianMixture, sde: SDE, labels: jax.Array):
-    """The exact classifier log p_t(y = component | x) [B] of a mixture (x flattened to D)."""
-    terms = _MixtureTerms(gmm, sde)
-
-    def log_prob_fn(x, t):
-        return jnp.take_along_axis(terms(x, t)[0], labels[:, None], axis=-1)[:, 0]
-
-    return log_prob_fn
-
-
-def mixture_class_score_fn(gmm: GaussianMixture, sde: SDE, labels: jax.Array) -> ScoreFn:
-    """The exact class score grad log p_t(x | y) [B, ...]: component y's Gaussian at time t."""
-    terms = _MixtureTerms(gmm, sde)
-
-    def score_fn(x, t):
-        scores = terms(x, t)[1]
-        return jnp.take_along_axis(scores, labels[:, None, None], axis=1)[:, 0].reshape(x.shape)
-
-    return score_fn
-
-
 __all__ = [
     "cfg_score_fn",
     "classifier_accuracy",
@@ -174,9 +128,6 @@ __all__ = [
     "classifier_log_prob_fn",
     "drop_labels",
     "get_classifier_loss_fn",
-    "mixture_class_log_prob_fn",
-    "mixture_class_score_fn",
-    "mixture_score_fn",
     "network_cfg_score_fn",
     "with_label_dropout",
 ]

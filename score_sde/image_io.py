@@ -173,3 +173,72 @@ def save_png(path: str | os.PathLike, image) -> None:
 def save_image_grid(path: str | os.PathLike, images, nrow: int = 8, padding: int = 2) -> None:
     """Write `images` [N, H, W, C] (float in [0, 1] or uint8) as one PNG grid, `nrow` per row."""
     save_png(path, make_grid(np.asarray(images), nrow, padding))
+
+
+def read_images(path: str) -> np.ndarray:
+    """Images [N, H, W, C] in [0, 1] from a .png (one image) or .npz ('x' or the first array;
+    uint8, or float in [0, 1])."""
+    if not os.path.isfile(path):
+        raise ValueError(f"image file {path!r} does not exist")
+    if path.endswith(".npz"):
+        with np.load(path) as f:
+            a = f["x"] if "x" in f else f[f.files[0]]
+    else:
+        a = read_image(path)[None]
+    a = np.asarray(a)
+    if a.ndim == 3:
+        a = a[..., None] if a.shape[0] > 1 or path.endswith(".npz") else a[None]
+    if a.ndim != 4:
+        raise ValueError(f"{path}: expected images [N, H, W, C], got shape {a.shape}")
+    return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- 2-D scatter plots
+
+
+def scatter_image(
+    points: list[np.ndarray],
+    colors: list[tuple[int, int, int]],
+    *,
+    size: int = 256,
+    extent: float | None = None,
+) -> np.ndarray:
+    """Rasterizes 2-D point sets [n_i, 2] into one RGB uint8 image [size, size, 3]."""
+    allp = np.concatenate([p for p in points if len(p)])
+    finite = allp[np.isfinite(allp).all(-1)]
+    if extent is None:
+        extent = float(np.quantile(np.abs(finite), 0.995)) * 1.1 if len(finite) else 1.0
+    img = np.full((size, size, 3), 255, np.uint8)
+    for pts, color in zip(points, colors, strict=True):
+        pts = pts[np.isfinite(pts).all(-1)]
+        ij = np.floor((pts / extent + 1) / 2 * (size - 1)).astype(int)
+        ok = ((ij >= 0) & (ij < size)).all(-1)
+        col, row = ij[ok, 0], size - 1 - ij[ok, 1]
+        img[row, col] = color
+    return img
+
+
+def save_scatter(path: str, panels: dict[str, np.ndarray], size: int = 256) -> None:
+    """Side-by-side scatter plots [n, 2] (one per panel, axes fitted to the first) as one PNG."""
+    first = np.asarray(next(iter(panels.values())))
+    finite = first[np.isfinite(first).all(-1)]
+    extent = float(np.quantile(np.abs(finite), 0.999)) * 1.25 if len(finite) else 1.0
+    colors = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
+    tiles = [
+        scatter_image([p], [colors[i % 4]], size=size, extent=extent)
+        for i, p in enumerate(panels.values())
+    ]
+    save_image_grid(path, np.stack(tiles), nrow=len(tiles), padding=4)
+
+
+def save_samples(path_stem: str, samples: np.ndarray, data: np.ndarray | None = None) -> None:
+    """Writes `<stem>.npz` ("samples": 2-D points, or uint8 images [N, H, W, C]) and a picture:
+    a scatter plot (points; next to `data` if given) or a grid of the first 64 images."""
+    os.makedirs(os.path.dirname(os.path.abspath(path_stem)), exist_ok=True)
+    np.savez(path_stem + ".npz", samples=samples)
+    if samples.ndim == 2 and samples.shape[1] == 2:
+        panels = {"data": data, "samples": samples} if data is not None else {"samples": samples}
+        save_scatter(path_stem + ".png", panels)
+    elif samples.ndim == 4:
+        n = min(len(samples), 64)
+        save_image_grid(path_stem + ".png", samples[:n], nrow=int(np.ceil(np.sqrt(n))))

@@ -159,7 +159,8 @@ def _parse_event(rec: bytes):
 
 
 class MetricsLogger:
-    """stdout + `<workdir>/metrics.jsonl` + TensorBoard events in `<workdir>/tensorboard/`."""
+    """stdout + `<workdir>/metrics.jsonl` + TensorBoard events in `<workdir>/tensorboard/`; a
+    context manager that closes its files on exit."""
 
     def __init__(
         self, workdir: str, *, enabled: bool = True, total_steps: int | None = None, stream=None
@@ -217,6 +218,13 @@ class MetricsLogger:
         if self._jsonl:
             self._jsonl.close()
             self._tb.close()
+            self._jsonl = self._tb = None
+
+    def __enter__(self) -> MetricsLogger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _hms(seconds: float) -> str:

@@ -124,6 +124,18 @@ def _local_devices(mesh: Mesh) -> int:
     return sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
 
 
+def shard_rows(tree, mesh: Mesh):
+    """Host arrays [B, ...] identical on every process -> global arrays sharded along B (each
+    process places only the rows of its own devices)."""
+    sharding = batch_sharding(mesh)
+
+    def one(a):
+        a = np.ascontiguousarray(a)
+        return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
+
+    return jax.tree.map(one, tree)
+
+
 def replicate(tree, mesh: Mesh):
     """Puts a host pytree (identical on every process) on every device of the mesh."""
     sharding = replicated(mesh)
@@ -133,7 +145,8 @@ def replicate(tree, mesh: Mesh):
 
 
 def to_host(tree):
-    """Fully replicated (or fully addressable) global arrays -> numpy, on every process."""
+    """Global arrays (sharded, replicated or local) -> the full numpy arrays, on every process
+    (sharded arrays spanning several processes are all-gathered)."""
 
     def one(x):
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
@@ -145,3 +158,18 @@ def to_host(tree):
         return np.asarray(jax.device_get(x))
 
     return jax.tree.map(one, tree)
+
+
+def is_main_process() -> bool:
+    """Process 0 logs and writes files; the others compute and stay silent."""
+    return jax.process_index() == 0
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process if `flag` is True on any of them (one all-gather)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    flags = multihost_utils.process_allgather(np.array(flag, np.int32))
+    return bool(np.asarray(flags).any())

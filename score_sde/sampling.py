@@ -3,6 +3,8 @@
 A sampler is `sampler(key, score_fn) -> (x [shape], nfe)`, where `score_fn(x [B, ...], t [B])` is any
 score (a network's, an analytic one) and nfe the number of score evaluations spent. Samplers are
 pure and jit-compatible; PC runs as one `lax.fori_loop`, the ODE as one on-device diffrax solve.
+The PC loop takes an optional hook run after each corrector and predictor step (conditional
+sampling by replacement: `sampler(key, score_fn, cond)`, see `get_pc_sampler`).
 
 Predictor (one step from t to t - T/N), `update(key, sde, score_fn, x, t, probability_flow)`:
 - euler_maruyama: x <- x - f~(x, t) dt + g dw with the reverse drift f~ = f - g^2 s.
@@ -16,6 +18,8 @@ Corrector (n_steps Langevin steps at fixed t), `update(key, sde, score_fn, x, t,
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -219,29 +223,51 @@ def get_pc_sampler(
     eps: float = 1e-3,
     langevin_norm: str = "batch",
     sharding: jax.sharding.Sharding | None = None,
+    hook: Callable | None = None,
 ):
     """Predictor-corrector sampler over N steps from T to eps (Song et al. 2021, Algorithm 1).
 
     Each step runs the corrector then the predictor at t_i = linspace(T, eps, N)[i]. With `denoise`
     the output is the last predictor's mean (no noise added at the final step). `sharding`, if
     given, lays the batch out over devices (e.g. NamedSharding(mesh, P('data'))).
+
+    Returns `sampler(key, score_fn) -> (x [shape], nfe)`; with a `hook`,
+    `sampler(key, score_fn, cond) -> (x, nfe)`, where `hook(key, x, x_mean, t [B], cond) ->
+    (x, x_mean)` (x, x_mean: [shape]; cond: any pytree, passed through) runs after the corrector at
+    t_i and after the predictor at t_{i+1} (t_N = 0), e.g. the replacement step of
+    score_sde.controllable. Its keys, fold_in(k_p, 1) and fold_in(k_p, 2), are disjoint from the
+    corrector's and predictor's, so the loop's own draws are the same with or without a hook.
     """
     predictor_fn, corrector_fn, nfe = pc_steps(sde, predictor, corrector, n_steps, eps)
 
-    def sampler(key, score_fn):
+    def run(key, score_fn, cond):
         key, k_prior = jax.random.split(key)
         x = constrain(sde.prior_sampling(k_prior, shape), sharding)
-        timesteps = jnp.linspace(sde.T, eps, sde.N)
+        timesteps = jnp.concatenate([jnp.linspace(sde.T, eps, sde.N), jnp.zeros((1,))])
 
         def body(i, carry):
             x, _ = carry
             k_c, k_p = jax.random.split(jax.random.fold_in(key, i))
             t = jnp.full((shape[0],), timesteps[i], x.dtype)
-            x, _ = corrector_fn(k_c, sde, score_fn, x, t, snr, n_steps, langevin_norm)
-            return predictor_fn(k_p, sde, score_fn, x, t, probability_flow)
+            # 1. corrector at t_i (its Langevin steps draw with fold_in(k_c, j), j < n_steps)
+            x, x_mean = corrector_fn(k_c, sde, score_fn, x, t, snr, n_steps, langevin_norm)
+            if hook is not None:
+                x, x_mean = hook(jax.random.fold_in(k_p, 1), x, x_mean, t, cond)
+            # 2. predictor from t_i to t_{i+1} (its noise is drawn with k_p itself)
+            x, x_mean = predictor_fn(k_p, sde, score_fn, x, t, probability_flow)
+            if hook is not None:
+                t_next = jnp.full((shape[0],), timesteps[i + 1], x.dtype)
+                x, x_mean = hook(jax.random.fold_in(k_p, 2), x, x_mean, t_next, cond)
+            return x, x_mean
 
         x, x_mean = jax.lax.fori_loop(0, sde.N, body, (x, x))
         return (x_mean if denoise else x), nfe
+
+    if hook is not None:
+        return run
+
+    def sampler(key, score_fn):
+        return run(key, score_fn, None)
 
     return sampler
 

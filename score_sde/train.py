@@ -1,8 +1,8 @@
-"""Train state, optimizer and the scanned, data-parallel train step.
+"""Train state, optimizer and the data-parallel train steps.
 
     state = init_state(params, tx, key)
     train_steps = make_train_steps(loss_fn, tx, ema_rate, mesh)
-    state, metrics = train_steps(state, batches)  # batches [k, B, ...]: k steps per call
+    state, metrics = train_steps(state, batches)  # this process's host batches of k steps
 
 One step (`train_step`):
     key_s    = fold_in(state.key, state.step)          # same randomness on resume
@@ -13,42 +13,19 @@ One step (`train_step`):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
 from score_sde import parallel
+from score_sde.config import OptimConfig
 
 LossFn = Callable[[Any, jax.Array, dict], jax.Array]
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    """config.optim: Adam(W), linear warmup, global-norm gradient clipping (grad_clip < 0: off)."""
-
-    optimizer: str = "Adam"
-    lr: float = 2e-4
-    beta1: float = 0.9
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    warmup: int = 5000
-    grad_clip: float = 1.0
-
-    def __post_init__(self):
-        if self.optimizer not in ("Adam", "AdamW"):
-            raise ValueError(
-                f"config.optim.optimizer ({self.optimizer!r}) is not supported; "
-                "use 'Adam' or 'AdamW'"
-            )
-        if self.lr <= 0:
-            raise ValueError(f"config.optim.lr ({self.lr}) must be > 0")
-        if self.warmup < 0:
-            raise ValueError(f"config.optim.warmup ({self.warmup}) must be >= 0")
 
 
 class TrainState(NamedTuple):
@@ -67,12 +44,17 @@ def learning_rate_schedule(optim: OptimConfig) -> optax.Schedule:
 
 
 def make_optimizer(optim: OptimConfig) -> optax.GradientTransformation:
-    """Gradient clipping (if grad_clip >= 0) then Adam/AdamW with the warmup schedule."""
+    """Gradient clipping (if grad_clip >= 0), then Adam / AMSGrad / AdamW with the warmup.
+
+    Adam and AMSGrad add weight_decay * params to the gradient (the original's Adam); AdamW
+    decouples it.
+    """
     lr = learning_rate_schedule(optim)
     if optim.optimizer == "AdamW":
         opt = optax.adamw(lr, b1=optim.beta1, eps=optim.eps, weight_decay=optim.weight_decay)
     else:
-        opt = optax.adam(lr, b1=optim.beta1, eps=optim.eps)
+        adam = optax.amsgrad if optim.amsgrad else optax.adam
+        opt = adam(lr, b1=optim.beta1, eps=optim.eps)
         if optim.weight_decay:
             opt = optax.chain(optax.add_decayed_weights(optim.weight_decay), opt)
     if optim.grad_clip >= 0:
@@ -106,23 +88,56 @@ def train_step(state: TrainState, batch, *, loss_fn: LossFn, tx, ema_rate: float
     return new, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
-def make_train_steps(loss_fn: LossFn, tx, ema_rate: float, mesh: Mesh):
-    """jit(scan(train_step)) over stacked batches [k, B, ...] sharded along B; state donated.
+def scan_by_default() -> bool:
+    """Whether k steps per dispatch run as one `lax.scan` (accelerators) or as k dispatches of
+    one jitted step (CPU).
 
-    Returns train_steps(state, batches) -> (state, metrics with leading axis k).
+    XLA:CPU canonicalizes convolution dimension orders only in the top-level computation: inside
+    a scan's loop body the backward convolutions keep the transposed orders autodiff gives them,
+    fall off the Eigen fast path and run about 10x slower (benchmarks/dispatch.py measures it).
     """
+    return jax.default_backend() != "cpu"
 
-    def many(state, batches):
-        body = lambda s, b: train_step(s, b, loss_fn=loss_fn, tx=tx, ema_rate=ema_rate)
-        return jax.lax.scan(body, state, batches)
 
+def make_train_steps(loss_fn: LossFn, tx, ema_rate: float, mesh: Mesh, *, scan=None):
+    """`train_steps(state, batches) -> (state, metrics)` for k steps per call.
+
+    `batches` is a list of k per-step host batches (this process's rows of each global batch);
+    `metrics` values have a leading axis k. With `scan` (default: `scan_by_default()`) the k steps
+    are one jit(lax.scan) over batches stacked [k, B, ...]; otherwise k calls of one jitted step.
+    Both give the same states. The state is donated: do not reuse the one passed in.
+    """
     rep = parallel.replicated(mesh)
-    return jax.jit(
-        many,
-        in_shardings=(rep, parallel.batch_sharding(mesh, batch_axis=1)),
+    body = lambda s, b: train_step(s, b, loss_fn=loss_fn, tx=tx, ema_rate=ema_rate)
+    if scan_by_default() if scan is None else scan:
+        many = jax.jit(
+            lambda state, stacked: jax.lax.scan(body, state, stacked),
+            in_shardings=(rep, parallel.batch_sharding(mesh, batch_axis=1)),
+            out_shardings=(rep, rep),
+            donate_argnums=0,
+        )
+
+        def scanned(state, batches):
+            stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+            return many(state, parallel.global_batch(stacked, mesh, batch_axis=1))
+
+        return scanned
+
+    one = jax.jit(
+        body,
+        in_shardings=(rep, parallel.batch_sharding(mesh)),
         out_shardings=(rep, rep),
         donate_argnums=0,
     )
+
+    def looped(state, batches):
+        metrics = []
+        for b in batches:
+            state, m = one(state, parallel.global_batch(b, mesh))
+            metrics.append(m)
+        return state, jax.tree.map(lambda *v: jnp.stack(v), *metrics)
+
+    return looped
 
 
 def make_init_state(init_params: Callable[[jax.Array], Any], tx, mesh: Mesh):
@@ -136,6 +151,14 @@ def make_init_state(init_params: Callable[[jax.Array], Any], tx, mesh: Mesh):
         return init_state(init_params(k_params), tx, k_train)
 
     return jax.jit(init, out_shardings=parallel.replicated(mesh))
+
+
+def state_like(init_params: Callable[[jax.Array], Any], tx, mesh: Mesh):
+    """The abstract TrainState (ShapeDtypeStructs, replicated on `mesh`): what checkpoints
+    restore into."""
+    abstract = jax.eval_shape(lambda k: init_state(init_params(k), tx, k), jax.random.key(0))
+    rep = parallel.replicated(mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
 
 
 def make_eval_loss(loss_fn: LossFn, mesh: Mesh):

@@ -2,7 +2,6 @@
 
 import io
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -10,29 +9,20 @@ import ml_collections
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from configs.conditional import add_conditional_sections  # noqa: E402
-from score_sde import guidance, train  # noqa: E402
-from score_sde.models import classifier as classifier_lib  # noqa: E402
-from score_sde.sde import VPSDE  # noqa: E402
+from score_sde import guidance, train
+from score_sde.config import ClassifierConfig
+from score_sde.models import classifier as classifier_lib
+from score_sde.sde import VPSDE
 
 
-def _config(nf=8, num_classes=2, channels=1, size=8):
-    c = ml_collections.ConfigDict()
-    c.data = ml_collections.ConfigDict(dict(num_channels=channels, image_size=size))
-    c.model = ml_collections.ConfigDict(dict(num_classes=num_classes))
-    c.classifier = ml_collections.ConfigDict(
-        dict(nf=nf, ch_mult=(1, 2), num_res_blocks=1, dropout=0.1)
-    )
-    return c
+def _init(num_classes=2, channels=1, nf=8, key=0):
+    """(apply, params) of a tiny classifier for 8x8 images with `channels` channels."""
+    c = ClassifierConfig(num_classes=num_classes, nf=nf, ch_mult=(1, 2), num_res_blocks=1)
+    return classifier_lib.init_classifier(c, channels, jax.random.key(key))
 
 
 def test_classifier_shapes_time_dependence_and_dropout():
-    apply, params = classifier_lib.init_classifier(
-        _config(num_classes=3, channels=3), jax.random.key(0)
-    )
+    apply, params = _init(num_classes=3, channels=3)
     x = jax.random.normal(jax.random.key(1), (5, 8, 8, 3))
     t = jnp.linspace(0.1, 0.9, 5)
     logits = jax.jit(apply)(params, x, t)
@@ -48,12 +38,12 @@ def test_classifier_shapes_time_dependence_and_dropout():
     with pytest.raises(ValueError, match="images"):
         apply(params, jnp.zeros((5, 64)), t)
     with pytest.raises(ValueError, match="num_classes"):
-        classifier_lib.init_classifier(_config(num_classes=1), jax.random.key(0))
+        _init(num_classes=1)
 
 
 def test_classifier_loss_is_cross_entropy_at_noised_data():
     sde = VPSDE()
-    apply, params = classifier_lib.init_classifier(_config(), jax.random.key(0))
+    apply, params = _init()
     x = jax.random.uniform(jax.random.key(1), (6, 8, 8, 1))
     y = jnp.array([0, 1, 0, 1, 1, 0])
     key = jax.random.key(3)
@@ -74,7 +64,7 @@ def test_classifier_learns_noisy_classes_and_guides_towards_them():
     """Two classes (bright top half vs bright bottom half) are learned within a few hundred steps;
     accuracy stays high at moderate noise and falls towards chance at t = T."""
     sde = VPSDE()
-    apply, params = classifier_lib.init_classifier(_config(), jax.random.key(0))
+    apply, params = _init()
     tx = train.make_optimizer(train.OptimConfig(lr=2e-3, warmup=10))
     state = train.init_state(params, tx, jax.random.key(1))
     loss_fn = guidance.get_classifier_loss_fn(sde, apply)
@@ -119,10 +109,11 @@ def test_train_classifier_mode_trains_saves_and_loads(tmp_path):
     accuracy well above chance at low noise after 200 steps, and load_classifier restores it."""
     from configs.toy import base
     from score_sde import modes
+    from score_sde.config import from_config
     from score_sde.modes import train_classifier
-    from score_sde.modes.config import from_config
 
-    c = add_conditional_sections(base.get_config("digits"))
+    c = base.get_config("digits")
+    c.classifier = ml_collections.ConfigDict()
     del c.data.dim
     c.data.image_size, c.data.num_channels, c.data.centered = 8, 1, True
     c.data.random_flip, c.data.uniform_dequantization = False, False

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from score_sde import controllable as C
-from score_sde import guidance
+from score_sde.gmm import GaussianMixture
 from tests.oracles import ALL_SDES, assert_matches_mixture, mixture_2d, mixture_nd
 
 N = 3000
@@ -52,20 +52,20 @@ def _inpaint(method, sde_name, dim, exact, predictor="reverse_diffusion", correc
         sampler = C.get_pc_inpainter(sde, (N, dim), predictor, corrector, snr=0.1)
     else:
         sampler = C.get_ode_inpainter(sde, (N, dim))
-    score = C.conditional_score_fn(gmm, sde, known, y) if exact else gmm.score_fn(sde)
+    score = gmm.conditional_score_fn(sde, known, y) if exact else gmm.score_fn(sde)
     x, _ = jax.jit(sampler, static_argnums=1)(jax.random.key(0), score, y_full, mask)
     x = np.asarray(x)
     np.testing.assert_array_equal(x[:, known], np.broadcast_to(np.asarray(y), (N, known.sum())))
-    return x[:, ~known], C.conditional_mixture(gmm, known, y)
+    return x[:, ~known], gmm.conditional(known, y)
 
 
 def test_conditional_mixture_matches_bayes_rule():
     gmm, known, y = _inpaint_problem(8)
-    cond = C.conditional_mixture(gmm, known, y)
+    cond = gmm.conditional(known, y)
     # log p(y, h) - log p(y) = log p(h | y) at random h.
     h = jax.random.normal(jax.random.key(0), (5, 4))
     full = jnp.concatenate([jnp.broadcast_to(y, (5, 4)), h], axis=1)
-    marg = C.GaussianMixture(gmm.weights, gmm.means[:, :4], gmm.covs[:, :4, :4]).log_prob(y[None])
+    marg = GaussianMixture(gmm.weights, gmm.means[:, :4], gmm.covs[:, :4, :4]).log_prob(y[None])
     np.testing.assert_allclose(cond.log_prob(h), gmm.log_prob(full) - marg, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(cond.weights, [0.0, 0.582, 0.418], atol=2e-3)
 
@@ -116,7 +116,7 @@ def _color_problem():
     gray = x.mean(-1, keepdims=True)  # [1, 1, 2, 1]
     q = np.kron(np.eye(2, dtype=np.float32), C.COLOR_MATRIX)
     known = np.array([True, False, False, True, False, False])
-    cond = C.conditional_mixture(C.orthogonal_mixture(gmm, q), known, np.sqrt(3) * gray.ravel())
+    cond = gmm.transformed(q).conditional(known, np.sqrt(3) * gray.ravel())
     return gmm, gray, q, known, cond
 
 
@@ -138,7 +138,7 @@ def _colorize(method, exact):
     else:
         colorizer = C.get_ode_colorizer(sde, shape)
     yk = np.sqrt(3) * np.asarray(gray).ravel()
-    score = C.conditional_score_fn(gmm, sde, known, yk, C.COLOR) if exact else gmm.score_fn(sde)
+    score = gmm.conditional_score_fn(sde, known, yk, C.COLOR_MATRIX) if exact else gmm.score_fn(sde)
     x, _ = jax.jit(colorizer, static_argnums=1)(
         jax.random.key(3), score, jnp.broadcast_to(gray, shape[:-1] + (1,))
     )
@@ -180,7 +180,7 @@ def test_sharded_inpainting_equals_unsharded():
     sde, gmm = ALL_SDES["ve"], mixture_2d()
     # eigh hoisted out of the traced score: a LAPACK call inside a program sharded over fake CPU
     # devices hangs now and then (seen with 64-D mixtures)
-    score = guidance.mixture_score_fn(gmm, sde)
+    score = gmm.score_fn(sde)
     mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
     y = jnp.broadcast_to(jnp.array([-0.4, 0.0]), (64, 2))
     mask = jnp.array([1.0, 0.0])

@@ -11,7 +11,6 @@ class-conditional digits config with label dropout and checks classifier-free-gu
 
 import io
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,12 +19,9 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from score_sde import controllable, guidance, sampling  # noqa: E402
-from score_sde.gmm import GaussianMixture  # noqa: E402
-from score_sde.sde import VPSDE  # noqa: E402
+from score_sde import controllable, guidance, sampling
+from score_sde.gmm import GaussianMixture
+from score_sde.sde import VPSDE
 
 N = 400  # samples, 40 per class
 
@@ -71,12 +67,12 @@ def test_class_conditional_digits_are_classified_as_requested(digits, model, met
     judge = digits[4]
     sde = VPSDE(N=200)
     labels = jnp.arange(N) % 10
-    uncond = guidance.mixture_score_fn(model, sde)
+    uncond = model.score_fn(sde)
     if guide == "cfg":
-        cond = guidance.mixture_class_score_fn(model, sde, labels)
+        cond = model.class_score_fn(sde, labels)
         score = guidance.cfg_score_fn(cond, uncond, scale)
     else:
-        log_prob = guidance.mixture_class_log_prob_fn(model, sde, labels)
+        log_prob = model.class_log_prob_fn(sde, labels)
         score = guidance.classifier_guided_score_fn(uncond, log_prob, scale)
     shape, sharding = (N, 8, 8, 1), _sharding()
     if method == "pc":
@@ -93,9 +89,7 @@ def test_class_conditional_digits_are_classified_as_requested(digits, model, met
 def test_unguided_digits_are_not_the_requested_class(digits, model):
     sde = VPSDE(N=200)
     sampler = sampling.get_pc_sampler(sde, (N, 8, 8, 1), "reverse_diffusion", "none")
-    x, _ = jax.jit(sampler, static_argnums=1)(
-        jax.random.key(0), guidance.mixture_score_fn(model, sde)
-    )
+    x, _ = jax.jit(sampler, static_argnums=1)(jax.random.key(0), model.score_fn(sde))
     assert _accuracy(digits[4], x, jnp.arange(N) % 10) < 0.2
 
 
@@ -110,9 +104,7 @@ def test_digits_inpainting_keeps_known_pixels_exactly(digits, model):
     inpaint = controllable.get_pc_inpainter(
         sde, (N, 8, 8, 1), "reverse_diffusion", "langevin", sharding=_sharding()
     )
-    x, _ = jax.jit(inpaint, static_argnums=1)(
-        jax.random.key(1), guidance.mixture_score_fn(model, sde), src, mask
-    )
+    x, _ = jax.jit(inpaint, static_argnums=1)(jax.random.key(1), model.score_fn(sde), src, mask)
     x = np.asarray(x)
     np.testing.assert_array_equal(x[:, :4], src[:, :4])
     assert not np.allclose(x[:, 4:], src[:, 4:], atol=0.1)
@@ -150,14 +142,13 @@ def _tiny_config(tmp_path, rgb=False):
 
 
 def _save_initial_checkpoint(c, workdir):
-    from score_sde.modes import common
-    from score_sde.modes.config import from_config
+    from score_sde import experiment
+    from score_sde.checkpoint import Checkpoints
+    from score_sde.config import from_config
 
-    exp = common.build(from_config(c))
-    ckpts = common.open_checkpoints(workdir)
-    ckpts.save(0, exp.new_state(), snapshot=True)  # an untrained model: state.step = 0
-    ckpts.wait()
-    ckpts.close()
+    exp = experiment.build(from_config(c))
+    with Checkpoints(workdir) as ckpts:
+        ckpts.save(0, exp.new_state(), snapshot=True)  # an untrained model: state.step = 0
 
 
 def test_launcher_conditional_sample_modes(tmp_path):
@@ -220,8 +211,10 @@ def test_launcher_colorization_keeps_the_gray_image(tmp_path):
     # the gray image is kept (in model space, up to float rounding: an untrained model's VP samples
     # grow like 1 / alpha(t), to ~500)
     from score_sde import datasets
+    from score_sde.config import from_config
 
-    gray = datasets.get_data_scaler(c)(out["originals"].astype(np.float32) / 255.0).mean(-1)
+    scaler = datasets.get_data_scaler(from_config(c).data)
+    gray = scaler(out["originals"].astype(np.float32) / 255.0).mean(-1)
     atol = 1e-6 * np.abs(out["samples_model"]).max() + 1e-5
     np.testing.assert_allclose(out["samples_model"].mean(-1), gray, atol=atol)
     assert out["samples_model"].std(-1).mean() > 0.01  # with colors

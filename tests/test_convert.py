@@ -3,9 +3,11 @@ every leaf mapped exactly once, clear errors for a checkpoint of another config,
 checkpoint that sample mode loads. No torch needed (the .pth file test skips without it).
 """
 
+import dataclasses
 import importlib.util
 import pathlib
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -13,27 +15,51 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from score_sde import config as config_lib
 from score_sde import convert, models
 from score_sde import convert_layout as layout
-from tests.test_models import _config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+BASE = dict(
+    name="ncsnpp", nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
+    embedding_type="positional", dropout=0.1,
+)  # fmt: skip
+
+
+def _config(**model):
+    """A tiny network of the family of model['name'] on 8x8 RGB images: .model and .data, what
+    the layout maps read."""
+    opts = {**BASE, **model}
+    cls = config_lib.model_class(opts["name"])
+    known = {f.name for f in dataclasses.fields(cls)}
+    data = config_lib.DataConfig(dataset="x", image_size=8, num_channels=3, centered=True)
+    return types.SimpleNamespace(
+        model=cls(**{k: v for k, v in opts.items() if k in known}), data=data
+    )
+
 
 VARIANTS = {
     "ddpmpp": dict(),
-    "ncsnpp": dict(fir=True, progressive="output_skip", progressive_input="residual",
-                   embedding_type="fourier", resblock_type="biggan"),
-    "ddpm_blocks": dict(resblock_type="ddpm", progressive="residual",
-                        progressive_input="input_skip", progressive_combine="cat"),
+    "ncsnpp": dict(
+        fir=True,
+        progressive="output_skip",
+        progressive_input="residual",
+        embedding_type="fourier",
+        resblock_type="biggan",
+    ),
+    "ddpm_blocks": dict(
+        resblock_type="ddpm",
+        progressive="residual",
+        progressive_input="input_skip",
+        progressive_combine="cat",
+    ),
     "ddpm": dict(name="ddpm", nf=32, num_scales=10),
 }
 
 
 def _params(opts, key=0):
     c = _config(init_scale=0.5, **opts)
-    return c, nnx.to_pure_dict(models.init_model(c, jax.random.key(key))[1])
+    return c, nnx.to_pure_dict(models.init_model(c.model, c.data, jax.random.key(key))[1])
 
 
 def _assert_same(a, b):
@@ -52,8 +78,9 @@ def test_round_trips_are_bit_identical_and_one_to_one(variant):
     # PyTorch layout
     sd = layout.to_torch_layout(params)
     assert len(sd) == len(leaves)  # one key per leaf, none merged
-    assert all(k.startswith("module.all_modules.") or k.startswith("module.class_embed")
-               for k in sd)
+    assert all(
+        k.startswith("module.all_modules.") or k.startswith("module.class_embed") for k in sd
+    )
     for path, x in leaves.items():
         if path[-1] == "kernel" and np.ndim(x) == 4:
             key = "module." + ".".join(map(str, path[:-1])) + ".weight"
@@ -81,23 +108,31 @@ def test_original_module_names():
     assert dn[:3] == ["Dense_0", "Dense_1", "Conv_0"] and "ResnetBlockDDPM_0" in dn
     # the published CIFAR-10 DDPM++: PyTorch keys of the port, from shapes alone (no allocation)
     spec = importlib.util.spec_from_file_location(
-        "c", ROOT / "configs" / "vp" / "cifar10_ddpmpp_continuous.py")
+        "c", ROOT / "configs" / "vp" / "cifar10_ddpmpp_continuous.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    like = nnx.to_pure_dict(models.abstract_params(mod.get_config()))
+    cfg = config_lib.from_config(mod.get_config())
+    like = nnx.to_pure_dict(models.abstract_params(cfg.model, cfg.data))
     m = layout._torch_map(like, "module.")
     keys = {k for k, _ in m.values()}
-    assert {"module.all_modules.0.weight", "module.all_modules.2.weight",
-            "module.all_modules.3.GroupNorm_0.weight",
-            "module.all_modules.3.Dense_0.weight"} <= keys
+    assert {
+        "module.all_modules.0.weight",
+        "module.all_modules.2.weight",
+        "module.all_modules.3.GroupNorm_0.weight",
+        "module.all_modules.3.Dense_0.weight",
+    } <= keys
 
 
 def test_mismatched_checkpoint_errors_name_keys_and_shapes():
     c, params = _params(VARIANTS["ddpmpp"])
     _, wider = _params(dict(nf=16))
     sd = layout.to_torch_layout(wider)
-    with pytest.raises(ValueError, match=r"module\.all_modules\.1\.weight: checkpoint \(64, 64\) "
-                                         r"vs model \(32, 32\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"module\.all_modules\.1\.weight: checkpoint \(64, 64\) "
+        r"vs model \(32, 32\)",
+    ):
         layout.from_torch_layout(sd, params)
     sd = layout.to_torch_layout(params)
     del sd["module.all_modules.2.bias"]
@@ -119,14 +154,16 @@ def test_mismatched_checkpoint_errors_name_keys_and_shapes():
 def test_torch_ema_list_maps_onto_trainable_parameters():
     c, params = _params(VARIANTS["ncsnpp"])
     sd = {"module.sigmas": np.ones(3, np.float32), **layout.to_torch_layout(params)}
-    keys = [k for k in layout.torch_parameter_keys(sd) if not k.endswith(".W")
-            or np.ndim(sd[k]) != 1]  # the frozen Fourier W is not in shadow_params
+    keys = [
+        k for k in layout.torch_parameter_keys(sd) if not k.endswith(".W") or np.ndim(sd[k]) != 1
+    ]  # the frozen Fourier W is not in shadow_params
     shadow = [sd[k] + 1 for k in keys]
     ema = layout.torch_ema_state_dict(sd, {"shadow_params": shadow})
     got = layout.from_torch_layout(ema, params)
     np.testing.assert_array_equal(got["all_modules"][0]["W"], params["all_modules"][0]["W"])
-    np.testing.assert_array_equal(got["all_modules"][1]["kernel"],
-                                  params["all_modules"][1]["kernel"] + 1)
+    np.testing.assert_array_equal(
+        got["all_modules"][1]["kernel"], params["all_modules"][1]["kernel"] + 1
+    )
     with pytest.raises(ValueError, match="shadow_params has 2"):
         layout.torch_ema_state_dict(sd, {"shadow_params": shadow[:2]})
 
@@ -144,37 +181,44 @@ def _digits_config():
 def test_converted_jax_checkpoint_loads_in_sample_mode(tmp_path):
     from flax import serialization
 
-    from score_sde import checkpoint
-    from score_sde.modes import common
-    from score_sde.modes.config import from_config
+    from score_sde import checkpoint, experiment
+    from score_sde.config import from_config
     from score_sde.modes.sample import sample
 
-    c = _digits_config()
-    p = nnx.to_pure_dict(models.init_model(c, jax.random.key(1))[1])
+    c = from_config(_digits_config())
+    p = nnx.to_pure_dict(models.init_model(c.model, c.data, jax.random.key(1))[1])
     e = jax.tree.map(lambda x: x * 0.5, p)
-    state = {"step": 1234, "optimizer": {"target": layout.to_jax_layout(p, c), "state": {}},
-             "params_ema": layout.to_jax_layout(e, c), "ema_rate": 0.999}
+    state = {
+        "step": 1234,
+        "optimizer": {"target": layout.to_jax_layout(p, c), "state": {}},
+        "params_ema": layout.to_jax_layout(e, c),
+        "ema_rate": 0.999,
+    }
     src = tmp_path / "checkpoint_7"
     src.write_bytes(serialization.msgpack_serialize(state))
     assert convert.detect_format(str(src)) == "jax"
     workdir = str(tmp_path / "run")
     assert convert.convert(c, str(src), workdir) == 1234
-    exp = common.build(from_config(c))
-    ckpts = checkpoint.Checkpoints(workdir, read_only=True)
-    restored = ckpts.restore(exp.state_like())
-    ckpts.close()
+    exp = experiment.build(c)
+    with checkpoint.Checkpoints(workdir, read_only=True) as ckpts:
+        restored = ckpts.restore(exp.state_like())
     assert int(restored.step) == 1234
-    _assert_same(jax.tree.map(np.asarray, nnx.to_pure_dict(restored.ema_params)),
-                 jax.tree.map(np.asarray, e))
-    _assert_same(jax.tree.map(np.asarray, nnx.to_pure_dict(restored.params)),
-                 jax.tree.map(np.asarray, p))
-    x = sample(from_config(c), workdir)
+    _assert_same(
+        jax.tree.map(np.asarray, nnx.to_pure_dict(restored.ema_params)), jax.tree.map(np.asarray, e)
+    )
+    _assert_same(
+        jax.tree.map(np.asarray, nnx.to_pure_dict(restored.params)), jax.tree.map(np.asarray, p)
+    )
+    x = sample(c, workdir)
     assert x.shape == (8, 8, 8, 1) and np.isfinite(x).all()
     # a checkpoint of another width: one clear error naming a key and both shapes
     wide = _digits_config()
     wide.model.nf = 16
-    with pytest.raises(ValueError, match=r"Conv_0/kernel: checkpoint \(3, 3, 1, 8\) vs model "
-                                         r"\(3, 3, 1, 16\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Conv_0/kernel: checkpoint \(3, 3, 1, 8\) vs model "
+        r"\(3, 3, 1, 16\)",
+    ):
         convert.convert(wide, str(src), str(tmp_path / "run2"))
 
 
@@ -194,8 +238,14 @@ def test_pth_file_round_trip(tmp_path):
     c, params = _params(VARIANTS["ncsnpp"])
     sd = {k: torch.from_numpy(np.array(v)) for k, v in layout.to_torch_layout(params).items()}
     shadow = [v for k, v in sd.items() if not (k.endswith(".W") and v.ndim == 1)]
-    torch.save({"model": sd, "ema": {"decay": 0.999, "num_updates": 3, "shadow_params": shadow},
-                "step": 9}, tmp_path / "checkpoint_9.pth")
+    torch.save(
+        {
+            "model": sd,
+            "ema": {"decay": 0.999, "num_updates": 3, "shadow_params": shadow},
+            "step": 9,
+        },
+        tmp_path / "checkpoint_9.pth",
+    )
     model, ema, step = convert.read_torch_checkpoint(str(tmp_path / "checkpoint_9.pth"))
     assert step == 9
     _assert_same(layout.from_torch_layout(model, params), params)

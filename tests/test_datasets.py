@@ -2,29 +2,23 @@
 
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 
 from score_sde import datasets, image_io
+from score_sde.config import DataConfig
 
 
-def _config(**data):
-    cfg = ml_collections.ConfigDict()
-    cfg.data = ml_collections.ConfigDict(
-        dict(
-            dict(
-                dataset="npz",
-                image_size=8,
-                num_channels=3,
-                centered=False,
-                random_flip=False,
-                uniform_dequantization=False,
-            ),
-            **data,
-        )
+def _config(**data) -> DataConfig:
+    base = dict(
+        dataset="npz",
+        image_size=8,
+        num_channels=3,
+        centered=False,
+        random_flip=False,
+        uniform_dequantization=False,
     )
-    return cfg
+    return DataConfig(**{**base, **data})
 
 
 @pytest.fixture
@@ -157,7 +151,7 @@ def test_resize_matches_jax_image_resize():
 
 
 def test_celeba_preprocessing_shape():
-    op = datasets._preprocess_fn("celeba", datasets.DataSpec("celeba", image_size=64))
+    op = datasets._preprocess_fn("celeba", DataConfig("celeba", image_size=64, num_channels=3))
     img = np.random.default_rng(0).integers(0, 256, (218, 178, 3), dtype=np.uint8)
     out = op(img)
     assert out.shape == (64, 64, 3) and 0 <= out.min() and out.max() <= 1
@@ -177,15 +171,18 @@ def test_folder_of_images(tmp_path):
 
 
 def test_digits():
-    cfg = _config(dataset="digits", image_size=None, num_channels=1)
+    cfg = _config(dataset="digits", image_size=8, num_channels=1)  # the native size
     ds = datasets.get_dataset(cfg, "train", batch_size=16, seed=0)
     b = ds.batch(0)
     assert ds.num_examples == 1500 and b["x"].shape == (16, 8, 8, 1)
     assert b["x"].min() >= 0 and b["x"].max() <= 1 and b["x"].max() > 0.9
     big = datasets.get_dataset(
-        _config(dataset="digits", image_size=16), "test", batch_size=4, seed=0
+        _config(dataset="digits", image_size=16, num_channels=1), "test", batch_size=4, seed=0
     )
     assert big.num_examples == 297 and big.batch(0)["x"].shape == (4, 16, 16, 1)
+    # the typed config.data always carries the example shape (no implicit native size)
+    with pytest.raises(ValueError, match="config.data.image_size"):
+        DataConfig(dataset="digits", num_channels=1)
 
 
 @pytest.mark.skipif(
@@ -193,7 +190,7 @@ def test_digits():
     reason="score_sde/toy_data.py (launcher) not present yet",
 )
 def test_toy():
-    cfg = _config(dataset="toy/eight_gaussians")
+    cfg = _config(dataset="toy/eight_gaussians", image_size=None, num_channels=None, dim=2)
     ds = datasets.get_dataset(cfg, "train", batch_size=64, seed=0)
     a, b = ds.batch(0)["x"], ds.batch(1)["x"]
     assert a.shape == (64, 2) and not np.array_equal(a, b)
@@ -251,6 +248,45 @@ def test_named_dataset_from_path(npz_path):
     cfg = _config(dataset="CIFAR10", path=path)
     ds = datasets.get_dataset(cfg, "test", batch_size=11, seed=0)
     np.testing.assert_allclose(next(ds.epoch())["x"], x[:11] / 255.0, atol=1e-6)
+
+
+def test_tfrecords_path_is_read_as_the_path(npz_path):
+    """The original CelebA-HQ / FFHQ configs name the prepared copy config.data.tfrecords_path."""
+    path, x = npz_path
+    ds = datasets.get_dataset(
+        _config(dataset="CIFAR10", tfrecords_path=path), "test", batch_size=11, seed=0
+    )
+    np.testing.assert_allclose(next(ds.epoch())["x"], x[:11] / 255.0, atol=1e-6)
+    # config.data.path, when set, wins
+    cfg = _config(dataset="CIFAR10", path=path, tfrecords_path=path + ".absent")
+    ds = datasets.get_dataset(cfg, "test", batch_size=11, seed=0)
+    np.testing.assert_allclose(next(ds.epoch())["x"], x[:11] / 255.0, atol=1e-6)
+
+
+def test_to_images_inverse_scales_and_clips():
+    import jax
+
+    x = np.array([-1.5, -1.0, 0.0, 0.5, 1.0, 2.0], np.float32)
+    np.testing.assert_array_equal(
+        datasets.to_images(x, _config(centered=True)), [0.0, 0.0, 0.5, 0.75, 1.0, 1.0]
+    )
+    np.testing.assert_array_equal(
+        datasets.to_images(x, _config(centered=False)), [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
+    )
+    assert isinstance(datasets.to_images(jax.numpy.asarray(x), _config()), jax.Array)
+
+
+def test_process_dataset_is_this_process_share(npz_path):
+    import jax
+
+    path, _ = npz_path
+    cfg = _config(path=path, uniform_dequantization=True)
+    assert jax.process_count() == 1  # one process: its share is the whole global batch
+    ds = datasets.get_process_dataset(cfg, "train", global_batch=6, seed=3, augment=False)
+    ref = datasets.get_dataset(cfg, "train", batch_size=6, seed=3, augment=False)
+    for step in (0, 4):
+        np.testing.assert_array_equal(ds.indices(step), ref.indices(step))
+        np.testing.assert_array_equal(ds.batch(step)["x"], ref.batch(step)["x"])
 
 
 def test_prefetch_yields_the_same_batches(npz_path):

@@ -6,16 +6,11 @@ Gaussian fit (true density -1.64); 1000 steps -1.80; the full 3000-step demo -1.
 """
 
 import io
-import os
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from configs import default  # noqa: E402
-from score_sde import modes  # noqa: E402
+from configs import default
+from score_sde import modes
 
 
 @pytest.mark.slow

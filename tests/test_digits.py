@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from score_sde import parallel
-from score_sde.modes import common
-from score_sde.modes.config import from_config
+from score_sde import datasets, experiment, parallel
+from score_sde.checkpoint import Checkpoints
+from score_sde.config import from_config
 
 STEPS = 600
 
@@ -41,13 +41,13 @@ def _confidence(clf, samples) -> float:
 def test_digits_config_trains_and_samples_look_like_digits(trained_digits):
     c, workdir = trained_digits  # the digits DDPM++ with classes and label dropout, 600 steps
     cfg = from_config(c)
-    exp = common.build(cfg)
-    ckpts = common.open_checkpoints(workdir, read_only=True)
-    state = ckpts.restore(exp.state_like(), ckpts.latest_step())
-    ckpts.close()
+    exp = experiment.build(cfg)
+    with Checkpoints(workdir, read_only=True) as ckpts:
+        state = ckpts.restore(exp.state_like(), ckpts.latest_step())
     assert int(parallel.to_host(state.step)) == STEPS
     init_params = exp.new_state().params  # the run's own initialization (same seed)
-    test_x = jnp.asarray(common.get_dataset(cfg, "test", global_batch=256, seed=0).batch(0)["x"])
+    test_ds = datasets.get_process_dataset(cfg.data, "test", global_batch=256, seed=0)
+    test_x = jnp.asarray(test_ds.batch(0)["x"])
     eval_loss = jax.jit(exp.loss_fn(train=False))  # no label: the null label, i.e. unconditional
 
     def dsm(params):  # same keys before and after training
@@ -60,8 +60,8 @@ def test_digits_config_trains_and_samples_look_like_digits(trained_digits):
 
     clf = _classifier()
     key = jax.random.key(5)
-    trained = _confidence(clf, exp.draw_samples(state.params, key, 256, "pc", 256)[0])
-    untrained = _confidence(clf, exp.draw_samples(init_params, key, 256, "pc", 256)[0])
+    trained = _confidence(clf, exp.sample(state.params, key, 256, "pc", 256)[0])
+    untrained = _confidence(clf, exp.sample(init_params, key, 256, "pc", 256)[0])
     noise = _confidence(clf, np.random.default_rng(0).uniform(-1, 1, (256, 64)))
     data = _confidence(clf, test_x)
     print(

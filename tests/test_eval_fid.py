@@ -4,21 +4,16 @@ the whole test split, with a random-weight Inception on scikit-learn's 8x8 digit
 import io
 import json
 import os
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from configs.vp.ddpm import cifar10  # noqa: E402
-from score_sde import datasets, modes, parallel  # noqa: E402
-from score_sde.evaluation import evaluator, fid, inception  # noqa: E402
-from score_sde.modes import common  # noqa: E402
-from score_sde.modes import eval as eval_mode  # noqa: E402
-from score_sde.modes.config import from_config  # noqa: E402
+from configs.vp.ddpm import cifar10
+from score_sde import datasets, experiment, modes, parallel
+from score_sde.config import from_config
+from score_sde.evaluation import evaluator, fid, inception
+from score_sde.modes import eval as eval_mode
 
 DIGITS_TEST = 1797 - 1500  # datasets.py: train = the first 1500
 
@@ -53,7 +48,13 @@ def setup(tmp_path_factory):
     stats = root / "digits_train_stats.npz"
     config = digits_config(weights, stats)
     evaluator.compute_dataset_statistics(
-        config, "train", stats, batch_size=32, mesh=mesh, max_examples=32, inception_fn=inception_fn
+        from_config(config).data,
+        "train",
+        stats,
+        batch_size=32,
+        mesh=mesh,
+        max_examples=32,
+        inception_fn=inception_fn,
     )
     return root, weights, stats, inception_fn
 
@@ -61,8 +62,8 @@ def setup(tmp_path_factory):
 def test_fid_of_the_data_against_its_own_statistics_is_zero(setup):
     _, weights, stats, inception_fn = setup
     cfg = from_config(digits_config(weights, stats))
-    exp = common.build(cfg)
-    ds = datasets.get_dataset(cfg.raw, "train", batch_size=32, seed=0)
+    exp = experiment.build(cfg)
+    ds = datasets.get_dataset(cfg.data, "train", batch_size=32, seed=0)
     # the 32 digits the statistics were made of, in model space, as eval mode feeds samples (one
     # batch of 32, the shape the statistics compiled the Inception for)
     batches = (parallel.global_batch(b["x"], exp.mesh) for b in ds.epoch())

@@ -117,23 +117,20 @@ def test_statistics_file_round_trip(tmp_path):
 
 
 def _npz_config(tmp_path, n=13):
-    import ml_collections
+    from score_sde.config import DataConfig
 
     x = np.zeros((n, 4, 4, 3), np.uint8)
     x[:] = np.arange(n)[:, None, None, None]  # image i is constant i / 255
     np.savez(tmp_path / "d.npz", x_train=x)
-    cfg = ml_collections.ConfigDict()
-    cfg.data = ml_collections.ConfigDict(
-        dict(
-            dataset="npz",
-            path=str(tmp_path / "d.npz"),
-            image_size=4,
-            centered=True,
-            random_flip=True,
-            uniform_dequantization=True,
-        )
+    return DataConfig(
+        dataset="npz",
+        path=str(tmp_path / "d.npz"),
+        image_size=4,
+        num_channels=3,
+        centered=True,
+        random_flip=True,
+        uniform_dequantization=True,
     )
-    return cfg
 
 
 def _fake_inception(images):

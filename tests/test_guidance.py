@@ -46,7 +46,7 @@ def _component(gmm, k):
 def _classifier_guided(gmm, sde_name, label, scale, n):
     sde = ALL_SDES[sde_name]
     labels = jnp.full((n,), label, jnp.int32)
-    log_prob = guidance.mixture_class_log_prob_fn(gmm, sde, labels)
+    log_prob = gmm.class_log_prob_fn(sde, labels)
     return guidance.classifier_guided_score_fn(gmm.score_fn(sde), log_prob, scale)
 
 
@@ -57,12 +57,12 @@ def test_exact_classifier_log_prob_and_class_score():
     labels = jnp.array([0, 1, 0, 1, 1, 0])
     resp = gmm.evaluate(x, *sde.marginal_coeffs(t))[2]
     np.testing.assert_allclose(
-        guidance.mixture_class_log_prob_fn(gmm, sde, labels)(x, t),
+        gmm.class_log_prob_fn(sde, labels)(x, t),
         np.log(resp[np.arange(6), labels]),
         rtol=1e-5,
     )
     np.testing.assert_allclose(
-        guidance.mixture_score_fn(gmm, sde)(x, t),
+        gmm.score_fn(sde)(x, t),
         gmm.marginal_score(sde, x, t),
         rtol=1e-4,
         atol=1e-4,
@@ -71,7 +71,7 @@ def test_exact_classifier_log_prob_and_class_score():
     guided = _classifier_guided(gmm, "vp", 0, 1.0, 6)
     labels0 = jnp.zeros((6,), jnp.int32)
     np.testing.assert_allclose(
-        guided(x, t), guidance.mixture_class_score_fn(gmm, sde, labels0)(x, t), rtol=1e-4, atol=1e-4
+        guided(x, t), gmm.class_score_fn(sde, labels0)(x, t), rtol=1e-4, atol=1e-4
     )
 
 
@@ -191,7 +191,7 @@ def _two_classes():
 def _cfg_mixture(method, scale):
     gmm, sde = _two_classes(), ALL_SDES["vp"]
     labels = jnp.ones((N,), jnp.int32)
-    cond = guidance.mixture_class_score_fn(gmm, sde, labels)
+    cond = gmm.class_score_fn(sde, labels)
     return _draw(method, "vp", (N, 1), guidance.cfg_score_fn(cond, gmm.score_fn(sde), scale), 1)
 
 

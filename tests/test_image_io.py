@@ -70,3 +70,42 @@ def test_grid_layout(tmp_path):
     path = tmp_path / "sub" / "grid.png"
     image_io.save_image_grid(path, imgs, nrow=2, padding=1)
     np.testing.assert_array_equal(image_io.read_image(path), grid)
+
+
+def test_read_images_png_and_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (5, 4, 3), dtype=np.uint8)
+    image_io.save_png(tmp_path / "a.png", img)
+    got = image_io.read_images(str(tmp_path / "a.png"))
+    assert got.shape == (1, 5, 4, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got[0], img / 255.0, atol=1e-7)
+    gray = rng.integers(0, 256, (3, 5, 4), dtype=np.uint8)  # [N, H, W] -> one channel
+    np.savez(tmp_path / "g.npz", x=gray, other=np.zeros(2))
+    got = image_io.read_images(str(tmp_path / "g.npz"))
+    assert got.shape == (3, 5, 4, 1)
+    np.testing.assert_allclose(got[..., 0], gray / 255.0, atol=1e-7)
+    floats = rng.random((2, 5, 4, 3))  # float in [0, 1]: kept as is; the first array if no 'x'
+    np.savez(tmp_path / "f.npz", floats)
+    np.testing.assert_allclose(image_io.read_images(str(tmp_path / "f.npz")), floats, atol=1e-7)
+    with pytest.raises(ValueError, match="does not exist"):
+        image_io.read_images(str(tmp_path / "absent.png"))
+    np.savez(tmp_path / "bad.npz", x=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"expected images \[N, H, W, C\]"):
+        image_io.read_images(str(tmp_path / "bad.npz"))
+
+
+def test_save_samples_writes_arrays_and_a_picture(tmp_path):
+    rng = np.random.default_rng(0)
+    points = rng.standard_normal((50, 2)).astype(np.float32)
+    stem = str(tmp_path / "out" / "points")
+    image_io.save_samples(stem, points, data=points + 1)
+    np.testing.assert_array_equal(np.load(stem + ".npz")["samples"], points)
+    scatter = image_io.read_image(stem + ".png")
+    assert scatter.shape == (256 + 8, 2 * 256 + 12, 3)  # two panels, padding 4
+    assert (scatter[4:260, 4:260] < 255).any() and (scatter[4:260, 264:520] < 255).any()
+    images = rng.integers(0, 256, (5, 4, 3, 3), dtype=np.uint8)
+    stem = str(tmp_path / "images")
+    image_io.save_samples(stem, images)
+    np.testing.assert_array_equal(np.load(stem + ".npz")["samples"], images)
+    grid = image_io.read_image(stem + ".png")
+    np.testing.assert_array_equal(grid, image_io.make_grid(images, nrow=3))  # ceil(sqrt(5))

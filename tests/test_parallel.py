@@ -9,10 +9,9 @@ import sys
 import jax
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from score_sde import checkpoint, experiment, parallel
 
-from score_sde import checkpoint, parallel  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _free_port() -> int:
@@ -85,18 +84,16 @@ def test_two_processes_match_one_process(tmp_path):
     assert len(losses(single.stdout)) == 3
 
     from configs.toy import gmm
-    from score_sde.modes import common
-    from score_sde.modes.config import from_config
+    from score_sde.config import from_config
 
     config = gmm.get_config()
     config.model.nf, config.model.num_layers, config.training.batch_size = 16, 1, 16
-    like = common.build(from_config(config), parallel.make_mesh()).state_like()
+    like = experiment.build(from_config(config), parallel.make_mesh()).state_like()
     trees = []
     for w in ("one", "two"):
-        ckpts = checkpoint.Checkpoints(str(tmp_path / w))
-        assert ckpts.latest_step() == 6
-        trees.append(ckpts.restore(like))
-        ckpts.close()
+        with checkpoint.Checkpoints(str(tmp_path / w)) as ckpts:
+            assert ckpts.latest_step() == 6
+            trees.append(ckpts.restore(like))
     a, b = (jax.tree.leaves(parallel.to_host(t)) for t in trees)
     assert len(a) == len(b) > 5
     for u, v in zip(a, b, strict=True):

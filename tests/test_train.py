@@ -1,21 +1,14 @@
 """Train step: 4 devices == 1 device, scan == loop, warmup, clipping, EMA, NaN stop."""
 
-import os
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from configs.toy import base  # noqa: E402
-from score_sde import checkpoint, parallel, train  # noqa: E402
-from score_sde.modes import common  # noqa: E402
-from score_sde.modes.config import from_config  # noqa: E402
+from configs.toy import base
+from score_sde import checkpoint, experiment, parallel, train
+from score_sde.config import OptimConfig, from_config
 
 
 def tiny_config(**training):
@@ -33,26 +26,27 @@ def tiny_config(**training):
     return c
 
 
-def _one_step(num_devices: int, batches):
+def _one_step(num_devices: int, batch, scan: bool):
     cfg = from_config(tiny_config())
-    exp = common.build(cfg, parallel.make_mesh(num_devices))
+    exp = experiment.build(cfg, parallel.make_mesh(num_devices))
     state = exp.new_state()
-    step = train.make_train_steps(exp.loss_fn(train=True), exp.tx, 0.9, exp.mesh)
-    state, metrics = step(state, parallel.global_batch(batches, exp.mesh, batch_axis=1))
+    step = train.make_train_steps(exp.loss_fn(train=True), exp.tx, 0.9, exp.mesh, scan=scan)
+    state, metrics = step(state, [batch])
     return parallel.to_host(state), parallel.to_host(metrics)
 
 
-def test_four_devices_equal_one_device():
+@pytest.mark.parametrize("scan", [False, True], ids=["dispatch-loop", "scan"])
+def test_four_devices_equal_one_device(scan):
     assert jax.device_count() >= 4, "tests/conftest.py fakes 4 CPU devices"
-    x = np.asarray(jax.random.normal(jax.random.key(3), (1, 16, 2)))
-    s1, m1 = _one_step(1, {"x": x})
-    s4, m4 = _one_step(4, {"x": x})
+    x = np.asarray(jax.random.normal(jax.random.key(3), (16, 2)))
+    s1, m1 = _one_step(1, {"x": x}, scan)
+    s4, m4 = _one_step(4, {"x": x}, scan)
     np.testing.assert_allclose(m1["loss"], m4["loss"], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s4), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # the step really moved the params (so the comparison is not vacuous)
     s0 = parallel.to_host(
-        common.build(from_config(tiny_config()), parallel.make_mesh(1)).new_state()
+        experiment.build(from_config(tiny_config()), parallel.make_mesh(1)).new_state()
     )
     moved = [
         np.abs(a - b).max()
@@ -62,24 +56,31 @@ def test_four_devices_equal_one_device():
 
 
 def test_scan_equals_python_loop():
-    """k steps in one lax.scan dispatch == k separate dispatches (same keys, same batches)."""
+    """k steps in one lax.scan dispatch == k dispatches of the jitted step == k separate calls
+    (same keys, same batches), and the metrics line up step by step."""
     cfg = from_config(tiny_config())
-    exp = common.build(cfg, parallel.make_mesh(1))
+    exp = experiment.build(cfg, parallel.make_mesh(2))
     loss_fn = exp.loss_fn(train=True)
     xs = np.asarray(jax.random.normal(jax.random.key(4), (3, 16, 2)))
-    scanned = train.make_train_steps(loss_fn, exp.tx, 0.9, exp.mesh)
-    a, _ = scanned(exp.new_state(), parallel.global_batch({"x": xs}, exp.mesh, batch_axis=1))
-    b = exp.new_state()
-    for i in range(3):
-        b, _ = scanned(b, parallel.global_batch({"x": xs[i : i + 1]}, exp.mesh, batch_axis=1))
-    assert int(a.step) == int(b.step) == 3
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    batches = [{"x": x} for x in xs]
+    scanned = train.make_train_steps(loss_fn, exp.tx, 0.9, exp.mesh, scan=True)
+    looped = train.make_train_steps(loss_fn, exp.tx, 0.9, exp.mesh, scan=False)
+    a, ma = scanned(exp.new_state(), batches)
+    b, mb = looped(exp.new_state(), batches)
+    c = exp.new_state()
+    for batch in batches:
+        c, _ = scanned(c, [batch])
+    assert int(a.step) == int(b.step) == int(c.step) == 3
+    assert np.asarray(ma["loss"]).shape == np.asarray(mb["loss"]).shape == (3,)
+    np.testing.assert_allclose(np.asarray(ma["loss"]), np.asarray(mb["loss"]), rtol=1e-6)
+    for u, v, w in zip(jax.tree.leaves(a), jax.tree.leaves(b), jax.tree.leaves(c), strict=True):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(u), np.asarray(w), rtol=1e-6, atol=1e-7)
 
 
 def test_warmup_clipping_and_ema_match_formulas():
     """One step on loss = <w, g> has gradient g: check clip, Adam's first step, lr warmup, EMA."""
-    optim = train.OptimConfig(lr=0.1, warmup=10, grad_clip=1.0)
+    optim = OptimConfig(lr=0.1, warmup=10, grad_clip=1.0)
     tx = train.make_optimizer(optim)
     g = jnp.array([3.0, 4.0])  # norm 5 -> clipped to norm 1
     loss_fn = lambda p, key, batch: jnp.sum(p["w"] * g)
@@ -121,17 +122,47 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
         FloatingPointError, match=r"training loss is nan at step 7.*last good checkpoint"
     ):
         train_and_evaluate(cfg, str(tmp_path), dataset=_NaNAfter(6), mesh=parallel.make_mesh(1))
-    ckpts = checkpoint.Checkpoints(str(tmp_path))
-    assert ckpts.latest_step() == 4
-    exp = common.build(cfg, parallel.make_mesh(1))
-    restored = ckpts.restore(exp.state_like())
+    exp = experiment.build(cfg, parallel.make_mesh(1))
+    with checkpoint.Checkpoints(str(tmp_path)) as ckpts:
+        assert ckpts.latest_step() == 4
+        restored = ckpts.restore(exp.state_like())
     assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(restored.params))
     assert int(restored.step) == 4
 
 
 def test_optimizer_config_errors():
     with pytest.raises(ValueError, match=r"config.optim.optimizer \('SGD'\)"):
-        train.OptimConfig(optimizer="SGD")
+        OptimConfig(optimizer="SGD")
+    with pytest.raises(ValueError, match=r"config.optim.grad_clip \(nan\) must be a finite"):
+        OptimConfig(grad_clip=float("nan"))
     assert isinstance(
-        train.make_optimizer(train.OptimConfig(grad_clip=-1.0)), optax.GradientTransformation
+        train.make_optimizer(OptimConfig(grad_clip=-1.0)), optax.GradientTransformation
     )
+
+
+def test_amsgrad_keeps_the_running_max_of_the_second_moment():
+    """config.optim.amsgrad (the original NCSN configs carry it) is optax's AMSGrad: the step
+    divides by the running max of the bias-corrected second moment.
+
+    Gradients 3 then 1 on one weight, no warmup or clipping, b2 = 0.999: at step 2 Adam uses
+    v_hat_2 = (0.999 * 0.001 * 9 + 0.001) / (1 - 0.999^2) ~ 5, AMSGrad max(v_hat_1, v_hat_2) = 9."""
+    grads = [jnp.array([3.0]), jnp.array([1.0])]
+    lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-8
+
+    def run(amsgrad):
+        tx = train.make_optimizer(OptimConfig(lr=lr, warmup=0, grad_clip=-1.0, amsgrad=amsgrad))
+        p, s = jnp.zeros(1), tx.init(jnp.zeros(1))
+        for g in grads:
+            u, s = tx.update(g, s, p)
+            p = p + u
+        return float(p[0])
+
+    m1, v1 = (1 - b1) * 3.0, (1 - b2) * 9.0
+    m2, v2 = b1 * m1 + (1 - b1) * 1.0, b2 * v1 + (1 - b2) * 1.0
+    step1 = -lr * (m1 / (1 - b1)) / (np.sqrt(v1 / (1 - b2)) + eps)
+    adam2 = -lr * (m2 / (1 - b1**2)) / (np.sqrt(v2 / (1 - b2**2)) + eps)
+    v_hat = max(v1 / (1 - b2), v2 / (1 - b2**2))
+    ams2 = -lr * (m2 / (1 - b1**2)) / (np.sqrt(v_hat) + eps)
+    np.testing.assert_allclose(run(False), step1 + adam2, rtol=1e-5)
+    np.testing.assert_allclose(run(True), step1 + ams2, rtol=1e-5)
+    assert abs(ams2) < abs(adam2)  # the kept larger second moment shrinks the step

@@ -15,12 +15,17 @@ Labels are dropped to the null label (index 10) with probability config.model.cl
 during training, so one network gives both s(x, t, y) and s(x, t).
 """
 
-from configs.conditional import add_conditional_sections
+import ml_collections
+
 from configs.digits import ddpmpp
 
 
 def get_config():
-    config = add_conditional_sections(ddpmpp.get_config())
-    config.model.num_classes = 10
+    config = ddpmpp.get_config()
+    config.model.num_classes = 10  # index 10 = the null label
     config.model.class_dropout = 0.1
+    # Both sections take their defaults (score_sde.config.ConditionConfig, ClassifierConfig;
+    # classifier.num_classes = model.num_classes); set fields with --config.condition.task=...
+    config.condition = ml_collections.ConfigDict()
+    config.classifier = ml_collections.ConfigDict()
     return config

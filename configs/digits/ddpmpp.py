@@ -15,32 +15,19 @@ uniform noise 0.52), with all ten classes present; the digits are recognizable b
 tests/test_digits.py checks a 600-step run of this config.
 """
 
-from configs.digits.base import get_default_configs
+from configs import datasets, presets
 
 
 def get_config():
-    config = get_default_configs()
-
+    config = datasets.digits()
+    presets.vp(config, continuous=True)
+    presets.ddpmpp(config)
     model = config.model
-    model.name = "ncsnpp"
-    model.scale_by_sigma = False
-    model.nonlinearity = "swish"
     model.nf = 16
     model.ch_mult = (1, 2)
     model.num_res_blocks = 1
     model.attn_resolutions = (4,)
-    model.resamp_with_conv = True
-    model.conditional = True
-    model.fir = False
-    model.fir_kernel = (1, 3, 3, 1)
-    model.skip_rescale = True
-    model.resblock_type = "biggan"
-    model.progressive = "none"
-    model.progressive_input = "none"
-    model.progressive_combine = "sum"
-    model.attention_type = "ddpm"
-    model.embedding_type = "positional"
-    model.fourier_scale = 16
-    model.init_scale = 0.0
-    model.conv_size = 3
+    model.dropout = 0.0
+    model.num_scales = 200  # sampler steps
+    model.ema_rate = 0.99  # short runs: a slow EMA would still remember the init
     return config

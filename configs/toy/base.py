@@ -2,7 +2,9 @@
 
     python launch.py --config configs/toy/gmm.py --workdir runs/toy_gmm
 
-Not a config on its own (it names no dataset); the files next to it import and fill it.
+Not a config on its own (it names no dataset); the files next to it import and fill it. Written
+out in full rather than from configs/datasets.py and configs/presets.py: it is the smallest
+complete config (every field without a default in score_sde/config.py, plus what the toys change).
 """
 
 import ml_collections
@@ -17,7 +19,6 @@ def get_config(dataset: str = "toy/gmm") -> ml_collections.ConfigDict:
     training.continuous = True
     training.reduce_mean = True
     training.likelihood_weighting = False
-    training.importance_weighting = False
     training.batch_size = 512
     training.n_iters = 3000
     training.n_jitted_steps = 50  # optimizer steps per dispatch (lax.scan)
@@ -55,33 +56,16 @@ def get_config(dataset: str = "toy/gmm") -> ml_collections.ConfigDict:
     evaluate.samplers = ("pc", "ode")
 
     config.data = data = ml_collections.ConfigDict()
-    data.dataset = dataset
-    data.dim = 2
-    data.centered = False
-    data.path = ml_collections.config_dict.placeholder(str)  # for dataset='npz': points [N, 2]
+    data.dataset = dataset  # or 'npz' with --config.data.path=points.npz (arrays [N, 2])
+    data.dim = 2  # raw points: not centered, no flips
 
     config.model = model = ml_collections.ConfigDict()
-    model.name = "mlp"
+    model.name = "mlp"  # 3 residual layers, Fourier noise embedding, swish: the defaults
     model.nf = 64
-    model.num_layers = 3
-    model.embedding_type = "fourier"
-    model.fourier_scale = 16.0
-    model.nonlinearity = "swish"
-    model.dropout = 0.0
-    model.scale_by_sigma = False
+    model.num_scales = 500  # sampler steps
     model.ema_rate = 0.99  # short runs: a slow EMA would still remember the init
-    model.beta_min = 0.1
-    model.beta_max = 20.0
-    model.num_scales = 500
-    model.sigma_min = 0.01
-    model.sigma_max = 5.0
 
     config.optim = optim = ml_collections.ConfigDict()
-    optim.optimizer = "Adam"
     optim.lr = 2e-3
-    optim.beta1 = 0.9
-    optim.eps = 1e-8
-    optim.weight_decay = 0.0
     optim.warmup = 200
-    optim.grad_clip = 1.0
     return config

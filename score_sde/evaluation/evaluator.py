@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
+from score_sde import parallel
 from score_sde.evaluation import fid as fid_lib
 from score_sde.evaluation.inception import InceptionV3, load_inception
 
@@ -62,12 +62,8 @@ def get_inception_fn(
     graphdef, state = nnx.split(model)
     batch_spec = None
     if mesh is not None:
-        rep = NamedSharding(mesh, P())
-        state = jax.tree.map(
-            lambda v: jax.make_array_from_callback(v.shape, rep, lambda _, v=v: np.asarray(v)),
-            state,
-        )
-        batch_spec = NamedSharding(mesh, P(mesh.axis_names[0]))
+        state = parallel.replicate(jax.tree.map(np.asarray, state), mesh)
+        batch_spec = parallel.batch_sharding(mesh)
 
     @jax.jit
     def apply(state, images):
@@ -79,15 +75,6 @@ def get_inception_fn(
     return lambda images: apply(state, images)
 
 
-def to_host(x) -> np.ndarray:
-    """A (possibly multi-host sharded) array -> the full numpy array on every process."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(x)
-
-
 class FeatureAccumulator:
     """Collects Inception features of global batches on the host (identical on every process)."""
 
@@ -97,9 +84,9 @@ class FeatureAccumulator:
 
     def add(self, features: dict[str, jax.Array], mask=None) -> None:
         """Append {"pool_3", "logits"} of a global batch; `mask` [B] (global) drops padding."""
-        pool, logits = to_host(features["pool_3"]), to_host(features["logits"])
+        pool, logits = parallel.to_host((features["pool_3"], features["logits"]))
         if mask is not None:
-            mask = to_host(mask).astype(bool)
+            mask = parallel.to_host(mask).astype(bool)
             pool, logits = pool[mask], logits[mask]
         self._pool.append(pool.astype(np.float32))
         self._logits.append(logits.astype(np.float32))
@@ -158,11 +145,7 @@ def compute_metrics(
 
 def _global_batch(local: np.ndarray, mesh: Mesh | None) -> jax.Array:
     """Per-process rows -> a global array sharded over `mesh` (plain array without a mesh)."""
-    if mesh is None:
-        return jnp.asarray(local)
-    sharding = NamedSharding(mesh, P(mesh.axis_names[0]))
-    shape = (local.shape[0] * jax.process_count(), *local.shape[1:])
-    return jax.make_array_from_process_local_data(sharding, np.asarray(local), shape)
+    return jnp.asarray(local) if mesh is None else parallel.global_batch(np.asarray(local), mesh)
 
 
 def dataset_features(
@@ -184,7 +167,7 @@ def dataset_features(
 
 
 def compute_dataset_statistics(
-    config,
+    data,
     split: str,
     out_path: str | os.PathLike | None = None,
     *,
@@ -195,30 +178,21 @@ def compute_dataset_statistics(
     keep_activations: int = 10_000,
     inception_fn: Callable | None = None,
 ) -> dict[str, np.ndarray]:
-    """Reference statistics of `config.data`'s `split` (no flip, no dequantization).
+    """Reference statistics of `split` of the typed config.data `data` (no flip, no
+    dequantization).
 
     Returns {"mu", "sigma", "pool_3" (first `keep_activations` rows, for KID)} and writes them to
     `out_path` (process 0 only) in pytorch-fid's layout. `batch_size` is global.
     """
     from score_sde import datasets
 
-    n_proc = jax.process_count()
-    if batch_size % n_proc:
-        raise ValueError(f"batch_size ({batch_size}) must be divisible by processes ({n_proc})")
-    ds = datasets.get_dataset(
-        config,
-        split,
-        batch_size=batch_size // n_proc,
-        seed=0,
-        process_index=jax.process_index(),
-        process_count=n_proc,
-        uniform_dequantization=False,
-        augment=False,
+    ds = datasets.get_process_dataset(
+        data, split, global_batch=batch_size, seed=0, uniform_dequantization=False, augment=False
     )
     inception_fn = inception_fn or get_inception_fn(mesh=mesh, weights=weights)
     acc = dataset_features(
         ds.epoch(),
-        datasets.get_data_inverse_scaler(config),
+        datasets.get_data_inverse_scaler(data),
         inception_fn,
         mesh=mesh,
         max_examples=max_examples,
@@ -250,8 +224,8 @@ def evaluate_split(
     out = []
     for i, batch in enumerate(batches):
         x = _global_batch(batch["x"], mesh)
-        values = to_host(value_fn(jax.random.fold_in(key, i), x, i))
-        mask = to_host(_global_batch(batch["mask"], mesh)).astype(bool)
+        values = parallel.to_host(value_fn(jax.random.fold_in(key, i), x, i))
+        mask = parallel.to_host(_global_batch(batch["mask"], mesh)).astype(bool)
         out.append(values[mask])
         if max_examples and sum(len(v) for v in out) >= max_examples:
             break

@@ -13,13 +13,12 @@ like launch.py, with jax.distributed initialized) and gathers the activations.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import jax
 from absl import app, flags
-from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", None, "Config file whose config.data names the dataset.")
 flags.DEFINE_string("split", "train", "Dataset split: train | test.")
 flags.DEFINE_string("out", None, "Output .npz path.", required=True)
 flags.DEFINE_integer("batch_size", 250, "Global batch size (divisible by the device count).")
@@ -31,16 +30,27 @@ flags.DEFINE_integer("keep_activations", 10_000, "Rows of pool_3 kept in the fil
 FLAGS = flags.FLAGS
 
 
-def main(argv) -> None:
+def main(argv, config_path: str, overrides: dict) -> None:
     del argv
-    from jax.sharding import Mesh
-
+    from score_sde import config as config_lib
+    from score_sde import parallel
     from score_sde.evaluation.evaluator import compute_dataset_statistics
 
-    mesh = Mesh(jax.devices(), ("data",))
+    if not config_path:
+        print(
+            "error: --config is required (the config whose config.data names the dataset)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    try:
+        data = config_lib.load(config_path, overrides).data
+    except ValueError as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        sys.exit(2)
+    mesh = parallel.make_mesh()
     start = time.time()
     stats = compute_dataset_statistics(
-        FLAGS.config,
+        data,
         FLAGS.split,
         FLAGS.out,
         batch_size=FLAGS.batch_size,
@@ -55,5 +65,7 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("config")
-    app.run(main)
+    from score_sde.config import split_argv
+
+    path, config_overrides, rest = split_argv(sys.argv[1:], "")
+    app.run(lambda argv: main(argv, path, config_overrides), argv=[sys.argv[0], *rest])

@@ -1,6 +1,7 @@
-"""Score networks. One entry point: `init_model(config, key) -> (apply_fn, params)`.
+"""Score networks. One entry point: `init_model(model, data, key) -> (apply_fn, params)`.
 
-Every network is run functionally:
+`model` is the typed config.model of the network's family (`score_sde.config`), `data` the typed
+config.data (the example shape and centering). Every network is run functionally:
     apply_fn(params, x, labels, *, train=False, rng=None, class_labels=None) -> out  (out like x)
 where `params` is the plain pytree (an `nnx.State`) returned by `nnx.split`, `labels` [B] are the
 float noise-level labels of `score_sde.score_fn`, `rng` is the dropout key (needed when train=True
@@ -12,55 +13,43 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from score_sde.config import (
+    FAMILIES,
+    DataConfig,
+    DDPMConfig,
+    MLPConfig,
+    ModelConfig,
+    NCSNppConfig,
+    NCSNv2Config,
+)
 
-def data_shape(config) -> tuple[int, ...]:
-    """Shape of one example: (dim,) for toy data (config.data.dim), else (H, W, C)."""
-    dim = config.data.get("dim")
-    if dim is not None:
-        return (int(dim),)
-    return (config.data.image_size, config.data.image_size, config.data.num_channels)
 
-
-MODEL_NAMES = ("mlp", "ncsnpp", "ddpm", "ncsnv2", "ncsnv2_64", "ncsnv2_128", "ncsnv2_256", "ncsn")
-
-
-def build_module(config, key: jax.Array) -> nnx.Module:
-    """The NNX module selected by config.model.name, initialized from key."""
+def build_module(model: ModelConfig, data: DataConfig, key: jax.Array) -> nnx.Module:
+    """The NNX module of `model`'s family, for data shaped as `data`, initialized from key."""
     from score_sde.models.layers import KeyGen
 
     rngs = KeyGen(key)
-    name = config.model.name
-    match name:
-        case "mlp":
-            from score_sde.models import mlp
+    match model:
+        case MLPConfig():
+            from score_sde.models.mlp import MLP
 
-            shape = data_shape(config)
-            if len(shape) != 1:
-                raise ValueError(
-                    f"config.model.name='mlp' needs vector data; data shape is {shape}: "
-                    "set config.data.dim or use an image model"
-                )
-            return mlp.MLP(mlp.MLPConfig.from_config(config, shape[0]), rngs=rngs)
-        case "ncsnpp":
-            from score_sde.models import ncsnpp
+            return MLP(model, data, rngs=rngs)
+        case NCSNppConfig():
+            from score_sde.models.ncsnpp import NCSNpp
 
-            return ncsnpp.NCSNpp(ncsnpp.NCSNppConfig.from_config(config), rngs=rngs)
-        case "ddpm":
-            from score_sde.models import ddpm
+            return NCSNpp(model, data, rngs=rngs)
+        case DDPMConfig():
+            from score_sde.models.ddpm import DDPM
 
-            return ddpm.DDPM(ddpm.DDPMConfig.from_config(config), rngs=rngs)
-        case "ncsnv2" | "ncsnv2_64" | "ncsnv2_128" | "ncsnv2_256":
-            from score_sde.models import ncsnv2
+            return DDPM(model, data, rngs=rngs)
+        case NCSNv2Config():
+            from score_sde.models.ncsnv2 import NCSNv2
 
-            return ncsnv2.NCSNv2(ncsnv2.NCSNv2Config.from_config(config), rngs=rngs)
-        case "ncsn":
-            from score_sde.models import ncsnv2
-
-            return ncsnv2.NCSN(ncsnv2.NCSNv2Config.from_config(config), rngs=rngs)
-        case _:
-            raise ValueError(
-                f"config.model.name ({name!r}) is not a known model; valid names: {MODEL_NAMES}"
-            )
+            return NCSNv2(model, data, rngs=rngs)
+    raise ValueError(
+        f"no network for config.model of type {type(model).__name__}; config.model.name must be "
+        "one of " + ", ".join(FAMILIES)
+    )
 
 
 def make_apply_fn(graphdef):
@@ -73,22 +62,21 @@ def make_apply_fn(graphdef):
     return apply_fn
 
 
-def init_model(config, key: jax.Array):
-    """Builds the network of config.model.name; returns (apply_fn, params)."""
-    graphdef, params = nnx.split(build_module(config, key))
+def init_model(model: ModelConfig, data: DataConfig, key: jax.Array):
+    """Builds the network of `model`; returns (apply_fn, params)."""
+    graphdef, params = nnx.split(build_module(model, data, key))
     return make_apply_fn(graphdef), params
 
 
-def get_model(config, key: jax.Array | None = None):
-    """Alias of init_model (key defaults to jax.random.key(config.seed))."""
-    if key is None:
-        key = jax.random.key(config.seed)
-    return init_model(config, key)
+def abstract_model(model: ModelConfig, data: DataConfig):
+    """(apply_fn, init_params(key) -> params) without computing any parameter (eval_shape)."""
+    module = nnx.eval_shape(lambda: build_module(model, data, jax.random.key(0)))
+    return make_apply_fn(nnx.split(module)[0]), lambda key: init_model(model, data, key)[1]
 
 
-def abstract_params(config):
+def abstract_params(model: ModelConfig, data: DataConfig):
     """Parameter shapes/dtypes (jax.ShapeDtypeStruct pytree) without allocating anything."""
-    return jax.eval_shape(lambda k: nnx.split(build_module(config, k))[1], jax.random.key(0))
+    return jax.eval_shape(lambda k: init_model(model, data, k)[1], jax.random.key(0))
 
 
 def count_params(params) -> int:
@@ -96,5 +84,11 @@ def count_params(params) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(params))
 
 
-__all__ = ["MODEL_NAMES", "abstract_params", "build_module", "count_params", "data_shape",
-           "get_model", "init_model", "make_apply_fn"]
+__all__ = [
+    "abstract_model",
+    "abstract_params",
+    "build_module",
+    "count_params",
+    "init_model",
+    "make_apply_fn",
+]

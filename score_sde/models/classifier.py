@@ -13,51 +13,12 @@ starts with stride 2. Run functionally like the score networks:
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from score_sde.config import ClassifierConfig
 from score_sde.models import layers
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassifierConfig:
-    """config.classifier: num_classes, width nf, widen factors ch_mult, blocks/group, dropout."""
-
-    num_classes: int
-    nf: int = 32
-    ch_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 2
-    dropout: float = 0.0
-    nonlinearity: str = "swish"
-
-    @classmethod
-    def from_config(cls, config) -> ClassifierConfig:
-        """From config.classifier (fields as above); num_classes defaults to config.model's."""
-        c = config.classifier
-        kw = {f.name: c[f.name] for f in dataclasses.fields(cls) if f.name in c}
-        if "num_classes" not in kw:
-            kw["num_classes"] = config.model.num_classes
-        kw["ch_mult"] = tuple(kw.get("ch_mult", cls.ch_mult))
-        return cls(**kw)
-
-    def __post_init__(self):
-        if self.num_classes < 2:
-            raise ValueError(
-                f"config.classifier.num_classes ({self.num_classes}) must be >= 2; set it (or "
-                "config.model.num_classes) to the number of labels of the dataset"
-            )
-        if self.nf % 8 or any(m < 1 for m in self.ch_mult):
-            raise ValueError(
-                f"config.classifier.nf ({self.nf}) must be a multiple of 8 (GroupNorm) and "
-                f"ch_mult ({self.ch_mult}) positive"
-            )
-        if self.num_res_blocks < 1:
-            raise ValueError(
-                f"config.classifier.num_res_blocks ({self.num_res_blocks}) must be >= 1"
-            )
 
 
 def _groups(ch: int) -> int:
@@ -66,10 +27,10 @@ def _groups(ch: int) -> int:
 
 class WideBlock(nnx.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int, temb_dim: int, *, rngs):
-        self.norm0 = layers.GroupNorm(in_ch, _groups(in_ch))
+        self.norm0 = layers.group_norm(in_ch, _groups(in_ch), rngs=rngs)
         self.conv0 = layers.conv(in_ch, out_ch, 3, stride=stride, rngs=rngs)
         self.temb = layers.dense(temb_dim, out_ch, rngs=rngs)
-        self.norm1 = layers.GroupNorm(out_ch, _groups(out_ch))
+        self.norm1 = layers.group_norm(out_ch, _groups(out_ch), rngs=rngs)
         self.conv1 = layers.conv(out_ch, out_ch, 3, init_scale=0.0, rngs=rngs)
         self.skip = (
             layers.conv(in_ch, out_ch, 1, stride=stride, padding=((0, 0), (0, 0)), rngs=rngs)
@@ -99,7 +60,7 @@ class Classifier(nnx.Module):
                 blocks.append(WideBlock(ch, nf * mult, stride, 4 * nf, rngs=rngs))
                 ch = nf * mult
         self.blocks = nnx.List(blocks)
-        self.norm = layers.GroupNorm(ch, _groups(ch))
+        self.norm = layers.group_norm(ch, _groups(ch), rngs=rngs)
         self.head = layers.dense(ch, cfg.num_classes, rngs=rngs)
 
     def __call__(self, x, t, *, train=False, rng=None):
@@ -124,9 +85,7 @@ def make_classifier_apply(graphdef):
     return classifier_apply
 
 
-def init_classifier(config, key: jax.Array, in_channels: int | None = None):
-    """(classifier_apply, params) for config.classifier; images with config.data.num_channels."""
-    cfg = ClassifierConfig.from_config(config)
-    channels = config.data.num_channels if in_channels is None else in_channels
-    graphdef, params = nnx.split(Classifier(cfg, channels, rngs=layers.KeyGen(key)))
+def init_classifier(cfg: ClassifierConfig, in_channels: int, key: jax.Array):
+    """(classifier_apply, params) of config.classifier for images with `in_channels` channels."""
+    graphdef, params = nnx.split(Classifier(cfg, in_channels, rngs=layers.KeyGen(key)))
     return make_classifier_apply(graphdef), params

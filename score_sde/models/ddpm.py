@@ -10,35 +10,37 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
+from score_sde.config import DataConfig, DDPMConfig
 from score_sde.models import layers
-from score_sde.models.ncsnpp import NCSNppConfig, get_sigmas
-
-DDPMConfig = NCSNppConfig  # DDPM reads the subset of fields it needs
+from score_sde.models.ncsnpp import get_sigmas
 
 
 class DDPM(nnx.Module):
     """DDPM U-Net."""
 
-    def __init__(self, cfg: NCSNppConfig, *, rngs: layers.KeyGen):
-        self.cfg = cfg
+    def __init__(self, cfg: DDPMConfig, data: DataConfig, *, rngs: layers.KeyGen):
+        layers.check_resolution(data.image_size, cfg.ch_mult)
+        self.cfg, self.centered = cfg, data.centered
         dt = layers.get_dtype(cfg.dtype)
         act = layers.get_act(cfg.nonlinearity)
         nf, ch_mult = cfg.nf, cfg.ch_mult
         n_res = len(ch_mult)
-        resolutions = [cfg.image_size // 2**i for i in range(n_res)]
-        channels = cfg.num_channels
+        resolutions = [data.image_size // 2**i for i in range(n_res)]
+        channels = data.num_channels
         kw = dict(dtype=dt, rngs=rngs)
         temb_dim = nf * 4 if (cfg.conditional or cfg.num_classes > 0) else None
 
         def resblock(in_ch, out_ch=None):
-            return layers.ResnetBlockDDPM(in_ch, out_ch, act=act, temb_dim=temb_dim,
-                                          dropout=cfg.dropout, init_scale=0.0, **kw)
+            return layers.ResnetBlockDDPM(
+                in_ch, out_ch, act=act, temb_dim=temb_dim, dropout=cfg.dropout, init_scale=0.0, **kw
+            )
 
         mods = []
         if cfg.conditional:
             mods += [layers.dense(nf, nf * 4, **kw), layers.dense(nf * 4, nf * 4, **kw)]
-        self.class_embed = (layers.Embed(cfg.num_classes + 1, nf * 4, rngs=rngs)
-                            if cfg.num_classes > 0 else None)
+        self.class_embed = (
+            layers.embed(cfg.num_classes + 1, nf * 4, rngs=rngs) if cfg.num_classes > 0 else None
+        )
         mods.append(layers.conv(channels, nf, 3, **kw))
         hs_c = [nf]
         in_ch = nf
@@ -64,7 +66,7 @@ class DDPM(nnx.Module):
                 mods.append(layers.AttnBlock(in_ch, **kw))
             if i_level != 0:
                 mods.append(layers.Upsample(in_ch, with_conv=cfg.resamp_with_conv, **kw))
-        mods.append(layers.GroupNorm(in_ch, 32, dtype=dt))
+        mods.append(layers.group_norm(in_ch, 32, **kw))
         mods.append(layers.conv(in_ch, channels, 3, init_scale=0.0, **kw))
         self.all_modules = nnx.List(mods)
         self.act = act
@@ -94,7 +96,7 @@ class DDPM(nnx.Module):
             c = self.class_embed(class_labels).astype(dt)
             temb = c if temb is None else temb + c
 
-        h = (x if cfg.centered else 2 * x - 1.0).astype(dt)
+        h = (x if self.centered else 2 * x - 1.0).astype(dt)
         hs = [next(mods)(h)]
         for i_level in range(n_res):
             for _ in range(cfg.num_res_blocks):

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from score_sde.models import up_or_down_sampling as uds
+
 
 def default_init(scale: float = 1.0):
     """DDPM initializer: variance_scaling(scale, 'fan_avg', 'uniform'); scale 0 means 1e-10."""
@@ -53,6 +55,16 @@ def get_dtype(name: str):
             )
 
 
+def check_resolution(image_size: int, ch_mult) -> None:
+    """A U-Net with len(ch_mult) levels halves the resolution len(ch_mult) - 1 times."""
+    n = len(ch_mult)
+    if image_size % 2 ** (n - 1):
+        raise ValueError(
+            f"config.data.image_size ({image_size}) must be divisible by "
+            f"2**(len(config.model.ch_mult) - 1) = {2 ** (n - 1)}"
+        )
+
+
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None, train: bool) -> jax.Array:
     """Inverted dropout with an explicit key; identity unless train and rate > 0."""
     if not train or rate == 0.0:
@@ -83,6 +95,24 @@ def get_timestep_embedding(timesteps: jax.Array, embedding_dim: int, max_positio
     return emb
 
 
+class KeyGen:
+    """The `params` key stream the nnx layers draw from: fold_in(key, 1), fold_in(key, 2), ...
+
+    Passed as `rngs=` to nnx.Linear / nnx.Conv / nnx.GroupNorm / nnx.Embed, which only call
+    `rngs.params()`. A plain Python counter instead of nnx.Rngs: under `jax.eval_shape` each
+    nnx.Rngs draw costs ~10 ms (flax 0.12 asks the traced counter for its sharding, which makes
+    JAX build a tracer-provenance message), so the 100M-parameter published networks took 8 s to
+    build abstractly instead of 0.5 s.
+    """
+
+    def __init__(self, key: jax.Array):
+        self.key, self.count = key, 0
+
+    def params(self) -> jax.Array:
+        self.count += 1
+        return jax.random.fold_in(self.key, self.count)
+
+
 class GaussianFourierProjection(nnx.Module):
     """Random Fourier features [sin(2 pi W x), cos(2 pi W x)] of a scalar [B] -> [B, 2 E].
 
@@ -99,50 +129,29 @@ class GaussianFourierProjection(nnx.Module):
         return jnp.concatenate([jnp.sin(x_proj), jnp.cos(x_proj)], axis=-1)
 
 
-class KeyGen:
-    """Parameter-initialization keys: fold_in(key, 0), fold_in(key, 1), ...
-
-    Plays the role of nnx.Rngs for our modules, with a Python counter (cheap under jax.eval_shape).
-    """
-
-    def __init__(self, key: jax.Array):
-        self.key, self.count = key, 0
-
-    def params(self) -> jax.Array:
-        self.count += 1
-        return jax.random.fold_in(self.key, self.count)
-
-
-class Dense(nnx.Module):
-    """y = x @ kernel [in, out] + bias [out], computed in `dtype` (params stay float32)."""
-
-    def __init__(self, in_features: int, out_features: int, *, use_bias: bool = True,
-                 init_scale: float = 1.0, dtype=jnp.float32, rngs: KeyGen):
-        self.kernel = nnx.Param(
-            default_init(init_scale)(rngs.params(), (in_features, out_features)))
-        self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
-        self.dtype = dtype
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = x.astype(self.dtype) @ self.kernel[...].astype(self.dtype)
-        return y if self.bias is None else y + self.bias[...].astype(self.dtype)
+def dense(
+    in_features: int,
+    out_features: int,
+    *,
+    init_scale: float = 1.0,
+    dtype=jnp.float32,
+    rngs: KeyGen,
+    use_bias: bool = True,
+) -> nnx.Linear:
+    """nnx.Linear with the DDPM initializer and zero bias; computed in `dtype`, params float32."""
+    return nnx.Linear(
+        in_features,
+        out_features,
+        use_bias=use_bias,
+        kernel_init=default_init(init_scale),
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
-def dense(in_features: int, out_features: int, *, init_scale: float = 1.0, dtype=jnp.float32,
-          rngs: KeyGen, use_bias: bool = True) -> Dense:
-    """Linear layer with the DDPM initializer and zero bias."""
-    return Dense(in_features, out_features, use_bias=use_bias, init_scale=init_scale, dtype=dtype,
-                 rngs=rngs)
-
-
-class Embed(nnx.Module):
-    """Lookup table embedding [num, features] (class labels)."""
-
-    def __init__(self, num: int, features: int, *, rngs: KeyGen):
-        self.embedding = nnx.Param(jax.random.normal(rngs.params(), (num, features)) * 0.02)
-
-    def __call__(self, idx: jax.Array) -> jax.Array:
-        return jnp.take(self.embedding[...], idx, axis=0)
+def embed(num: int, features: int, *, rngs: KeyGen) -> nnx.Embed:
+    """nnx.Embed [num, features] initialized N(0, 0.02^2) (class labels)."""
+    return nnx.Embed(num, features, embedding_init=jax.nn.initializers.normal(0.02), rngs=rngs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,61 +161,70 @@ class Embed(nnx.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-class Conv(nnx.Module):
-    """2-D convolution, NHWC: kernel [k, k, in, out], bias [out]; computed in `dtype`.
+def conv(
+    in_ch: int,
+    out_ch: int,
+    kernel: int = 3,
+    *,
+    stride: int = 1,
+    padding=None,
+    dilation: int = 1,
+    init_scale: float = 1.0,
+    use_bias: bool = True,
+    kernel_init=None,
+    dtype=jnp.float32,
+    rngs: KeyGen,
+) -> nnx.Conv:
+    """k x k nnx.Conv (NHWC, kernel [k, k, in, out]) computed in `dtype`.
 
     'same' padding (dilation * (k // 2) each side) unless `padding` is given; the kernel is drawn
-    from `kernel_init` (default: the DDPM initializer with `init_scale`).
+    from `kernel_init` (default: the DDPM initializer with `init_scale`), the bias is zero.
     """
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, *, stride: int = 1,
-                 padding=None, dilation: int = 1, init_scale: float = 1.0, use_bias: bool = True,
-                 kernel_init=None, dtype=jnp.float32, rngs: KeyGen):
-        init = default_init(init_scale) if kernel_init is None else kernel_init
-        self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, in_ch, out_ch)))
-        self.bias = nnx.Param(jnp.zeros((out_ch,))) if use_bias else None
-        if padding is None:
-            padding = ((dilation * (kernel // 2),) * 2,) * 2
-        self.stride, self.padding = stride, tuple(tuple(p) for p in padding)
-        self.dilation = dilation
-        self.dtype = dtype
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype), self.kernel[...].astype(self.dtype), (self.stride,) * 2,
-            self.padding, rhs_dilation=(self.dilation,) * 2,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y if self.bias is None else y + self.bias[...].astype(self.dtype)
+    if padding is None:
+        padding = ((dilation * (kernel // 2),) * 2,) * 2
+    return nnx.Conv(
+        in_ch,
+        out_ch,
+        (kernel, kernel),
+        strides=stride,
+        padding=tuple(tuple(p) for p in padding),
+        kernel_dilation=dilation,
+        use_bias=use_bias,
+        kernel_init=default_init(init_scale) if kernel_init is None else kernel_init,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
-def conv(in_ch: int, out_ch: int, kernel: int = 3, *, stride: int = 1, padding=None,
-         init_scale: float = 1.0, use_bias: bool = True, dtype=jnp.float32, rngs: KeyGen) -> Conv:
-    """k x k convolution with the DDPM initializer (zero bias); 'same' padding by default."""
-    return Conv(in_ch, out_ch, kernel, stride=stride, padding=padding, init_scale=init_scale,
-                use_bias=use_bias, dtype=dtype, rngs=rngs)
+class GroupNorm(nnx.GroupNorm):
+    """nnx.GroupNorm over [B, H, W, C] computed in float32 (statistics by the two-pass variance,
+    then the float32 scale [C] = 1 and bias [C] = 0), the result cast to the compute dtype."""
 
-
-class GroupNorm(nnx.Module):
-    """GroupNorm over [B, H, W, C] with statistics in float32; scale [C], bias [C]."""
-
-    def __init__(self, num_channels: int, num_groups: int, eps: float = 1e-6, *, dtype=jnp.float32):
-        if num_channels % num_groups:
-            raise ValueError(
-                f"GroupNorm: {num_channels} channels are not divisible into {num_groups} groups; "
-                "change config.model.nf / ch_mult"
-            )
-        self.scale = nnx.Param(jnp.ones((num_channels,)))
-        self.bias = nnx.Param(jnp.zeros((num_channels,)))
-        self.num_groups, self.eps, self.dtype = num_groups, eps, dtype
+    def __init__(self, num_channels: int, num_groups: int, eps: float = 1e-6, *, dtype, rngs):
+        super().__init__(
+            num_channels,
+            num_groups=num_groups,
+            epsilon=eps,
+            use_fast_variance=False,
+            dtype=jnp.float32,
+            rngs=rngs,
+        )
+        self.out_dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        B, H, W, C = x.shape
-        G = self.num_groups
-        h = x.astype(jnp.float32).reshape(B, H, W, G, C // G)
-        mean = h.mean(axis=(1, 2, 4), keepdims=True)
-        var = jnp.square(h - mean).mean(axis=(1, 2, 4), keepdims=True)
-        h = ((h - mean) * jax.lax.rsqrt(var + self.eps)).reshape(B, H, W, C)
-        return (h * self.scale[...] + self.bias[...]).astype(self.dtype)
+        return super().__call__(x.astype(jnp.float32)).astype(self.out_dtype)
+
+
+def group_norm(
+    num_channels: int, num_groups: int, eps: float = 1e-6, *, dtype=jnp.float32, rngs: KeyGen
+) -> GroupNorm:
+    """GroupNorm with `num_groups` groups; the error names the config fields to change."""
+    if num_channels % num_groups:
+        raise ValueError(
+            f"GroupNorm: {num_channels} channels are not divisible into {num_groups} groups; "
+            "change config.model.nf / ch_mult"
+        )
+    return GroupNorm(num_channels, num_groups, eps, dtype=dtype, rngs=rngs)
 
 
 def ncsnpp_groups(channels: int) -> int:
@@ -217,8 +235,15 @@ def ncsnpp_groups(channels: int) -> int:
 class NIN(nnx.Module):
     """Network-in-network (1x1) layer: x [..., in] @ W [in, out] + b [out]."""
 
-    def __init__(self, in_dim: int, num_units: int, init_scale: float = 0.1, *, dtype=jnp.float32,
-                 rngs: KeyGen):
+    def __init__(
+        self,
+        in_dim: int,
+        num_units: int,
+        init_scale: float = 0.1,
+        *,
+        dtype=jnp.float32,
+        rngs: KeyGen,
+    ):
         self.W = nnx.Param(default_init(init_scale)(rngs.params(), (in_dim, num_units)))
         self.b = nnx.Param(jnp.zeros((num_units,)))
         self.dtype = dtype
@@ -226,6 +251,44 @@ class NIN(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.astype(self.dtype)
         return x @ self.W[...].astype(self.dtype) + self.b[...].astype(self.dtype)
+
+
+class FIRConv(nnx.Module):
+    """Conv2d fused with FIR up- or down-sampling (StyleGAN2 upsample_conv_2d /
+    conv_downsample_2d): kernel [k, k, in, out], bias [out]."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int = 3,
+        *,
+        up: bool = False,
+        down: bool = False,
+        resample_kernel=(1, 3, 3, 1),
+        use_bias: bool = True,
+        init_scale: float = 1.0,
+        dtype=jnp.float32,
+        rngs: KeyGen,
+    ):
+        if up and down:
+            raise ValueError("FIRConv: up and down cannot both be set")
+        self.kernel = nnx.Param(
+            default_init(init_scale)(rngs.params(), (kernel, kernel, in_ch, out_ch))
+        )
+        self.bias = nnx.Param(jnp.zeros((out_ch,))) if use_bias else None
+        self.up, self.down, self.k = up, down, tuple(resample_kernel)
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x, w = x.astype(self.dtype), self.kernel[...].astype(self.dtype)
+        if self.up:
+            x = uds.upsample_conv_2d(x, w, self.k)
+        elif self.down:
+            x = uds.conv_downsample_2d(x, w, self.k)
+        else:
+            x = uds.conv_2d(x, w)
+        return x if self.bias is None else x + self.bias[...].astype(self.dtype)
 
 
 def _attention(q, k, v):
@@ -239,10 +302,18 @@ def _attention(q, k, v):
 class AttnBlock(nnx.Module):
     """DDPM self-attention block (32 groups); out = x + NIN_3(attn(GN(x)))."""
 
-    def __init__(self, channels: int, *, skip_rescale: bool = False, init_scale: float = 0.0,
-                 num_groups: int | None = 32, dtype=jnp.float32, rngs: KeyGen):
+    def __init__(
+        self,
+        channels: int,
+        *,
+        skip_rescale: bool = False,
+        init_scale: float = 0.0,
+        num_groups: int | None = 32,
+        dtype=jnp.float32,
+        rngs: KeyGen,
+    ):
         groups = ncsnpp_groups(channels) if num_groups is None else num_groups
-        self.GroupNorm_0 = GroupNorm(channels, groups, dtype=dtype)
+        self.GroupNorm_0 = group_norm(channels, groups, dtype=dtype, rngs=rngs)
         self.NIN_0 = NIN(channels, channels, dtype=dtype, rngs=rngs)
         self.NIN_1 = NIN(channels, channels, dtype=dtype, rngs=rngs)
         self.NIN_2 = NIN(channels, channels, dtype=dtype, rngs=rngs)
@@ -258,28 +329,45 @@ class AttnBlock(nnx.Module):
 
 def AttnBlockpp(channels: int, *, skip_rescale: bool, init_scale: float, dtype, rngs):
     """NCSN++ attention: min(C//4, 32) groups, configurable init_scale and skip_rescale."""
-    return AttnBlock(channels, skip_rescale=skip_rescale, init_scale=init_scale, num_groups=None,
-                     dtype=dtype, rngs=rngs)
+    return AttnBlock(
+        channels,
+        skip_rescale=skip_rescale,
+        init_scale=init_scale,
+        num_groups=None,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
 class Upsample(nnx.Module):
     """x2 upsampling: nearest (+3x3 conv), or FIR (+fused FIR conv when with_conv)."""
 
-    def __init__(self, in_ch: int, out_ch: int | None = None, *, with_conv: bool = False,
-                 fir: bool = False, fir_kernel=(1, 3, 3, 1), conv_size: int = 3,
-                 dtype=jnp.float32, rngs: KeyGen):
-        from score_sde.models.up_or_down_sampling import FIRConv
-
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int | None = None,
+        *,
+        with_conv: bool = False,
+        fir: bool = False,
+        fir_kernel=(1, 3, 3, 1),
+        conv_size: int = 3,
+        dtype=jnp.float32,
+        rngs: KeyGen,
+    ):
         out_ch = out_ch or in_ch
         self.fir, self.with_conv, self.fir_kernel = fir, with_conv, tuple(fir_kernel)
-        self.Conv_0 = (conv(in_ch, out_ch, conv_size, dtype=dtype, rngs=rngs)
-                       if with_conv and not fir else None)
-        self.Conv2d_0 = (FIRConv(in_ch, out_ch, 3, up=True, resample_kernel=fir_kernel,
-                                 dtype=dtype, rngs=rngs) if with_conv and fir else None)
+        self.Conv_0 = (
+            conv(in_ch, out_ch, conv_size, dtype=dtype, rngs=rngs)
+            if with_conv and not fir
+            else None
+        )
+        self.Conv2d_0 = (
+            FIRConv(in_ch, out_ch, 3, up=True, resample_kernel=fir_kernel, dtype=dtype, rngs=rngs)
+            if with_conv and fir
+            else None
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        from score_sde.models import up_or_down_sampling as uds
-
         if not self.fir:
             h = uds.naive_upsample_2d(x, 2)
             return self.Conv_0(h) if self.with_conv else h
@@ -291,20 +379,31 @@ class Upsample(nnx.Module):
 class Downsample(nnx.Module):
     """/2 downsampling: stride-2 3x3 conv after (0, 1) padding or average pooling; or FIR."""
 
-    def __init__(self, in_ch: int, out_ch: int | None = None, *, with_conv: bool = False,
-                 fir: bool = False, fir_kernel=(1, 3, 3, 1), dtype=jnp.float32, rngs: KeyGen):
-        from score_sde.models.up_or_down_sampling import FIRConv
-
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int | None = None,
+        *,
+        with_conv: bool = False,
+        fir: bool = False,
+        fir_kernel=(1, 3, 3, 1),
+        dtype=jnp.float32,
+        rngs: KeyGen,
+    ):
         out_ch = out_ch or in_ch
         self.fir, self.with_conv, self.fir_kernel = fir, with_conv, tuple(fir_kernel)
-        self.Conv_0 = (conv(in_ch, out_ch, 3, stride=2, padding=[(0, 1), (0, 1)], dtype=dtype,
-                            rngs=rngs) if with_conv and not fir else None)
-        self.Conv2d_0 = (FIRConv(in_ch, out_ch, 3, down=True, resample_kernel=fir_kernel,
-                                 dtype=dtype, rngs=rngs) if with_conv and fir else None)
+        self.Conv_0 = (
+            conv(in_ch, out_ch, 3, stride=2, padding=[(0, 1), (0, 1)], dtype=dtype, rngs=rngs)
+            if with_conv and not fir
+            else None
+        )
+        self.Conv2d_0 = (
+            FIRConv(in_ch, out_ch, 3, down=True, resample_kernel=fir_kernel, dtype=dtype, rngs=rngs)
+            if with_conv and fir
+            else None
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        from score_sde.models import up_or_down_sampling as uds
-
         if not self.fir:
             return self.Conv_0(x) if self.with_conv else uds.naive_downsample_2d(x, 2)
         if not self.with_conv:
@@ -319,23 +418,34 @@ class ResnetBlockDDPM(nnx.Module):
     out = (shortcut(x) + h) [/ sqrt 2 when skip_rescale].
     """
 
-    def __init__(self, in_ch: int, out_ch: int | None = None, *, act, temb_dim: int | None,
-                 dropout: float, init_scale: float = 0.0, skip_rescale: bool = False,
-                 conv_shortcut: bool = False, num_groups: int | None = 32, conv_size: int = 3,
-                 dtype=jnp.float32, rngs: KeyGen):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int | None = None,
+        *,
+        act,
+        temb_dim: int | None,
+        dropout: float,
+        init_scale: float = 0.0,
+        skip_rescale: bool = False,
+        conv_shortcut: bool = False,
+        num_groups: int | None = 32,
+        conv_size: int = 3,
+        dtype=jnp.float32,
+        rngs: KeyGen,
+    ):
         out_ch = out_ch or in_ch
+        kw = dict(dtype=dtype, rngs=rngs)
         g0 = ncsnpp_groups(in_ch) if num_groups is None else num_groups
         g1 = ncsnpp_groups(out_ch) if num_groups is None else num_groups
-        self.GroupNorm_0 = GroupNorm(in_ch, g0, dtype=dtype)
-        self.Conv_0 = conv(in_ch, out_ch, conv_size, dtype=dtype, rngs=rngs)
-        self.Dense_0 = dense(temb_dim, out_ch, dtype=dtype, rngs=rngs) if temb_dim else None
-        self.GroupNorm_1 = GroupNorm(out_ch, g1, dtype=dtype)
-        self.Conv_1 = conv(out_ch, out_ch, conv_size, init_scale=init_scale, dtype=dtype, rngs=rngs)
+        self.GroupNorm_0 = group_norm(in_ch, g0, **kw)
+        self.Conv_0 = conv(in_ch, out_ch, conv_size, **kw)
+        self.Dense_0 = dense(temb_dim, out_ch, **kw) if temb_dim else None
+        self.GroupNorm_1 = group_norm(out_ch, g1, **kw)
+        self.Conv_1 = conv(out_ch, out_ch, conv_size, init_scale=init_scale, **kw)
         change = in_ch != out_ch
-        self.Conv_2 = (conv(in_ch, out_ch, conv_size, dtype=dtype, rngs=rngs)
-                       if change and conv_shortcut else None)
-        self.NIN_0 = (NIN(in_ch, out_ch, dtype=dtype, rngs=rngs)
-                      if change and not conv_shortcut else None)
+        self.Conv_2 = conv(in_ch, out_ch, conv_size, **kw) if change and conv_shortcut else None
+        self.NIN_0 = NIN(in_ch, out_ch, **kw) if change and not conv_shortcut else None
         self.act, self.dropout, self.skip_rescale = act, dropout, skip_rescale
 
     def __call__(self, x, temb=None, *, train=False, rng=None):
@@ -360,30 +470,41 @@ class ResnetBlockBigGAN(nnx.Module):
     out = (Conv_2(resample(x)) + h) / sqrt 2 (Conv_2 only if channels change or resampling).
     """
 
-    def __init__(self, in_ch: int, out_ch: int | None = None, *, act, temb_dim: int | None,
-                 dropout: float, up: bool = False, down: bool = False, fir: bool = False,
-                 fir_kernel=(1, 3, 3, 1), init_scale: float = 0.0, skip_rescale: bool = True,
-                 conv_size: int = 3, dtype=jnp.float32, rngs: KeyGen):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int | None = None,
+        *,
+        act,
+        temb_dim: int | None,
+        dropout: float,
+        up: bool = False,
+        down: bool = False,
+        fir: bool = False,
+        fir_kernel=(1, 3, 3, 1),
+        init_scale: float = 0.0,
+        skip_rescale: bool = True,
+        conv_size: int = 3,
+        dtype=jnp.float32,
+        rngs: KeyGen,
+    ):
         out_ch = out_ch or in_ch
-        self.GroupNorm_0 = GroupNorm(in_ch, ncsnpp_groups(in_ch), dtype=dtype)
-        self.Conv_0 = conv(in_ch, out_ch, conv_size, dtype=dtype, rngs=rngs)
-        self.Dense_0 = dense(temb_dim, out_ch, dtype=dtype, rngs=rngs) if temb_dim else None
-        self.GroupNorm_1 = GroupNorm(out_ch, ncsnpp_groups(out_ch), dtype=dtype)
-        self.Conv_1 = conv(out_ch, out_ch, conv_size, init_scale=init_scale, dtype=dtype, rngs=rngs)
-        self.Conv_2 = (conv(in_ch, out_ch, 1, dtype=dtype, rngs=rngs)
-                       if in_ch != out_ch or up or down else None)
+        kw = dict(dtype=dtype, rngs=rngs)
+        self.GroupNorm_0 = group_norm(in_ch, ncsnpp_groups(in_ch), **kw)
+        self.Conv_0 = conv(in_ch, out_ch, conv_size, **kw)
+        self.Dense_0 = dense(temb_dim, out_ch, **kw) if temb_dim else None
+        self.GroupNorm_1 = group_norm(out_ch, ncsnpp_groups(out_ch), **kw)
+        self.Conv_1 = conv(out_ch, out_ch, conv_size, init_scale=init_scale, **kw)
+        resample = in_ch != out_ch or up or down
+        self.Conv_2 = conv(in_ch, out_ch, 1, **kw) if resample else None
         self.act, self.dropout, self.skip_rescale = act, dropout, skip_rescale
         self.up, self.down, self.fir, self.fir_kernel = up, down, fir, tuple(fir_kernel)
 
     def _resample(self, x):
-        from score_sde.models import up_or_down_sampling as uds
-
         if self.up:
-            return (uds.upsample_2d(x, self.fir_kernel) if self.fir
-                    else uds.naive_upsample_2d(x))
+            return uds.upsample_2d(x, self.fir_kernel) if self.fir else uds.naive_upsample_2d(x)
         if self.down:
-            return (uds.downsample_2d(x, self.fir_kernel) if self.fir
-                    else uds.naive_downsample_2d(x))
+            return uds.downsample_2d(x, self.fir_kernel) if self.fir else uds.naive_downsample_2d(x)
         return x
 
     def __call__(self, x, temb=None, *, train=False, rng=None):
@@ -404,11 +525,11 @@ class ResnetBlockBigGAN(nnx.Module):
 class Combine(nnx.Module):
     """Merge an input-pyramid image into the feature map: cat or sum of Conv_0(x) (1x1) and y."""
 
-    def __init__(self, dim1: int, dim2: int, method: str = "cat", *, dtype=jnp.float32,
-                 rngs: KeyGen):
+    def __init__(self, dim1: int, dim2: int, method: str = "cat", *, dtype=jnp.float32, rngs):
         if method not in ("cat", "sum"):
             raise ValueError(
-                f"config.model.progressive_combine ({method!r}) must be 'cat' or 'sum'")
+                f"config.model.progressive_combine ({method!r}) must be 'cat' or 'sum'"
+            )
         self.Conv_0 = conv(dim1, dim2, 1, dtype=dtype, rngs=rngs)
         self.method = method
 

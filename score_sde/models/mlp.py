@@ -10,49 +10,23 @@ divided by labels (VE score parameterization).
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax.numpy as jnp
 from flax import nnx
 
+from score_sde.config import DataConfig, MLPConfig
 from score_sde.models import layers
-
-
-@dataclasses.dataclass(frozen=True)
-class MLPConfig:
-    dim: int
-    nf: int = 128
-    num_layers: int = 3
-    embedding_type: str = "fourier"
-    fourier_scale: float = 16.0
-    dropout: float = 0.0
-    nonlinearity: str = "swish"
-    scale_by_sigma: bool = False
-    num_classes: int = 0
-    dtype: str = "float32"
-
-    @classmethod
-    def from_config(cls, config, dim: int) -> MLPConfig:
-        m = config.model
-        fields = {f.name for f in dataclasses.fields(cls)} - {"dim"}
-        kw = {k: m[k] for k in fields if k in m}
-        return cls(dim=dim, **kw)
-
-    def __post_init__(self):
-        if self.embedding_type not in ("fourier", "positional"):
-            raise ValueError(
-                f"config.model.embedding_type ({self.embedding_type!r}) must be 'fourier' or "
-                "'positional'"
-            )
-        if self.num_layers < 1:
-            raise ValueError(f"config.model.num_layers ({self.num_layers}) must be >= 1")
 
 
 class MLP(nnx.Module):
     """Residual MLP: x [B, D], labels [B] -> [B, D]."""
 
-    def __init__(self, cfg: MLPConfig, *, rngs: layers.KeyGen):
-        self.cfg = cfg
+    def __init__(self, cfg: MLPConfig, data: DataConfig, *, rngs: layers.KeyGen):
+        if data.dim is None:
+            raise ValueError(
+                f"config.model.name='mlp' needs vector data; data shape is {data.shape}: "
+                "set config.data.dim or use an image model"
+            )
+        self.cfg, self.dim = cfg, data.dim
         nf = cfg.nf
         dt = layers.get_dtype(cfg.dtype)
         if cfg.embedding_type == "fourier":
@@ -64,15 +38,21 @@ class MLP(nnx.Module):
         self.temb1 = layers.dense(4 * nf, 4 * nf, dtype=dt, rngs=rngs)
         if cfg.num_classes > 0:
             # index num_classes is the null label (classifier-free guidance)
-            self.label_emb = layers.Embed(cfg.num_classes + 1, 4 * nf, rngs=rngs)
-        self.inp = layers.dense(cfg.dim, nf, dtype=dt, rngs=rngs)
-        self.hidden = nnx.List([layers.dense(nf, nf, dtype=dt, rngs=rngs)
-                                for _ in range(cfg.num_layers)])
-        self.tproj = nnx.List([layers.dense(4 * nf, nf, dtype=dt, rngs=rngs)
-                               for _ in range(cfg.num_layers)])
-        self.hidden_out = nnx.List([layers.dense(nf, nf, init_scale=0.0, dtype=dt, rngs=rngs)
-                                    for _ in range(cfg.num_layers)])
-        self.out = layers.dense(nf, cfg.dim, init_scale=0.0, dtype=dt, rngs=rngs)
+            self.label_emb = layers.embed(cfg.num_classes + 1, 4 * nf, rngs=rngs)
+        self.inp = layers.dense(data.dim, nf, dtype=dt, rngs=rngs)
+        self.hidden = nnx.List(
+            [layers.dense(nf, nf, dtype=dt, rngs=rngs) for _ in range(cfg.num_layers)]
+        )
+        self.tproj = nnx.List(
+            [layers.dense(4 * nf, nf, dtype=dt, rngs=rngs) for _ in range(cfg.num_layers)]
+        )
+        self.hidden_out = nnx.List(
+            [
+                layers.dense(nf, nf, init_scale=0.0, dtype=dt, rngs=rngs)
+                for _ in range(cfg.num_layers)
+            ]
+        )
+        self.out = layers.dense(nf, data.dim, init_scale=0.0, dtype=dt, rngs=rngs)
 
     def __call__(self, x, labels, *, train=False, rng=None, class_labels=None):
         cfg = self.cfg

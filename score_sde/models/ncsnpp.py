@@ -11,12 +11,11 @@ published checkpoint maps onto it entry by entry (see score_sde/convert.py).
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from score_sde.config import DataConfig, NCSNppConfig
 from score_sde.models import layers
 from score_sde.models import up_or_down_sampling as uds
 
@@ -26,85 +25,22 @@ def get_sigmas(sigma_min: float, sigma_max: float, num_scales: int) -> np.ndarra
     return np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), num_scales)).astype(np.float32)
 
 
-@dataclasses.dataclass(frozen=True)
-class NCSNppConfig:
-    """The typed view of config.model (+ data shape) that NCSN++ and DDPM read."""
-
-    image_size: int
-    num_channels: int
-    centered: bool = False
-    nf: int = 128
-    ch_mult: tuple = (1, 2, 2, 2)
-    num_res_blocks: int = 4
-    attn_resolutions: tuple = (16,)
-    dropout: float = 0.1
-    resamp_with_conv: bool = True
-    conditional: bool = True
-    fir: bool = False
-    fir_kernel: tuple = (1, 3, 3, 1)
-    skip_rescale: bool = True
-    resblock_type: str = "biggan"
-    progressive: str = "none"
-    progressive_input: str = "none"
-    progressive_combine: str = "sum"
-    embedding_type: str = "positional"
-    fourier_scale: float = 16.0
-    init_scale: float = 0.0
-    conv_size: int = 3
-    scale_by_sigma: bool = False
-    nonlinearity: str = "swish"
-    sigma_min: float = 0.01
-    sigma_max: float = 50.0
-    num_scales: int = 1000
-    num_classes: int = 0
-    dtype: str = "float32"
-
-    @classmethod
-    def from_config(cls, config):
-        m = config.model
-        names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: m[k] for k in names if k in m}
-        for k in ("ch_mult", "attn_resolutions", "fir_kernel"):
-            if k in kw:
-                kw[k] = tuple(kw[k])
-        for k in ("image_size", "num_channels", "centered"):
-            kw[k] = config.data[k]
-        return cls(**kw)
-
-    def __post_init__(self):
-        checks = {
-            "resblock_type": ("ddpm", "biggan"),
-            "progressive": ("none", "output_skip", "residual"),
-            "progressive_input": ("none", "input_skip", "residual"),
-            "progressive_combine": ("sum", "cat"),
-            "embedding_type": ("fourier", "positional"),
-        }
-        for field, valid in checks.items():
-            if getattr(self, field).lower() not in valid:
-                raise ValueError(
-                    f"config.model.{field} ({getattr(self, field)!r}) must be one of {valid}")
-        n = len(self.ch_mult)
-        if self.image_size % 2 ** (n - 1):
-            raise ValueError(
-                f"config.data.image_size ({self.image_size}) must be divisible by "
-                f"2**(len(config.model.ch_mult) - 1) = {2 ** (n - 1)}")
-
-
 class NCSNpp(nnx.Module):
     """NCSN++ / DDPM++ U-Net."""
 
-    def __init__(self, cfg: NCSNppConfig, *, rngs: layers.KeyGen):
-        self.cfg = cfg
+    def __init__(self, cfg: NCSNppConfig, data: DataConfig, *, rngs: layers.KeyGen):
+        layers.check_resolution(data.image_size, cfg.ch_mult)
+        self.cfg, self.centered = cfg, data.centered
         dt = layers.get_dtype(cfg.dtype)
         act = layers.get_act(cfg.nonlinearity)
         nf, ch_mult = cfg.nf, cfg.ch_mult
         n_res = len(ch_mult)
-        resolutions = [cfg.image_size // 2**i for i in range(n_res)]
+        resolutions = [data.image_size // 2**i for i in range(n_res)]
         rb_type = cfg.resblock_type.lower()
         progressive = cfg.progressive.lower()
         progressive_input = cfg.progressive_input.lower()
         combine = cfg.progressive_combine.lower()
-        channels = cfg.num_channels
+        channels = data.num_channels
         kw = dict(dtype=dt, rngs=rngs)
 
         mods = []
@@ -120,7 +56,7 @@ class NCSNpp(nnx.Module):
             temb_dim = nf * 4
         if cfg.num_classes > 0:
             # classes 0..num_classes-1 and the null label num_classes (classifier-free guidance)
-            self.class_embed = layers.Embed(cfg.num_classes + 1, nf * 4, rngs=rngs)
+            self.class_embed = layers.embed(cfg.num_classes + 1, nf * 4, rngs=rngs)
             temb_dim = nf * 4
         else:
             self.class_embed = None
@@ -128,20 +64,40 @@ class NCSNpp(nnx.Module):
         def resblock(in_ch, out_ch=None, up=False, down=False):
             if rb_type == "ddpm":
                 return layers.ResnetBlockDDPM(
-                    in_ch, out_ch, act=act, temb_dim=temb_dim, dropout=cfg.dropout,
-                    init_scale=cfg.init_scale, skip_rescale=cfg.skip_rescale, num_groups=None,
-                    conv_size=cfg.conv_size, **kw)
+                    in_ch,
+                    out_ch,
+                    act=act,
+                    temb_dim=temb_dim,
+                    dropout=cfg.dropout,
+                    init_scale=cfg.init_scale,
+                    skip_rescale=cfg.skip_rescale,
+                    num_groups=None,
+                    conv_size=cfg.conv_size,
+                    **kw,
+                )
             return layers.ResnetBlockBigGAN(
-                in_ch, out_ch, act=act, temb_dim=temb_dim, dropout=cfg.dropout, up=up, down=down,
-                fir=cfg.fir, fir_kernel=cfg.fir_kernel, init_scale=cfg.init_scale,
-                skip_rescale=cfg.skip_rescale, conv_size=cfg.conv_size, **kw)
+                in_ch,
+                out_ch,
+                act=act,
+                temb_dim=temb_dim,
+                dropout=cfg.dropout,
+                up=up,
+                down=down,
+                fir=cfg.fir,
+                fir_kernel=cfg.fir_kernel,
+                init_scale=cfg.init_scale,
+                skip_rescale=cfg.skip_rescale,
+                conv_size=cfg.conv_size,
+                **kw,
+            )
 
         def attn(ch):
-            return layers.AttnBlockpp(ch, skip_rescale=cfg.skip_rescale,
-                                      init_scale=cfg.init_scale, **kw)
+            return layers.AttnBlockpp(
+                ch, skip_rescale=cfg.skip_rescale, init_scale=cfg.init_scale, **kw
+            )
 
         def norm(ch):
-            return layers.GroupNorm(ch, layers.ncsnpp_groups(ch), dtype=dt)
+            return layers.group_norm(ch, layers.ncsnpp_groups(ch), **kw)
 
         fir = dict(fir=cfg.fir, fir_kernel=cfg.fir_kernel)
         mods.append(layers.conv(channels, nf, cfg.conv_size, **kw))
@@ -158,8 +114,9 @@ class NCSNpp(nnx.Module):
                 hs_c.append(in_ch)
             if i_level != n_res - 1:
                 if rb_type == "ddpm":
-                    mods.append(layers.Downsample(in_ch, with_conv=cfg.resamp_with_conv,
-                                                  **fir, **kw))
+                    mods.append(
+                        layers.Downsample(in_ch, with_conv=cfg.resamp_with_conv, **fir, **kw)
+                    )
                 else:
                     mods.append(resblock(in_ch, down=True))
                 if progressive_input == "input_skip":
@@ -186,30 +143,42 @@ class NCSNpp(nnx.Module):
                 if i_level == n_res - 1:
                     mods.append(norm(in_ch))
                     if progressive == "output_skip":
-                        mods.append(layers.conv(in_ch, channels, cfg.conv_size,
-                                                init_scale=cfg.init_scale, **kw))
+                        mods.append(
+                            layers.conv(
+                                in_ch, channels, cfg.conv_size, init_scale=cfg.init_scale, **kw
+                            )
+                        )
                         pyr_ch = channels
                     else:
                         mods.append(layers.conv(in_ch, in_ch, cfg.conv_size, **kw))
                         pyr_ch = in_ch
                 elif progressive == "output_skip":
                     mods.append(norm(in_ch))
-                    mods.append(layers.conv(in_ch, channels, cfg.conv_size,
-                                            init_scale=cfg.init_scale, **kw))
+                    mods.append(
+                        layers.conv(in_ch, channels, cfg.conv_size, init_scale=cfg.init_scale, **kw)
+                    )
                     pyr_ch = channels
                 else:
                     mods.append(layers.Upsample(pyr_ch, in_ch, with_conv=True, **fir, **kw))
                     pyr_ch = in_ch
             if i_level != 0:
                 if rb_type == "ddpm":
-                    mods.append(layers.Upsample(in_ch, with_conv=cfg.resamp_with_conv,
-                                                conv_size=cfg.conv_size, **fir, **kw))
+                    mods.append(
+                        layers.Upsample(
+                            in_ch,
+                            with_conv=cfg.resamp_with_conv,
+                            conv_size=cfg.conv_size,
+                            **fir,
+                            **kw,
+                        )
+                    )
                 else:
                     mods.append(resblock(in_ch, up=True))
         if progressive != "output_skip":
             mods.append(norm(in_ch))
-            mods.append(layers.conv(in_ch, channels, cfg.conv_size, init_scale=cfg.init_scale,
-                                    **kw))
+            mods.append(
+                layers.conv(in_ch, channels, cfg.conv_size, init_scale=cfg.init_scale, **kw)
+            )
         self.all_modules = nnx.List(mods)
         self.act = act
 
@@ -239,8 +208,9 @@ class NCSNpp(nnx.Module):
             used_sigmas = labels
             temb = next(mods)(jnp.log(labels))
         else:
-            used_sigmas = jnp.asarray(
-                get_sigmas(cfg.sigma_min, cfg.sigma_max, cfg.num_scales))[labels.astype(jnp.int32)]
+            used_sigmas = jnp.asarray(get_sigmas(cfg.sigma_min, cfg.sigma_max, cfg.num_scales))[
+                labels.astype(jnp.int32)
+            ]
             temb = layers.get_timestep_embedding(labels, cfg.nf)
         if cfg.conditional:
             temb = next(mods)(temb.astype(dt))
@@ -253,7 +223,7 @@ class NCSNpp(nnx.Module):
             c = self.class_embed(class_labels).astype(dt)
             temb = c if temb is None else temb + c
 
-        h0 = x if cfg.centered else 2 * x - 1.0
+        h0 = x if self.centered else 2 * x - 1.0
         h0 = h0.astype(dt)
         input_pyramid = h0 if progressive_input != "none" else None
 
@@ -268,8 +238,11 @@ class NCSNpp(nnx.Module):
             if i_level != n_res - 1:
                 h = next(mods)(hs[-1]) if rb_ddpm else res(hs[-1], temb)
                 if progressive_input == "input_skip":
-                    input_pyramid = uds.downsample_2d(input_pyramid, cfg.fir_kernel) if cfg.fir \
+                    input_pyramid = (
+                        uds.downsample_2d(input_pyramid, cfg.fir_kernel)
+                        if cfg.fir
                         else uds.naive_downsample_2d(input_pyramid)
+                    )
                     h = next(mods)(input_pyramid, h)
                 elif progressive_input == "residual":
                     input_pyramid = next(mods)(input_pyramid)
@@ -295,8 +268,11 @@ class NCSNpp(nnx.Module):
                 if i_level == n_res - 1:
                     pyramid = norm_act_conv(h)
                 elif progressive == "output_skip":
-                    pyramid = uds.upsample_2d(pyramid, cfg.fir_kernel) if cfg.fir \
+                    pyramid = (
+                        uds.upsample_2d(pyramid, cfg.fir_kernel)
+                        if cfg.fir
                         else uds.naive_upsample_2d(pyramid)
+                    )
                     pyramid = pyramid + norm_act_conv(h)
                 else:
                     pyramid = next(mods)(pyramid) + h

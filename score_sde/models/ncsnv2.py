@@ -20,12 +20,11 @@ InstanceNorm++ affine parameters are stored as [C] instead of [1, 1, 1, C].
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from score_sde.config import DataConfig, NCSNv2Config
 from score_sde.models import layers
 from score_sde.models import up_or_down_sampling as uds
 from score_sde.models.ncsnpp import get_sigmas
@@ -35,20 +34,21 @@ from score_sde.models.ncsnpp import get_sigmas
 VARIANTS = {
     "ncsnv2_64": ((1, False, 1), (2, True, 1), (2, True, 2), (2, True, 4)),
     "ncsnv2_128": ((1, False, 1), (2, True, 1), (2, True, 1), (4, True, 2), (4, True, 4)),
-    "ncsnv2_256": ((1, False, 1), (2, True, 1), (2, True, 1), (2, True, 1), (4, True, 2),
-                   (4, True, 4)),
+    "ncsnv2_256": (
+        (1, False, 1),
+        (2, True, 1),
+        (2, True, 1),
+        (2, True, 1),
+        (4, True, 2),
+        (4, True, 4),
+    ),
 }
 VARIANTS["ncsn"] = VARIANTS["ncsnv2_64"]
-NORMALIZATIONS = ("InstanceNorm++", "InstanceNorm", "VarianceNorm")
-INTERPOLATIONS = ("bilinear", "nearest_neighbor")
 
 
 def variant_for(name: str, image_size: int) -> str:
     """The architecture of config.model.name; 'ncsnv2' picks by image size like the original."""
     if name != "ncsnv2":
-        if name not in VARIANTS:
-            raise ValueError(f"config.model.name ({name!r}) must be one of "
-                             f"{('ncsnv2', *VARIANTS)}")
         return name
     if image_size < 96:
         return "ncsnv2_64"
@@ -56,67 +56,24 @@ def variant_for(name: str, image_size: int) -> str:
         return "ncsnv2_128"
     if image_size <= 256:
         return "ncsnv2_256"
-    raise ValueError(f"config.data.image_size ({image_size}) > 256 has no NCSNv2 network; "
-                     "use ncsnpp")
-
-
-@dataclasses.dataclass(frozen=True)
-class NCSNv2Config:
-    """The typed view of config.model (+ data shape) that NCSN and NCSNv2 read."""
-
-    image_size: int
-    num_channels: int
-    centered: bool = False
-    name: str = "ncsnv2"
-    nf: int = 128
-    nonlinearity: str = "elu"
-    normalization: str = "InstanceNorm++"
-    interpolation: str = "bilinear"
-    scale_by_sigma: bool = True
-    sigma_min: float = 0.01
-    sigma_max: float = 50.0
-    num_scales: int = 232
-    num_classes: int = 0
-    dtype: str = "float32"
-
-    @classmethod
-    def from_config(cls, config):
-        m = config.model
-        names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: m[k] for k in names if k in m}
-        for k in ("image_size", "num_channels", "centered"):
-            kw[k] = config.data[k]
-        return cls(**kw)
-
-    @property
-    def variant(self) -> str:
-        return variant_for(self.name, self.image_size)
-
-    def __post_init__(self):
-        stages = VARIANTS[self.variant]
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"config.model.normalization ({self.normalization!r}) must be one of "
-                             f"{NORMALIZATIONS}")
-        if self.variant == "ncsn" and self.normalization != "InstanceNorm++":
-            raise ValueError(f"config.model.normalization ({self.normalization!r}): NCSN uses the "
-                             "conditional 'InstanceNorm++' only")
-        if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"config.model.interpolation ({self.interpolation!r}) must be one of "
-                             f"{INTERPOLATIONS}")
-        if self.num_classes > 0:
-            raise ValueError(f"config.model.num_classes ({self.num_classes}): class conditioning "
-                             "is not available for ncsn/ncsnv2; set it to 0 or use ncsnpp/ddpm")
-        factor = 2 ** sum(1 for _, down, dil in stages if down and dil == 1)
-        if self.image_size % factor:
-            raise ValueError(f"config.data.image_size ({self.image_size}) must be divisible by "
-                             f"{factor} for {self.variant}")
+    raise ValueError(
+        f"config.data.image_size ({image_size}) > 256 has no NCSNv2 network; use ncsnpp"
+    )
 
 
 def ncsn_conv(in_ch, out_ch, kernel=3, *, dilation=1, use_bias=True, dtype, rngs):
     """NCSN convolution: PyTorch's default kernel init variance_scaling(1/3, fan_in, uniform)."""
     init = jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
-    return layers.Conv(in_ch, out_ch, kernel, dilation=dilation, use_bias=use_bias,
-                       kernel_init=init, dtype=dtype, rngs=rngs)
+    return layers.conv(
+        in_ch,
+        out_ch,
+        kernel,
+        dilation=dilation,
+        use_bias=use_bias,
+        kernel_init=init,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
 def _plus_init(key, shape):
@@ -141,8 +98,10 @@ class InstanceNormPlus(nnx.Module):
     def __init__(self, channels: int, num_scales: int = 0, *, dtype=jnp.float32, rngs):
         if num_scales:
             C = channels
-            init = jnp.concatenate([_plus_init(rngs.params(), (num_scales, 2 * C)),
-                                    jnp.zeros((num_scales, C))], axis=-1)
+            init = jnp.concatenate(
+                [_plus_init(rngs.params(), (num_scales, 2 * C)), jnp.zeros((num_scales, C))],
+                axis=-1,
+            )
             self.embed = nnx.Param(init)  # [gamma | alpha | beta]
         else:
             self.embed = None
@@ -155,7 +114,8 @@ class InstanceNormPlus(nnx.Module):
         x, mu, var = _moments(x)
         means = mu[:, 0, 0, :]  # [B, C]
         means_plus = (means - means.mean(-1, keepdims=True)) / jnp.sqrt(
-            means.var(-1, keepdims=True) + 1e-5)
+            means.var(-1, keepdims=True) + 1e-5
+        )
         h = (x - mu) / jnp.sqrt(var + 1e-5)
         if self.embed is not None:
             gamma, alpha, beta = jnp.split(self.embed[...][y], 3, axis=-1)
@@ -218,8 +178,11 @@ class ResidualBlock(nnx.Module):
             self.normalize2 = norm(out_ch)
             self.conv2 = ncsn_conv(out_ch, out_ch, dilation=dilation, **kw)
             if in_ch != out_ch:
-                shortcut = (ncsn_conv(in_ch, out_ch, dilation=dilation, **kw) if dilation > 1
-                            else ncsn_conv(in_ch, out_ch, 1, **kw))
+                shortcut = (
+                    ncsn_conv(in_ch, out_ch, dilation=dilation, **kw)
+                    if dilation > 1
+                    else ncsn_conv(in_ch, out_ch, 1, **kw)
+                )
         self.shortcut = shortcut
         self.act = act
 
@@ -234,8 +197,9 @@ class RCUBlock(nnx.Module):
 
     def __init__(self, ch, n_blocks, *, norm, cond, act, dtype, rngs):
         n = 2 * n_blocks
-        self.convs = nnx.List([ncsn_conv(ch, ch, use_bias=False, dtype=dtype, rngs=rngs)
-                               for _ in range(n)])
+        self.convs = nnx.List(
+            [ncsn_conv(ch, ch, use_bias=False, dtype=dtype, rngs=rngs) for _ in range(n)]
+        )
         self.norms = nnx.List([norm(ch) for _ in range(n)]) if cond else None
         self.n_blocks, self.act = n_blocks, act
 
@@ -261,8 +225,9 @@ class CRPBlock(nnx.Module):
     """Chained residual pooling: x = act(x); path <- conv(pool([norm](path))); x += path, twice."""
 
     def __init__(self, ch, *, norm, cond, act, dtype, rngs):
-        self.convs = nnx.List([ncsn_conv(ch, ch, use_bias=False, dtype=dtype, rngs=rngs)
-                               for _ in range(2)])
+        self.convs = nnx.List(
+            [ncsn_conv(ch, ch, use_bias=False, dtype=dtype, rngs=rngs) for _ in range(2)]
+        )
         self.norms = nnx.List([norm(ch) for _ in range(2)]) if cond else None
         self.pool = "avg" if cond else "max"
         self.act = act
@@ -303,9 +268,15 @@ class RefineBlock(nnx.Module):
     def __init__(self, in_planes, features, *, start=False, end=False, **kw):
         rcu_kw = {k: kw[k] for k in ("norm", "cond", "act", "dtype", "rngs")}
         self.adapt_convs = nnx.List([RCUBlock(c, 2, **rcu_kw) for c in in_planes])
-        self.msf = None if start else MSFBlock(
-            in_planes, features, **{k: kw[k] for k in ("norm", "cond", "interpolation", "dtype",
-                                                       "rngs")})
+        self.msf = (
+            None
+            if start
+            else MSFBlock(
+                in_planes,
+                features,
+                **{k: kw[k] for k in ("norm", "cond", "interpolation", "dtype", "rngs")},
+            )
+        )
         self.crp = CRPBlock(features, **rcu_kw)
         self.output_convs = RCUBlock(features, 3 if end else 1, **rcu_kw)
 
@@ -318,29 +289,45 @@ class RefineBlock(nnx.Module):
 class NCSNv2(nnx.Module):
     """NCSNv2 / NCSN RefineNet: x [B, H, W, C], labels [B] (noise index) -> [B, H, W, C]."""
 
-    def __init__(self, cfg: NCSNv2Config, *, rngs: layers.KeyGen):
-        self.cfg = cfg
+    def __init__(self, cfg: NCSNv2Config, data: DataConfig, *, rngs: layers.KeyGen):
+        variant = variant_for(cfg.name, data.image_size)
+        spec = VARIANTS[variant]
+        factor = 2 ** sum(1 for _, down, dil in spec if down and dil == 1)
+        if data.image_size % factor:
+            raise ValueError(
+                f"config.data.image_size ({data.image_size}) must be divisible by {factor} for "
+                f"{variant}"
+            )
+        self.cfg, self.centered = cfg, data.centered
         dt = layers.get_dtype(cfg.dtype)
         act = layers.get_act(cfg.nonlinearity)
-        cond = cfg.variant == "ncsn"
+        cond = variant == "ncsn"
         nf = cfg.nf
 
         def norm(ch):
             if cond or cfg.normalization == "InstanceNorm++":
                 return InstanceNormPlus(ch, cfg.num_scales if cond else 0, dtype=dt, rngs=rngs)
-            return InstanceNorm(ch, variance_only=cfg.normalization == "VarianceNorm", dtype=dt,
-                                rngs=rngs)
+            return InstanceNorm(
+                ch, variance_only=cfg.normalization == "VarianceNorm", dtype=dt, rngs=rngs
+            )
 
         kw = dict(dtype=dt, rngs=rngs)
-        self.begin_conv = ncsn_conv(cfg.num_channels, nf, **kw)
+        self.begin_conv = ncsn_conv(data.num_channels, nf, **kw)
         stages, chans, in_ch = [], [], nf
-        for mult, down, dilation in VARIANTS[cfg.variant]:
+        for mult, down, dilation in spec:
             out_ch = mult * nf
-            stages.append(nnx.List([
-                ResidualBlock(in_ch, out_ch, down=down, dilation=dilation, norm=norm, act=act,
-                              **kw),
-                ResidualBlock(out_ch, out_ch, down=False, dilation=dilation, norm=norm, act=act,
-                              **kw)]))
+            stages.append(
+                nnx.List(
+                    [
+                        ResidualBlock(
+                            in_ch, out_ch, down=down, dilation=dilation, norm=norm, act=act, **kw
+                        ),
+                        ResidualBlock(
+                            out_ch, out_ch, down=False, dilation=dilation, norm=norm, act=act, **kw
+                        ),
+                    ]
+                )
+            )
             chans.append(out_ch)
             in_ch = out_ch
         self.res = nnx.List(stages)
@@ -349,11 +336,12 @@ class NCSNv2(nnx.Module):
         n = len(chans)
         refine = [RefineBlock([chans[-1]], chans[-2], start=True, **rkw)]
         for k in range(n - 2, -1, -1):
-            refine.append(RefineBlock([chans[k], chans[k]], chans[max(k - 1, 0)], end=k == 0,
-                                      **rkw))
+            refine.append(
+                RefineBlock([chans[k], chans[k]], chans[max(k - 1, 0)], end=k == 0, **rkw)
+            )
         self.refine = nnx.List(refine)
         self.normalizer = norm(nf)
-        self.end_conv = ncsn_conv(nf, cfg.num_channels, **kw)
+        self.end_conv = ncsn_conv(nf, data.num_channels, **kw)
         self.act = act
 
     def __call__(self, x, labels, *, train=False, rng=None, class_labels=None):
@@ -364,7 +352,7 @@ class NCSNv2(nnx.Module):
         cfg = self.cfg
         dt = layers.get_dtype(cfg.dtype)
         y = labels.astype(jnp.int32)
-        h = (x if cfg.centered else 2 * x - 1.0).astype(dt)
+        h = (x if self.centered else 2 * x - 1.0).astype(dt)
         h = self.begin_conv(h)
         feats = []
         for stage in self.res:
@@ -379,8 +367,3 @@ class NCSNv2(nnx.Module):
             sigmas = jnp.asarray(get_sigmas(cfg.sigma_min, cfg.sigma_max, cfg.num_scales))
             h = h / sigmas[y].reshape((-1, 1, 1, 1)).astype(h.dtype)
         return h
-
-
-def NCSN(cfg: NCSNv2Config, *, rngs: layers.KeyGen) -> NCSNv2:
-    """The small NCSN (v1): NCSNv2's 64 px RefineNet with conditional InstanceNorm++ everywhere."""
-    return NCSNv2(dataclasses.replace(cfg, name="ncsn"), rngs=rngs)

@@ -10,9 +10,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
-
-from score_sde.models import layers
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -36,8 +33,13 @@ def upfirdn2d(x: jax.Array, k: np.ndarray, *, up: int = 1, down: int = 1, pad=(0
     p0, p1 = pad
     padding = [(p0, p1 + up - 1), (p0, p1 + up - 1)]
     return jax.lax.conv_general_dilated(
-        x, w, window_strides=(down, down), padding=padding, lhs_dilation=(up, up),
-        dimension_numbers=_DN, feature_group_count=C,
+        x,
+        w,
+        window_strides=(down, down),
+        padding=padding,
+        lhs_dilation=(up, up),
+        dimension_numbers=_DN,
+        feature_group_count=C,
     )
 
 
@@ -66,43 +68,32 @@ def naive_downsample_2d(x: jax.Array, factor: int = 2) -> jax.Array:
     return x.reshape(B, H // factor, factor, W // factor, factor, C).mean(axis=(2, 4))
 
 
-class FIRConv(nnx.Module):
-    """Conv2d fused with FIR up- or down-sampling (StyleGAN2 upsample_conv_2d / conv_downsample_2d).
+def conv_2d(x: jax.Array, w: jax.Array) -> jax.Array:
+    """'same' convolution of x [B, H, W, in] with w [k, k, in, out]."""
+    kw = w.shape[0]
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), [(kw // 2, kw // 2)] * 2, dimension_numbers=_DN
+    )
 
-    kernel [k, k, in, out], bias [out].
-    """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, *, up: bool = False,
-                 down: bool = False, resample_kernel=(1, 3, 3, 1), use_bias: bool = True,
-                 init_scale: float = 1.0, dtype=jnp.float32, rngs: layers.KeyGen):
-        if up and down:
-            raise ValueError("FIRConv: up and down cannot both be set")
-        self.kernel = nnx.Param(
-            layers.default_init(init_scale)(rngs.params(), (kernel, kernel, in_ch, out_ch))
-        )
-        self.bias = nnx.Param(jnp.zeros((out_ch,))) if use_bias else None
-        self.up, self.down, self.k, self.ks = up, down, tuple(resample_kernel), kernel
-        self.dtype = dtype
+def upsample_conv_2d(x: jax.Array, w: jax.Array, k=(1, 3, 3, 1)) -> jax.Array:
+    """Transposed stride-2 convolution with w [kw, kw, in, out], then the FIR filter k (gain 4):
+    [B, H, W, in] -> [B, 2H, 2W, out] (StyleGAN2's upsample_conv_2d)."""
+    kw = w.shape[0]
+    kernel = setup_kernel(k) * 4
+    p = (kernel.shape[0] - 2) - (kw - 1)
+    # transposed stride-2 convolution = dilated input, full padding
+    x = jax.lax.conv_general_dilated(
+        x, w, (1, 1), [(kw - 1, kw - 1)] * 2, lhs_dilation=(2, 2), dimension_numbers=_DN
+    )
+    return upfirdn2d(x, kernel, pad=((p + 1) // 2 + 1, p // 2 + 1))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x.astype(self.dtype)
-        w = self.kernel[...].astype(self.dtype)
-        kw = self.ks
-        if self.up:
-            k = setup_kernel(self.k) * 4
-            p = (k.shape[0] - 2) - (kw - 1)
-            # transposed stride-2 convolution = dilated input, full padding
-            x = jax.lax.conv_general_dilated(
-                x, w, (1, 1), [(kw - 1, kw - 1)] * 2, lhs_dilation=(2, 2), dimension_numbers=_DN)
-            x = upfirdn2d(x, k, pad=((p + 1) // 2 + 1, p // 2 + 1))
-        elif self.down:
-            k = setup_kernel(self.k)
-            p = (k.shape[0] - 2) + (kw - 1)
-            x = upfirdn2d(x, k, pad=((p + 1) // 2, p // 2))
-            x = jax.lax.conv_general_dilated(x, w, (2, 2), "VALID", dimension_numbers=_DN)
-        else:
-            x = jax.lax.conv_general_dilated(
-                x, w, (1, 1), [(kw // 2, kw // 2)] * 2, dimension_numbers=_DN)
-        if self.bias is not None:
-            x = x + self.bias[...].astype(self.dtype)
-        return x
+
+def conv_downsample_2d(x: jax.Array, w: jax.Array, k=(1, 3, 3, 1)) -> jax.Array:
+    """The FIR filter k, then a stride-2 'valid' convolution with w [kw, kw, in, out]:
+    [B, H, W, in] -> [B, H/2, W/2, out] (StyleGAN2's conv_downsample_2d)."""
+    kw = w.shape[0]
+    kernel = setup_kernel(k)
+    p = (kernel.shape[0] - 2) + (kw - 1)
+    x = upfirdn2d(x, kernel, pad=((p + 1) // 2, p // 2))
+    return jax.lax.conv_general_dilated(x, w, (2, 2), "VALID", dimension_numbers=_DN)

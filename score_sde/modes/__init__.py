@@ -2,33 +2,39 @@
 
 - train: `modes.train.train_and_evaluate` (then eval mode if config.training.eval_after_training)
 - eval: `modes.eval.evaluate`
-- sample: `modes.sample.sample`, or with config.condition.task set (class, inpaint, colorize)
-  `modes.sample_conditional.sample_conditional`
+- sample: `modes.sample.sample` (unconditional, or with config.condition: class, inpaint,
+  colorize)
 - train_classifier: `modes.train_classifier.train_classifier` (noise-conditional classifier)
 """
 
 from __future__ import annotations
 
+from score_sde import config as config_lib
+
 MODES = ("train", "eval", "sample", "train_classifier")
 
 
-def run(mode: str, config, workdir: str, **kw):
-    """Checks `config` (ConfigDict) and runs `mode` in `workdir`."""
-    from score_sde.modes.config import from_config
+class Preempted(Exception):
+    """A SIGTERM saved a preemption checkpoint and stopped the run before the end."""
 
+
+def run(mode: str, config, workdir: str, **kw):
+    """Checks `config` (a ConfigDict, dict or typed Config) and runs `mode` in `workdir`.
+
+    Returns what the mode returns (train: the final state). Raises ValueError for bad input,
+    Preempted when a SIGTERM stopped training early.
+    """
     if mode not in MODES:
         raise ValueError(f"--mode={mode!r} is not a mode; use one of {', '.join(MODES)}")
-    cfg = from_config(config)
+    cfg = config if isinstance(config, config_lib.Config) else config_lib.from_config(config)
     match mode:
         case "train":
             from score_sde.modes.train import train_and_evaluate
-            from score_sde.parallel import to_host
 
-            state = train_and_evaluate(cfg, workdir, **kw)
-            if (
-                cfg.training.eval_after_training
-                and int(to_host(state.step)) == cfg.training.n_iters
-            ):
+            state, preempted = train_and_evaluate(cfg, workdir, **kw)
+            if preempted:
+                raise Preempted(f"preempted at step {int(state.step)}; rerun to resume")
+            if cfg.training.eval_after_training:
                 from score_sde.modes.eval import evaluate
 
                 kw.pop("dataset", None)
@@ -39,16 +45,13 @@ def run(mode: str, config, workdir: str, **kw):
 
             return evaluate(cfg, workdir, **kw)
         case "sample":
-            from score_sde.modes.conditioning import ConditionConfig
-
-            if ConditionConfig.from_config(config).task != "none":  # controllable generation
-                from score_sde.modes.sample_conditional import sample_conditional
-
-                return sample_conditional(cfg, workdir, **kw)
             from score_sde.modes.sample import sample
 
             return sample(cfg, workdir, **kw)
         case "train_classifier":
             from score_sde.modes.train_classifier import train_classifier
 
-            return train_classifier(cfg, workdir, **kw)
+            state, preempted = train_classifier(cfg, workdir, **kw)
+            if preempted:
+                raise Preempted(f"preempted at step {int(state.step)}; rerun to resume")
+            return state

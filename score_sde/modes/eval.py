@@ -19,7 +19,6 @@ FID / IS / KID against `config.eval.fid_stats` (`fid_<method>`, `inception_score
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -27,14 +26,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from score_sde import likelihood, parallel, toy_data
+from score_sde import datasets, experiment, image_io, likelihood, parallel, toy_data
+from score_sde import workdir as wd
+from score_sde.checkpoint import Checkpoints
+from score_sde.config import Config
 from score_sde.evaluation import inception as inception_lib
 from score_sde.metrics_log import MetricsLogger
-from score_sde.modes import common
-from score_sde.modes.config import RunConfig
 
 
-def checkpoint_steps(cfg: RunConfig, ckpts) -> list[int]:
+def checkpoint_steps(cfg: Config, ckpts) -> list[int]:
     """Steps to evaluate: snapshot k = step // snapshot_freq for k in [begin_ckpt, end_ckpt] (the
     later step where two share a number), or [the newest step] when begin_ckpt < 0."""
     e = cfg.eval
@@ -49,56 +49,50 @@ def checkpoint_steps(cfg: RunConfig, ckpts) -> list[int]:
     ]
 
 
-def evaluate(cfg: RunConfig, workdir: str, *, mesh: Mesh | None = None, stream=None) -> list[dict]:
+def evaluate(cfg: Config, workdir: str, *, mesh: Mesh | None = None, stream=None) -> list[dict]:
     """Evaluates the configured checkpoints of `workdir`; one results dict per checkpoint."""
-    workdir = common.prepare_workdir(workdir)
-    exp = common.build(cfg, mesh)
+    workdir = wd.prepare(workdir)
+    exp = experiment.build(cfg, mesh)
     sample_quality = fid_inputs(cfg, exp.shape)  # fails early when weights or stats are missing
-    ckpts = common.open_checkpoints(workdir)
-    steps = checkpoint_steps(cfg, ckpts)
-    if not steps:
-        ckpts.close()
-        raise ValueError(
-            f"no checkpoint to evaluate in {workdir} "
-            f"(config.eval.begin_ckpt={cfg.eval.begin_ckpt}, "
-            f"end_ckpt={cfg.eval.end_ckpt}: snapshot numbers, step // snapshot_freq "
-            f"({cfg.training.snapshot_freq}); snapshot steps: {ckpts.snapshot_steps()}); train "
-            f"first with --mode=train --workdir={workdir}, widen the range, or pass "
-            "--config.eval.begin_ckpt=-1 for the newest checkpoint"
-        )
-    log = MetricsLogger(workdir, enabled=common.is_main_process(), stream=stream)
-    inception_fn = None
-    if sample_quality is not None:
-        from score_sde.evaluation import evaluator
-
-        inception_fn = evaluator.get_inception_fn(mesh=exp.mesh, weights=sample_quality[0])
-    all_results = []
-    like = exp.state_like()
-    try:
-        for step in steps:
-            state = ckpts.restore(like, step)
-            results = evaluate_params(
-                exp, state.ema_params, workdir, step, log, inception_fn=inception_fn
+    with Checkpoints(workdir, read_only=True) as ckpts:
+        steps = checkpoint_steps(cfg, ckpts)
+        if not steps:
+            raise ValueError(
+                f"no checkpoint to evaluate in {workdir} "
+                f"(config.eval.begin_ckpt={cfg.eval.begin_ckpt}, "
+                f"end_ckpt={cfg.eval.end_ckpt}: snapshot numbers, step // snapshot_freq "
+                f"({cfg.training.snapshot_freq}); snapshot steps: {ckpts.snapshot_steps()}); "
+                f"train first with --mode=train --workdir={workdir}, widen the range, or pass "
+                "--config.eval.begin_ckpt=-1 for the newest checkpoint"
             )
-            all_results.append(results)
-    finally:
-        ckpts.close()
-        log.close()
+        inception_fn = None
+        if sample_quality is not None:
+            from score_sde.evaluation import evaluator
+
+            inception_fn = evaluator.get_inception_fn(mesh=exp.mesh, weights=sample_quality[0])
+        all_results = []
+        like = exp.state_like()
+        with MetricsLogger(workdir, enabled=parallel.is_main_process(), stream=stream) as log:
+            for step in steps:
+                state = ckpts.restore(like, step)
+                results = evaluate_params(
+                    exp, state.ema_params, workdir, step, log, inception_fn=inception_fn
+                )
+                all_results.append(results)
     return all_results
 
 
-def default_fid_stats(raw) -> str:
+def default_fid_stats(data) -> str:
     """assets/stats/<dataset>[_<category>]_<image_size>_train_stats.npz for config.data."""
-    d = raw.data
-    parts = [str(d.dataset).lower().replace("/", "_")]
-    if d.get("category"):
-        parts.append(str(d.category))
-    if d.get("image_size"):
-        parts.append(str(d.image_size))
+    parts = [data.dataset.lower().replace("/", "_")]
+    if data.category:
+        parts.append(data.category)
+    if data.image_size:
+        parts.append(str(data.image_size))
     return os.path.join("assets", "stats", "_".join(parts) + "_train_stats.npz")
 
 
-def fid_inputs(cfg: RunConfig, shape: tuple[int, ...]) -> tuple[str, str] | None:
+def fid_inputs(cfg: Config, shape: tuple[int, ...]) -> tuple[str, str] | None:
     """(Inception weights path, reference statistics path) when eval computes FID/IS/KID, else
     None (2-D data, sampling or FID off). Raises ValueError saying how to get a missing file."""
     e = cfg.eval
@@ -114,7 +108,7 @@ def fid_inputs(cfg: RunConfig, shape: tuple[int, ...]) -> tuple[str, str] | None
             "$SCORE_SDE_INCEPTION_WEIGHTS) at the converted .npz; --config.eval.enable_fid=False "
             "skips sample quality"
         )
-    stats = os.path.expanduser(e.fid_stats or default_fid_stats(cfg.raw))
+    stats = os.path.expanduser(e.fid_stats or default_fid_stats(cfg.data))
     if not os.path.isfile(stats):
         raise ValueError(
             f"FID/KID need reference statistics of the data, not found at {stats}: make them "
@@ -126,7 +120,7 @@ def fid_inputs(cfg: RunConfig, shape: tuple[int, ...]) -> tuple[str, str] | None
 
 
 def sample_quality_metrics(
-    exp: common.Experiment, batches, num: int, inception_fn, stats_path: str, keep: int = 0
+    exp: experiment.Experiment, batches, num: int, inception_fn, stats_path: str, keep: int = 0
 ) -> tuple[dict, np.ndarray]:
     """FID / IS / KID of the first `num` rows of `batches` (global model-space image arrays
     [b, H, W, C], e.g. `exp.sample_batches`), and the first `keep` rows as uint8 images."""
@@ -137,7 +131,7 @@ def sample_quality_metrics(
         valid = min(len(x), num - seen)
         if valid <= 0:
             break
-        images = common.to_images(x, exp.cfg)
+        images = datasets.to_images(x, exp.cfg.data)
         acc.add(inception_fn(images), mask=np.arange(len(x)) < valid)
         if seen < keep:
             rows = min(valid, keep - seen)
@@ -148,7 +142,7 @@ def sample_quality_metrics(
 
 
 def evaluate_params(
-    exp: common.Experiment,
+    exp: experiment.Experiment,
     params,
     workdir: str,
     step: int,
@@ -158,7 +152,7 @@ def evaluate_params(
 ):
     cfg, e = exp.cfg, exp.cfg.eval
     out = os.path.join(workdir, "eval", str(step))
-    if common.is_main_process():
+    if parallel.is_main_process():
         os.makedirs(out, exist_ok=True)
     results: dict = {"step": int(step)}
     if e.enable_loss:
@@ -172,17 +166,16 @@ def evaluate_params(
                 log.info(f"checkpoint {step}: {k} {v:.5g}")
     if e.enable_sampling:
         for method in e.samplers or (cfg.sampling.method,):
-            key = jax.random.fold_in(jax.random.fold_in(exp.key(common.KEY_SAMPLES), step), 1)
+            key = jax.random.fold_in(jax.random.fold_in(exp.key(experiment.KEY_SAMPLES), step), 1)
             metrics, samples = _samples(exp, params, key, method, out, log, step, inception_fn)
             results.update(metrics)
-            if cfg.is_toy:
+            if cfg.data.is_toy:
                 results[f"samples_{method}_mean"] = np.asarray(samples.mean(0)).tolist()
-        if cfg.is_toy:
+        if cfg.data.is_toy:
             _toy_scatter(exp, params, out, e.num_samples)
     log.write(step, {k: v for k, v in results.items() if isinstance(v, float)}, prefix="eval/")
-    if common.is_main_process():
-        with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+    if parallel.is_main_process():
+        wd.write_json(os.path.join(out, "results.json"), results)
     return results
 
 
@@ -195,7 +188,7 @@ def _samples(exp, params, key, method: str, out: str, log, step: int, inception_
     with `inception_fn` (image data) also FID / IS / KID against the reference statistics.
     Returns ({metric: value}, the samples kept on the host)."""
     cfg, e = exp.cfg, exp.cfg.eval
-    batches = exp.sample_batches(params, key, e.num_samples, method, cfg.sampling.batch_size)
+    batches = exp.sample_batches(params, key, e.num_samples, method)
     nfe = [0]
 
     def xs():
@@ -219,9 +212,9 @@ def _samples(exp, params, key, method: str, out: str, log, step: int, inception_
             + (f", KID {metrics['kid']:.4g}" if "kid" in metrics else "")
             + f" ({metrics['num_samples']} samples vs {stats})"
         )
-    results[f"nfe_{method}"] = nfe[0]
-    if common.is_main_process():
-        common.save_samples(os.path.join(out, method), samples, cfg)
+    results[f"nfe_{method}"] = int(parallel.to_host(nfe[0]))
+    if parallel.is_main_process():
+        image_io.save_samples(os.path.join(out, method), exp.saved_samples(samples))
     log.info(
         f"checkpoint {step}: {e.num_samples} {method} samples ({nfe[0]} score evaluations) "
         f"-> {os.path.join(out, method)}.png"
@@ -229,39 +222,31 @@ def _samples(exp, params, key, method: str, out: str, log, step: int, inception_
     return results, samples
 
 
-def _eval_loss(exp: common.Experiment, params, step: int, num_batches: int = 8) -> float:
+def _eval_loss(exp: experiment.Experiment, params, step: int, num_batches: int = 8) -> float:
     from score_sde import train
 
     b = exp.cfg.eval.batch_size
     n_dev = exp.mesh.devices.size
     b = max(n_dev, b // n_dev * n_dev)
-    ds = common.get_dataset(exp.cfg, "test", global_batch=b, seed=exp.cfg.seed + 1)
+    ds = datasets.get_process_dataset(exp.cfg.data, "test", global_batch=b, seed=exp.cfg.seed + 1)
     loss = train.make_eval_loss(exp.loss_fn(train=False), exp.mesh)
     values = []
     for i in range(num_batches):
         batch = parallel.global_batch(ds.batch(i), exp.mesh)
-        key = jax.random.fold_in(jax.random.fold_in(exp.key(common.KEY_EVAL_LOSS), step), i)
+        key = jax.random.fold_in(jax.random.fold_in(exp.key(experiment.KEY_EVAL_LOSS), step), i)
         values.append(float(parallel.to_host(loss(params, key, batch))))
     return float(np.mean(values))
 
 
-def _likelihood(exp: common.Experiment, params) -> dict:
+def _likelihood(exp: experiment.Experiment, params) -> dict:
     """Mean log-likelihood over (up to config.eval.num_bpd_examples of) the bpd split."""
-    from score_sde import datasets
-
     cfg, e = exp.cfg, exp.cfg.eval
     n_dev = exp.mesh.devices.size
     b = max(n_dev, e.batch_size // n_dev * n_dev)
     image = len(exp.shape) == 3
     kw = {"uniform_dequantization": True} if image else {}
-    ds = datasets.get_dataset(
-        cfg.raw,
-        e.bpd_dataset,
-        batch_size=b // jax.process_count(),
-        seed=cfg.seed + 1,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        **kw,
+    ds = datasets.get_process_dataset(
+        cfg.data, e.bpd_dataset, global_batch=b, seed=cfg.seed + 1, **kw
     )
     lik_fn = likelihood.get_likelihood_fn(
         exp.sde, hutchinson_type=e.hutchinson_type, rtol=e.rtol, atol=e.atol
@@ -279,14 +264,14 @@ def _likelihood(exp: common.Experiment, params) -> dict:
     def one_pass(repeat: int):
         """log p of every example of the split (dequantization draw `repeat`), in order."""
         logps, xs, nfes = [], [], []
-        base = jax.random.fold_in(exp.key(common.KEY_LIKELIHOOD), repeat)
+        base = jax.random.fold_in(exp.key(experiment.KEY_LIKELIHOOD), repeat)
         for i, batch in enumerate(ds.epoch(b // jax.process_count(), repeat=repeat)):
             gb = parallel.global_batch(batch, exp.mesh)
             logp, nfe = logp_fn(params, jax.random.fold_in(base, i), gb["x"])
-            mask = _replicated_host(gb["mask"], exp.mesh)
+            mask = parallel.to_host(gb["mask"])
             logps.append(parallel.to_host(logp)[mask])
             if not image:
-                xs.append(_replicated_host(gb["x"], exp.mesh)[mask])
+                xs.append(parallel.to_host(gb["x"])[mask])
             nfes.append(int(parallel.to_host(nfe)))
             if e.num_bpd_examples > 0 and sum(len(v) for v in logps) >= e.num_bpd_examples:
                 break
@@ -306,7 +291,7 @@ def _likelihood(exp: common.Experiment, params) -> dict:
     out = {"results": results, "x": None}
     if image:
         dims = int(np.prod(exp.shape))
-        bpd = likelihood.bits_per_dim(jnp.asarray(logp), dims, centered=cfg.centered)
+        bpd = likelihood.bits_per_dim(jnp.asarray(logp), dims, centered=cfg.data.centered)
         results["bpd"] = float(np.mean(np.asarray(bpd)))
         if e.num_repeats > 1:
             per_repeat = np.asarray(bpd).reshape(e.num_repeats, -1).mean(1)
@@ -315,14 +300,15 @@ def _likelihood(exp: common.Experiment, params) -> dict:
     logp = passes[0][0]
     x = np.concatenate(xs)[: len(logp)]
     results["test_log_likelihood"] = float(np.mean(logp))
-    train_ds = datasets.get_dataset(cfg.raw, "train", batch_size=10_000, seed=cfg.seed + 2)
+    train_ds = datasets.get_dataset(cfg.data, "train", batch_size=10_000, seed=cfg.seed + 2)
     fit = train_ds.batch(0)["x"]
     results["gaussian_fit_log_likelihood"] = float(
         toy_data.gaussian_fit_log_likelihood(jnp.asarray(fit), jnp.asarray(x))
     )
     density = None
-    if cfg.is_toy and cfg.dataset.split("/", 1)[1] in ("gmm", "eight_gaussians"):
-        density = toy_data.toy_density(cfg.dataset.split("/", 1)[1])
+    toy = cfg.data.dataset.split("/", 1)[1] if cfg.data.is_toy else None
+    if toy in ("gmm", "eight_gaussians"):
+        density = toy_data.toy_density(toy)
     if density is not None:
         results["true_log_likelihood"] = float(
             np.mean(np.asarray(density.log_prob(jnp.asarray(x))))
@@ -331,23 +317,15 @@ def _likelihood(exp: common.Experiment, params) -> dict:
     return out
 
 
-def _replicated_host(x, mesh) -> np.ndarray:
-    """A batch-sharded global array -> the full numpy array on every process."""
-    return parallel.to_host(jax.jit(lambda v: v, out_shardings=parallel.replicated(mesh))(x))
-
-
-def _toy_scatter(exp: common.Experiment, params, out: str, num: int) -> None:
+def _toy_scatter(exp: experiment.Experiment, params, out: str, num: int) -> None:
     """eval/<step>/scatter.png: test data | PC samples | ODE samples (whichever were drawn)."""
-    from score_sde import datasets
-
-    if not common.is_main_process():
+    if not parallel.is_main_process():
         return
-    data = datasets.get_dataset(exp.cfg.raw, "test", batch_size=num, seed=exp.cfg.seed + 3).batch(
-        0
-    )["x"]
+    ds = datasets.get_dataset(exp.cfg.data, "test", batch_size=num, seed=exp.cfg.seed + 3)
+    data = ds.batch(0)["x"]
     panels = {"data": np.asarray(data)}
     for method in exp.cfg.eval.samplers or (exp.cfg.sampling.method,):
         path = os.path.join(out, method + ".npz")
         if os.path.exists(path):
             panels[method] = np.load(path)["samples"]
-    common.save_scatter(os.path.join(out, "scatter.png"), panels)
+    image_io.save_scatter(os.path.join(out, "scatter.png"), panels)

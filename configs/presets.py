@@ -1,0 +1,188 @@
+"""Presets: the SDEs and the network architectures of the published configs, as small functions
+that fill a dataset base (configs/datasets.py) in place.
+
+Order: the dataset base, then the SDE, then the architecture, then the file's own values; a later
+step may override an earlier one (NCSN undoes the VE default scale_by_sigma, for instance).
+Only fields the chosen network family reads are written (score_sde/config.py lists them), and
+values equal to its defaults are left out unless a preset takes them as an argument. The SDE's
+parameters are written by the SDE preset they belong to (VP / sub-VP: beta_min 0.1, beta_max 20,
+N = 1000, all defaults; VE: sigma_max and N, sigma_min 0.01 the default).
+
+SDEs (Song et al. 2021, Table 1 / Appendix C):
+    vp(config, continuous)      DDPM's SDE; data in [-1, 1], loss averaged, EMA 0.9999
+    subvp(config)               the sub-VP SDE, continuous time
+    ve(config, sigma_max, ...)  SMLD's SDE; data in [0, 1], loss summed, s = net / sigma, EMA 0.999
+Architectures ('ncsnpp' family unless noted; parameter counts in tests/test_configs.py):
+    ddpmpp(deep)                DDPM++ (cont.): 4 (deep: 8) BigGAN blocks per resolution
+    ncsnpp(embedding, deep)     NCSN++ 32 px: DDPM++ with FIR resampling and a residual input pyramid
+    ncsnpp_256, ncsnpp_1024     NCSN++ for 256 and 1024 px (output-skip / input-skip pyramids)
+    ddpm, ddpm_256              the DDPM U-Net of Ho et al. ('ddpm')
+    ncsn, ncsnv2(name)          the RefineNets of NCSN and NCSNv2 ('ncsn', 'ncsnv2_*')
+Samplers beyond the SDE preset's PC default: annealed_langevin (NCSN's).
+"""
+
+import ml_collections
+
+# ------------------------------------------------------------------------------------ SDEs
+
+
+def _vp_family(config: ml_collections.ConfigDict, sde: str, continuous: bool) -> None:
+    training = config.training
+    training.sde = sde
+    training.continuous = continuous
+    training.reduce_mean = True
+    config.data.centered = True
+    sampling = config.sampling
+    sampling.method = "pc"
+    sampling.predictor = "euler_maruyama" if continuous else "reverse_diffusion"
+    sampling.corrector = "none"
+
+
+def vp(config: ml_collections.ConfigDict, *, continuous: bool = True) -> None:
+    """The VP SDE (beta 0.1 -> 20, N = 1000: the defaults); discrete time is DDPM's objective.
+    Sampler: Euler-Maruyama (continuous) or reverse diffusion (discrete), no corrector."""
+    _vp_family(config, "vpsde", continuous)
+
+
+def subvp(config: ml_collections.ConfigDict) -> None:
+    """The sub-VP SDE (beta as VP), continuous time; Euler-Maruyama, no corrector."""
+    _vp_family(config, "subvpsde", continuous=True)
+
+
+def ve(
+    config: ml_collections.ConfigDict,
+    *,
+    sigma_max: float,
+    num_scales: int = 1000,
+    continuous: bool = True,
+) -> None:
+    """The VE SDE from sigma_min 0.01 (the default) to sigma_max with N = num_scales levels;
+    discrete time is SMLD's objective. The network's output is divided by sigma, EMA 0.999.
+    Sampler: PC with reverse diffusion and one Langevin step (config.sampling.snr)."""
+    training = config.training
+    training.sde = "vesde"
+    training.continuous = continuous
+    training.reduce_mean = False
+    model = config.model
+    model.sigma_max = sigma_max
+    model.num_scales = num_scales
+    model.scale_by_sigma = True
+    model.ema_rate = 0.999
+    sampling = config.sampling
+    sampling.method = "pc"
+    sampling.predictor = "reverse_diffusion"
+    sampling.corrector = "langevin"
+
+
+def annealed_langevin(config: ml_collections.ConfigDict, *, n_steps_each: int, snr: float) -> None:
+    """NCSN's sampler: annealed Langevin dynamics, n_steps_each steps per noise level with the
+    step size of signal-to-noise ratio snr, no predictor."""
+    sampling = config.sampling
+    sampling.method = "pc"
+    sampling.predictor = "none"
+    sampling.corrector = "ald"
+    sampling.n_steps_each = n_steps_each
+    sampling.snr = snr
+
+
+# --------------------------------------------------------------------------- architectures
+# NCSN++ family defaults (score_sde.config.NCSNppConfig): nf 128, ch_mult (1, 2, 2, 2),
+# 4 BigGAN residual blocks per resolution with skip rescaling, attention at 16x16, dropout 0.1,
+# no FIR, no progressive growing, Fourier noise embedding (scale 16), swish.
+
+
+def ddpmpp(config: ml_collections.ConfigDict, *, deep: bool = False) -> None:
+    """DDPM++: the NCSN++ U-Net without FIR or progressive input, positional embedding of the time
+    index / noise label. 61,804,419 parameters at 32 px (deep, 8 blocks: 106,632,579)."""
+    model = config.model
+    model.name = "ncsnpp"
+    model.embedding_type = "positional"
+    if deep:
+        model.num_res_blocks = 8
+
+
+def ncsnpp(
+    config: ml_collections.ConfigDict, *, embedding: str = "fourier", deep: bool = False
+) -> None:
+    """NCSN++ at 32/64 px: DDPM++ with FIR up/down-sampling and a residual input pyramid;
+    `embedding` 'fourier' (continuous VE) or 'positional' (VP, sub-VP, discrete VE)."""
+    model = config.model
+    model.name = "ncsnpp"
+    model.fir = True
+    model.progressive_input = "residual"
+    model.embedding_type = embedding
+    if deep:
+        model.num_res_blocks = 8
+
+
+def _ncsnpp_high_resolution(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    model = config.model
+    model.name = "ncsnpp"
+    model.fir = True
+    model.progressive = "output_skip"
+    model.progressive_input = "input_skip"
+    model.dropout = 0.0
+    return model
+
+
+def ncsnpp_256(config: ml_collections.ConfigDict) -> None:
+    """NCSN++ at 256 px: 7 resolutions, 2 blocks each, output- and input-skip pyramids, no
+    dropout; Fourier embedding. 65,574,549 parameters."""
+    model = _ncsnpp_high_resolution(config)
+    model.ch_mult = (1, 1, 2, 2, 2, 2, 2)
+    model.num_res_blocks = 2
+
+
+def ncsnpp_1024(config: ml_collections.ConfigDict) -> None:
+    """NCSN++ at 1024 px: nf 16 with ch_mult (1, 2, 4, 8, 16, 32, 32, 32) (16 to 512 channels over
+    8 resolutions), one block each, no dropout. 105,785,896 parameters."""
+    model = _ncsnpp_high_resolution(config)
+    model.nf = 16
+    model.ch_mult = (1, 2, 4, 8, 16, 32, 32, 32)
+    model.num_res_blocks = 1
+
+
+# DDPM defaults (score_sde.config.DDPMConfig): nf 128, ch_mult (1, 2, 2, 2), 2 residual blocks per
+# resolution, attention at 16x16, dropout 0.1, sinusoidal embedding of the time index.
+
+
+def ddpm(config: ml_collections.ConfigDict) -> None:
+    """The DDPM U-Net at 32 px (Ho et al.'s CIFAR-10 model). 35,218,947 parameters."""
+    config.model.name = "ddpm"
+
+
+def ddpm_256(config: ml_collections.ConfigDict) -> None:
+    """The DDPM U-Net at 256 px: ch_mult (1, 1, 2, 2, 4, 4), no dropout, learning rate 2e-5 (Ho et
+    al.'s LSUN / CelebA-HQ settings). 111,569,923 parameters."""
+    model = config.model
+    model.name = "ddpm"
+    model.ch_mult = (1, 1, 2, 2, 4, 4)
+    model.dropout = 0.0
+    config.optim.lr = 2e-5
+
+
+# NCSN / NCSNv2 (score_sde.config.NCSNv2Config): RefineNets with nf 128, ELU, InstanceNorm++,
+# bilinear upsampling; no dropout and no time embedding. Trained with Adam without warmup or
+# gradient clipping.
+
+
+def ncsn(config: ml_collections.ConfigDict) -> None:
+    """NCSN (v1, Song & Ermon 2019): conditioned on the noise level through its conditional
+    instance norms, so its output is not divided by sigma; learning rate 1e-3."""
+    config.model.name = "ncsn"
+    config.model.scale_by_sigma = False
+    _refinenet_optim(config, lr=1e-3)
+
+
+def ncsnv2(config: ml_collections.ConfigDict, name: str = "ncsnv2_64") -> None:
+    """NCSNv2 (Song & Ermon 2020): unconditional RefineNet, output divided by sigma;
+    `name` ncsnv2_64 (32/64 px), ncsnv2_128 or ncsnv2_256; learning rate 1e-4."""
+    config.model.name = name
+    _refinenet_optim(config, lr=1e-4)
+
+
+def _refinenet_optim(config: ml_collections.ConfigDict, *, lr: float) -> None:
+    optim = config.optim
+    optim.lr = lr
+    optim.warmup = 0
+    optim.grad_clip = -1.0  # off

@@ -1,0 +1,227 @@
+"""One experiment: what a run builds from its typed config, over one ('data',) mesh.
+
+    exp = experiment.build(cfg)                   # SDE, network, optimizer: nothing allocated
+    state = exp.new_state()                       # or ckpts.restore(exp.state_like())
+    samples, nfe = exp.sample(state.ema_params, key, num=64)   # host numpy, every device
+
+Sampling has one path: a sampler over a global batch sharded along 'data' under jit (the Langevin
+batch norm spans the whole batch, whatever the device count), drawn in rounds by `draw`.
+
+Keys derive from key(config.seed): fold_in 0 -> params and the train key, 1 -> eval losses,
+2 -> samples, 3 -> likelihood probes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from score_sde import controllable, parallel, sampling, train
+from score_sde import losses as losses_lib
+from score_sde import score_fn as score_fn_lib
+from score_sde import sde as sde_lib
+from score_sde.config import Config
+
+KEY_INIT, KEY_EVAL_LOSS, KEY_SAMPLES, KEY_LIKELIHOOD = range(4)
+
+
+def make_sde(cfg: Config) -> sde_lib.SDE:
+    """The SDE of config.training.sde with its parameters from config.model."""
+    m = cfg.model
+    if cfg.training.sde == "vesde":
+        return sde_lib.VESDE(sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=m.num_scales)
+    return sde_lib.get_sde(
+        cfg.training.sde, beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    cfg: Config
+    mesh: Mesh
+    sde: sde_lib.SDE
+    apply_fn: Callable
+    init_params: Callable[[jax.Array], Any]
+    tx: optax.GradientTransformation
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One example: (D,) or (H, W, C)."""
+        return self.cfg.data.shape
+
+    @property
+    def score_apply(self):
+        """score_apply(params, x, t, *, train, rng, class_labels) -> score [B, ...]."""
+        return score_fn_lib.get_score_fn(
+            self.sde, self.apply_fn, continuous=self.cfg.training.continuous
+        )
+
+    def key(self, stream: int) -> jax.Array:
+        return jax.random.fold_in(jax.random.key(self.cfg.seed), stream)
+
+    # ------------------------------------------------------------------------- training
+
+    def loss_fn(self, *, train: bool):
+        """loss_fn(params, key, batch) -> scalar of config.training (label dropout of
+        config.model.class_dropout when training)."""
+        from score_sde import guidance
+
+        t = self.cfg.training
+        loss_fn = losses_lib.get_loss_fn(
+            self.sde,
+            self.apply_fn,
+            continuous=t.continuous,
+            train=train,
+            reduce_mean=t.reduce_mean,
+            likelihood_weighting=t.likelihood_weighting,
+            importance_weighting=t.importance_weighting,
+        )
+        m = self.cfg.model
+        if train and m.class_dropout:
+            loss_fn = guidance.with_label_dropout(loss_fn, m.class_dropout, m.num_classes)
+        return loss_fn
+
+    def state_like(self):
+        """The abstract TrainState, replicated: the target checkpoints restore into."""
+        return train.state_like(self.init_params, self.tx, self.mesh)
+
+    def new_state(self):
+        return train.make_init_state(self.init_params, self.tx, self.mesh)(self.key(KEY_INIT))
+
+    def train_steps(self):
+        return train.make_train_steps(
+            self.loss_fn(train=True), self.tx, self.cfg.model.ema_rate, self.mesh
+        )
+
+    # ------------------------------------------------------------------------- sampling
+
+    def saved_samples(self, samples: np.ndarray) -> np.ndarray:
+        """What sample files hold: points as they are, images [N, H, W, C] as uint8 (rounded)."""
+        from score_sde import datasets, image_io
+
+        if samples.ndim == 4:
+            return image_io.to_uint8(datasets.to_images(samples, self.cfg.data))
+        return samples
+
+    def score_fn(self, params, class_labels=None):
+        """The sampler's score_fn(x, t) of the network with `params`."""
+        return score_fn_lib.params_score_fn(self.score_apply, params, class_labels=class_labels)
+
+    def round_size(self, num: int, batch: int) -> int:
+        """Rows per sampler call: min(batch, num) rounded up to a multiple of the devices."""
+        n = self.mesh.devices.size
+        return -(-min(batch, num) // n) * n
+
+    def sampler(self, method: str, batch: int, task: str = "none"):
+        """`sampler(key, score_fn, y, mask) -> (x [batch, *shape], nfe)` of config.sampling
+        for `task` ('none' | 'class': y, mask unused; 'inpaint': keep y where mask = 1;
+        'colorize': y the gray image [batch, H, W, 1]), batch sharded over the mesh."""
+        s = self.cfg.sampling
+        shape = (batch, *self.shape)
+        sharding = parallel.batch_sharding(self.mesh)
+        pc = dict(
+            snr=s.snr,
+            n_steps=s.n_steps_each,
+            probability_flow=s.probability_flow,
+            denoise=s.noise_removal,
+            sharding=sharding,
+        )
+        match task, method:
+            case (("none" | "class"), _):
+                base = sampling.get_sampler(
+                    self.sde,
+                    shape,
+                    method=method,
+                    predictor=s.predictor,
+                    corrector=s.corrector,
+                    **pc,
+                )
+                return lambda key, score_fn, y, mask: base(key, score_fn)
+            case "inpaint", "pc":
+                return controllable.get_pc_inpainter(
+                    self.sde, shape, s.predictor, s.corrector, **pc
+                )
+            case "inpaint", "ode":
+                return controllable.get_ode_inpainter(self.sde, shape, sharding=sharding)
+            case "colorize", ("pc" | "ode"):
+                if method == "pc":
+                    colorize = controllable.get_pc_colorizer(
+                        self.sde, shape, s.predictor, s.corrector, **pc
+                    )
+                else:
+                    colorize = controllable.get_ode_colorizer(self.sde, shape, sharding=sharding)
+                return lambda key, score_fn, y, mask: colorize(key, score_fn, y)
+        raise ValueError(f"config.sampling.method ({method!r}) must be 'pc' or 'ode'")
+
+    def draw(self, run, key: jax.Array, num: int, batch: int, inputs=None) -> Iterator:
+        """Yields run(fold_in(key, i), *inputs(rows)) -> (x, nfe) for rounds i = 0, 1, ... of
+        `batch` (= round_size) rows until `num` are drawn; rows [batch] are the indices of the
+        round's samples (cycling through 0..num-1 in the last round, whose surplus the caller
+        trims). x is a global array sharded over the mesh."""
+        for i in range(-(-num // batch)):
+            rows = np.arange(i * batch, (i + 1) * batch) % num
+            yield run(jax.random.fold_in(key, i), *(inputs(rows) if inputs else ()))
+
+    def sample_batches(self, params, key, num: int, method: str | None = None, batch=None):
+        """Yields (x, nfe): global arrays [b, *shape] of the unconditional sampler until `num`
+        samples are drawn (the last round's surplus included; trim it)."""
+        method = method or self.cfg.sampling.method
+        b = self.round_size(num, batch or self.cfg.sampling.batch_size)
+        run = _unconditional(self, method, b)
+        yield from self.draw(functools.partial(run, params), key, num, b)
+
+    def sample(self, params, key, num: int, method: str | None = None, batch=None):
+        """`num` samples [num, *shape] (host numpy, on every process) and the sampler's NFE."""
+        out, nfe = [], 0
+        for x, n in self.sample_batches(params, key, num, method, batch):
+            out.append(parallel.to_host(x))
+            nfe = n
+        return np.concatenate(out)[:num], int(parallel.to_host(nfe))
+
+
+@functools.cache
+def _unconditional(exp: Experiment, method: str, batch: int):
+    """jit((params, key) -> (x, nfe)), compiled once per (experiment, method, batch)."""
+    sampler = exp.sampler(method, batch)
+    return jax.jit(lambda params, key: sampler(key, exp.score_fn(params), None, None))
+
+
+def build(cfg: Config, mesh: Mesh | None = None) -> Experiment:
+    """The experiment of `cfg` on `mesh` (default: every device). Nothing is allocated: the
+    network's graph comes from eval_shape, parameters are created under jit by new_state()."""
+    from score_sde import models
+
+    mesh = mesh or parallel.make_mesh()
+    parallel.check_batch_size(cfg.training.batch_size, mesh)
+    apply_fn, init_params = models.abstract_model(cfg.model, cfg.data)
+    tx = train.make_optimizer(cfg.optim)
+    return Experiment(cfg, mesh, make_sde(cfg), apply_fn, init_params, tx)
+
+
+def classifier(cfg: Config):
+    """(classifier_apply, init_params(key) -> params, optimizer) of config.classifier, for the
+    config's images."""
+    from flax import nnx
+
+    from score_sde.models import classifier as classifier_lib
+    from score_sde.models.layers import KeyGen
+
+    if len(cfg.data.shape) != 3:
+        raise ValueError(
+            f"the noise-conditional classifier takes images [H, W, C]; the data shape is "
+            f"{cfg.data.shape}"
+        )
+    c, channels = cfg.classifier, cfg.data.shape[-1]
+    module = nnx.eval_shape(
+        lambda: classifier_lib.Classifier(c, channels, rngs=KeyGen(jax.random.key(0)))
+    )
+    apply_fn = classifier_lib.make_classifier_apply(nnx.split(module)[0])
+    init_params = lambda key: classifier_lib.init_classifier(c, channels, key)[1]
+    return apply_fn, init_params, train.make_optimizer(c.optim)

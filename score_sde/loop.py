@@ -1,0 +1,146 @@
+"""The training loop shared by score models (train mode) and classifiers (train_classifier mode).
+
+    state, preempted = loop.run(state, train_steps, dataset, schedule, ckpts, log,
+                                evaluate=..., on_snapshot=...)
+
+Dispatch i runs steps [s, s + k) (k = n_jitted_steps, shorter at the end) on this process's
+batches dataset.batch(s), ..., dataset.batch(s + k - 1). Events fire at the end of a dispatch whose
+steps cross a multiple of their frequency: a progress line (log_freq), `evaluate` (eval_freq), a
+snapshot and `on_snapshot` (snapshot_freq, and at the last step), the rolling preemption
+checkpoint (snapshot_freq_for_preemption). On SIGTERM (any process) a preemption checkpoint is
+saved and the loop returns. Checkpoints therefore sit at dispatch boundaries, so a resumed run
+dispatches exactly the same programs on exactly the same data as an uninterrupted one.
+A non-finite loss raises FloatingPointError; the checkpoints already written stay untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from collections.abc import Callable
+
+import numpy as np
+
+from score_sde import parallel
+from score_sde.config import ClassifierConfig, TrainingConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """When things happen, in optimizer steps (None: never)."""
+
+    n_iters: int
+    n_jitted_steps: int
+    batch_size: int  # global, for the img/s of the progress line
+    log_freq: int
+    snapshot_freq: int
+    snapshot_freq_for_preemption: int | None = None
+    eval_freq: int | None = None
+
+    @classmethod
+    def of_training(cls, t: TrainingConfig) -> Schedule:
+        return cls(
+            t.n_iters,
+            t.n_jitted_steps,
+            t.batch_size,
+            t.log_freq,
+            t.snapshot_freq,
+            t.snapshot_freq_for_preemption,
+            t.eval_freq,
+        )
+
+    @classmethod
+    def of_classifier(cls, c: ClassifierConfig) -> Schedule:
+        return cls(c.n_iters, c.n_jitted_steps, c.batch_size, c.log_freq, c.snapshot_freq)
+
+
+class Preemption:
+    """Turns SIGTERM into a flag the loop checks between dispatches (all processes agree)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: no handler, no preemption saves
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def any_process(self) -> bool:
+        return parallel.any_process(self.requested)
+
+
+def _crossed(old: int, new: int, freq: int | None) -> bool:
+    return freq is not None and new // freq > old // freq
+
+
+def finite_or_raise(value: float, what: str, step: int) -> None:
+    if not np.isfinite(value):
+        raise FloatingPointError(
+            f"{what} is {value} at step {step}: training diverged. The last good checkpoint is "
+            "kept untouched; lower config.optim.lr, set config.optim.grad_clip, or check the data."
+        )
+
+
+def run(
+    state,
+    train_steps,
+    dataset,
+    schedule: Schedule,
+    ckpts,
+    log,
+    *,
+    evaluate: Callable[[object, int], None] | None = None,
+    on_snapshot: Callable[[object, int], None] | None = None,
+    what: str = "the training loss",
+):
+    """Trains from state.step to schedule.n_iters; returns (state, preempted).
+
+    `train_steps(state, batches)` runs len(batches) steps (train.make_train_steps); `dataset`
+    has `.batch(step)` -> this process's rows of global batch `step`; `ckpts` a
+    checkpoint.Checkpoints; `log` a MetricsLogger; `evaluate(state, step)` and
+    `on_snapshot(state, step)` are called at their events.
+    """
+    sch = schedule
+    step = int(parallel.to_host(state.step))
+    with Preemption() as preemption:
+        while step < sch.n_iters:
+            n = min(sch.n_jitted_steps, sch.n_iters - step)
+            state, metrics = train_steps(state, [dataset.batch(step + i) for i in range(n)])
+            old, step = step, step + n
+            losses = parallel.to_host(metrics["loss"])
+            bad = ~np.isfinite(losses)
+            if bad.any():
+                finite_or_raise(float(losses[bad][0]), what, old + int(np.argmax(bad)) + 1)
+            last = step == sch.n_iters
+            if _crossed(old, step, sch.log_freq) or last:
+                shown = {"loss": float(losses.mean())}
+                if "grad_norm" in metrics:
+                    shown["grad_norm"] = float(parallel.to_host(metrics["grad_norm"])[-1])
+                log.progress(step, shown, batch_size=sch.batch_size)
+            if evaluate is not None and (_crossed(old, step, sch.eval_freq) or last):
+                evaluate(state, step)
+            if _crossed(old, step, sch.snapshot_freq) or last:
+                ckpts.save(step, state, snapshot=True)
+                if on_snapshot is not None:
+                    on_snapshot(state, step)
+            elif _crossed(old, step, sch.snapshot_freq_for_preemption):
+                ckpts.save(step, state, snapshot=False)
+            if not last and preemption.any_process():
+                ckpts.save(step, state, snapshot=False)
+                ckpts.wait()
+                log.info(
+                    f"SIGTERM: saved a preemption checkpoint at step {step}; rerun the same "
+                    "command to resume"
+                )
+                return state, True
+    return state, False
