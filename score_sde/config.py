@@ -30,7 +30,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 SDES = ("vpsde", "subvpsde", "vesde")
-SAMPLING_METHODS = ("pc", "ode")
+FEW_STEP_METHODS = ("edm_heun", "dpmpp_2m", "dpmpp_2s", "dpmpp_3m", "dpmpp_2m_sde", "ddim")
+SAMPLING_METHODS = ("pc", "ode", *FEW_STEP_METHODS)
+DISCRETIZATIONS = ("default", "edm", "uniform_t", "uniform_lambda")
+PRECONDITIONINGS = ("none", "edm", "vp", "ve")
 TASKS = ("none", "class", "inpaint", "colorize")
 GUIDANCE = ("cfg", "classifier")
 NAMED_MASKS = ("keep_top", "keep_left", "keep_border", "keep_random")
@@ -74,15 +77,24 @@ class TrainingConfig:
     importance_weighting: bool = False
     n_jitted_steps: int = 1  # optimizer steps per dispatch (lax.scan)
     eval_after_training: bool = False  # run eval mode on the final checkpoint (the toy report)
-    loss: str | None = None  # the original NCSN configs name the SDE here (read by nothing)
+    # 'dsm' (denoising score matching; DDPM / SMLD in discrete time) or 'edm' (EDM's loss, with
+    # config.model.preconditioning). The original NCSN configs name their SDE here: that is 'dsm'.
+    loss: str = "dsm"
+    P_mean: float = -1.2  # EDM loss: ln sigma ~ N(P_mean, P_std^2)
+    P_std: float = 1.2
 
     def __post_init__(self):
         _one_of("config.training.sde", self.sde, SDES)
-        if self.loss is not None and self.loss != self.sde:
+        if self.loss in SDES and self.loss != self.sde:
             raise ValueError(
-                f"config.training.loss ({self.loss!r}) is read by nothing but must name the SDE "
-                f"of config.training.sde ({self.sde!r}); remove it"
+                f"config.training.loss ({self.loss!r}) names an SDE other than "
+                f"config.training.sde ({self.sde!r}); use 'dsm' (or remove the field)"
             )
+        if self.loss not in SDES:
+            _one_of("config.training.loss", self.loss, ("dsm", "edm"))
+        _finite("config.training.P_mean", self.P_mean)
+        _finite("config.training.P_std", self.P_std)
+        _positive("config.training.P_std", self.P_std)
         for name in (
             "batch_size",
             "n_iters",
@@ -102,7 +114,12 @@ class TrainingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-    """config.sampling: the sampler (PC: predictor, corrector; or the probability-flow ODE)."""
+    """config.sampling: the sampler. 'pc' (predictor, corrector, snr, n_steps_each), 'ode' (the
+    adaptive probability-flow ODE), or a few-step sampler of score_sde.fast_sampling:
+    'edm_heun' (S_churn, S_tmin, S_tmax, S_noise), 'dpmpp_2m', 'dpmpp_2s', 'dpmpp_3m',
+    'dpmpp_2m_sde', 'ddim' (eta), on num_steps noise levels (0: the method's default) of
+    `discretization` ('default': the method's; 'edm' with rho, 'uniform_t', 'uniform_lambda').
+    noise_removal: the final denoising step; eps: the smallest time."""
 
     method: str
     predictor: str
@@ -113,9 +130,19 @@ class SamplingConfig:
     probability_flow: bool
     batch_size: int = 64  # samples per sampler call (global, over all devices)
     num_samples: int = 64  # sample mode: how many in total
+    eps: float = 1e-3
+    num_steps: int = 0
+    discretization: str = "default"
+    rho: float = 7.0
+    S_churn: float = 0.0
+    S_tmin: float = 0.0
+    S_tmax: float = float("inf")
+    S_noise: float = 1.0
+    eta: float = 0.0
 
     def __post_init__(self):
         _one_of("config.sampling.method", self.method, SAMPLING_METHODS)
+        _one_of("config.sampling.discretization", self.discretization, DISCRETIZATIONS)
         _finite("config.sampling.snr", self.snr)
         if self.snr < 0:
             raise ValueError(f"config.sampling.snr ({self.snr}) must be >= 0")
@@ -123,6 +150,24 @@ class SamplingConfig:
             raise ValueError(f"config.sampling.n_steps_each ({self.n_steps_each}) must be >= 0")
         _positive("config.sampling.batch_size", self.batch_size)
         _positive("config.sampling.num_samples", self.num_samples)
+        if not 0 < self.eps < 1:
+            raise ValueError(f"config.sampling.eps ({self.eps}) must lie in (0, 1)")
+        if self.num_steps < 0 or self.num_steps == 1:
+            raise ValueError(
+                f"config.sampling.num_steps ({self.num_steps}) must be 0 (the method's default) "
+                "or >= 2"
+            )
+        for name in ("rho", "S_noise"):
+            _finite(f"config.sampling.{name}", getattr(self, name))
+            _positive(f"config.sampling.{name}", getattr(self, name))
+        for name in ("S_churn", "S_tmin", "eta"):
+            _finite(f"config.sampling.{name}", getattr(self, name))
+            if getattr(self, name) < 0:
+                raise ValueError(f"config.sampling.{name} ({getattr(self, name)}) must be >= 0")
+        if not self.S_tmax >= self.S_tmin:
+            raise ValueError(
+                f"config.sampling.S_tmax ({self.S_tmax}) must be >= S_tmin ({self.S_tmin})"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +293,10 @@ class ModelConfig:
     num_classes: int = 0  # > 0: class-conditional, index num_classes = the null label
     class_dropout: float = 0.0  # classifier-free guidance: labels -> null with this probability
     dtype: str = "float32"
+    # EDM's preconditioning of the network (score_fn.Preconditioning): 'none' (score_sde's own
+    # parameterization), 'edm', 'vp', 've'; sigma_data for 'edm'.
+    preconditioning: str = "none"
+    sigma_data: float = 0.5
 
     ORIGINAL_ONLY: ClassVar[dict[str, Any]] = {}  # field -> the one value with a meaning here
 
@@ -279,6 +328,21 @@ class ModelConfig:
                 f"config.model.class_dropout ({self.class_dropout}) needs a class-conditional "
                 "model: set config.model.num_classes to the number of labels"
             )
+        _one_of("config.model.preconditioning", self.preconditioning, PRECONDITIONINGS)
+        _positive("config.model.sigma_data", self.sigma_data)
+        if self.preconditioning != "none":
+            if isinstance(self, NCSNv2Config):
+                raise ValueError(
+                    f"config.model.preconditioning ({self.preconditioning!r}) needs a network "
+                    "conditioned on a continuous noise level: ncsnpp, ddpm or mlp, not "
+                    f"{self.name!r}"
+                )
+            if getattr(self, "embedding_type", None) == "fourier":
+                raise ValueError(
+                    f"config.model.preconditioning ({self.preconditioning!r}) conditions the "
+                    "network on c_noise (which may be negative); set "
+                    "config.model.embedding_type='positional'"
+                )
         for name, meaningful in self.ORIGINAL_ONLY.items():
             value = getattr(self, name)
             if value is not None and value != meaningful:
@@ -714,7 +778,23 @@ def from_config(config) -> Config:
             if model_classes:
                 section = {**section, "num_classes": model_classes}
         sections[name] = read_section(name, section, section_class(name, section))
+    _check_across_sections(sections)
     return Config(seed=raw["seed"], **sections)
+
+
+def _check_across_sections(s: dict) -> None:
+    """Checks that involve two sections."""
+    training, model = s["training"], s["model"]
+    if training.loss == "edm" and model.preconditioning == "none":
+        raise ValueError(
+            "config.training.loss='edm' trains EDM's denoiser: set config.model.preconditioning "
+            "to 'edm' (or 'vp', 've')"
+        )
+    if model.preconditioning != "none" and not training.continuous:
+        raise ValueError(
+            f"config.model.preconditioning ({model.preconditioning!r}) is a continuous-time "
+            "parameterization; set config.training.continuous=True"
+        )
 
 
 # --------------------------------------------------------------------- files and command line

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from score_sde import controllable, parallel, sampling, train
+from score_sde import controllable, fast_sampling, parallel, sampling, train
 from score_sde import losses as losses_lib
 from score_sde import score_fn as score_fn_lib
 from score_sde import sde as sde_lib
@@ -57,10 +57,23 @@ class Experiment:
         return self.cfg.data.shape
 
     @property
+    def preconditioning(self) -> score_fn_lib.Preconditioning | None:
+        """EDM's preconditioning of the network (config.model.preconditioning), or None."""
+        m = self.cfg.model
+        if m.preconditioning == "none":
+            return None
+        return score_fn_lib.Preconditioning(
+            m.preconditioning, m.sigma_data, beta_min=m.beta_min, beta_max=m.beta_max
+        )
+
+    @property
     def score_apply(self):
         """score_apply(params, x, t, *, train, rng, class_labels) -> score [B, ...]."""
         return score_fn_lib.get_score_fn(
-            self.sde, self.apply_fn, continuous=self.cfg.training.continuous
+            self.sde,
+            self.apply_fn,
+            continuous=self.cfg.training.continuous,
+            preconditioning=self.preconditioning,
         )
 
     def key(self, stream: int) -> jax.Array:
@@ -82,6 +95,10 @@ class Experiment:
             reduce_mean=t.reduce_mean,
             likelihood_weighting=t.likelihood_weighting,
             importance_weighting=t.importance_weighting,
+            objective="edm" if t.loss == "edm" else "dsm",
+            preconditioning=self.preconditioning,
+            P_mean=t.P_mean,
+            P_std=t.P_std,
         )
         m = self.cfg.model
         if train and m.class_dropout:
@@ -134,6 +151,13 @@ class Experiment:
             sharding=sharding,
         )
         match task, method:
+            case (("none" | "class"), m) if m in fast_sampling.METHODS:
+                names = ("num_steps", "discretization", "rho", "S_churn", "S_tmin", "S_tmax")
+                options = {k: getattr(s, k) for k in (*names, "S_noise", "eta", "eps")}
+                base = fast_sampling.get_sampler(
+                    self.sde, shape, method, denoise=s.noise_removal, sharding=sharding, **options
+                )
+                return lambda key, score_fn, y, mask: base(key, score_fn)
             case (("none" | "class"), _):
                 base = sampling.get_sampler(
                     self.sde,
@@ -141,6 +165,7 @@ class Experiment:
                     method=method,
                     predictor=s.predictor,
                     corrector=s.corrector,
+                    eps=s.eps,
                     **pc,
                 )
                 return lambda key, score_fn, y, mask: base(key, score_fn)
@@ -158,7 +183,10 @@ class Experiment:
                 else:
                     colorize = controllable.get_ode_colorizer(self.sde, shape, sharding=sharding)
                 return lambda key, score_fn, y, mask: colorize(key, score_fn, y)
-        raise ValueError(f"config.sampling.method ({method!r}) must be 'pc' or 'ode'")
+        raise ValueError(
+            f"config.condition.task={task!r} samples with config.sampling.method 'pc' or 'ode', "
+            f"not {method!r}; the few-step samplers serve the unconditional and class tasks"
+        )
 
     def draw(self, run, key: jax.Array, num: int, batch: int, inputs=None) -> Iterator:
         """Yields run(fold_in(key, i), *inputs(rows)) -> (x, nfe) for rounds i = 0, 1, ... of

@@ -103,6 +103,19 @@ class GaussianMixture(NamedTuple):
 
         return score_fn
 
+    def denoiser_fn(self):
+        """The exact denoiser D(x~ [B, ...], sigma [B]) = E[x_0 | x_0 + sigma z = x~]
+        = x~ + sigma^2 grad log (p_0 * N(0, sigma^2 I))(x~) (Tweedie; x flattened to D)."""
+
+        eig = self.eig()
+
+        def denoiser(x, sigma):
+            flat = x.reshape(x.shape[0], -1)
+            score = self.evaluate(flat, 1.0, sigma, eig)[1]
+            return (flat + sigma[:, None] ** 2 * score).reshape(x.shape)
+
+        return denoiser
+
     def _class_terms_fn(self, sde: SDE):
         """terms(x [B, ...], t [B]) -> (log p_t(k | x) [B, K], grad log p_t(x | k) [B, K, D])."""
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from score_sde.score_fn import ApplyFn, get_score_fn
+from score_sde.score_fn import ApplyFn, Preconditioning, get_denoiser, get_score_fn
 from score_sde.sde import SDE, VESDE, VPSDE, batch_mul
 
 
@@ -163,6 +163,41 @@ def get_smld_loss_fn(
     return loss_fn
 
 
+def get_edm_loss_fn(
+    apply_fn: ApplyFn,
+    preconditioning: Preconditioning,
+    *,
+    train: bool = True,
+    reduce_mean: bool = True,
+    P_mean: float = -1.2,
+    P_std: float = 1.2,
+):
+    """EDM's loss (Karras et al. 2022, eq. 8 and Table 1), in the scaled coordinates of any SDE:
+
+        L = E_{ln sigma ~ N(P_mean, P_std^2), n ~ N(0, sigma^2 I)} [ lambda(sigma) || D(x_0 + n; sigma) - x_0 ||^2 ],
+
+    D the preconditioned network (score_fn.get_denoiser) and lambda = 1 / c_out(sigma)^2, which
+    makes the network's target unit-variance at every sigma; minimized by D = E[x_0 | x_0 + n].
+    """
+    if not P_std > 0:
+        raise ValueError(f"config.training.P_std ({P_std}) must be positive")
+    reduce = _reducer(reduce_mean)
+    denoise_apply = get_denoiser(apply_fn, preconditioning)
+
+    def loss_fn(params, key, batch):
+        x = batch["x"]
+        k_s, k_n, k_drop = jax.random.split(key, 3)
+        sigma = jnp.exp(P_mean + P_std * jax.random.normal(k_s, (x.shape[0],), x.dtype))
+        noisy = x + batch_mul(sigma, jax.random.normal(k_n, x.shape, x.dtype))
+        d = denoise_apply(
+            params, noisy, sigma, train=train, rng=k_drop, class_labels=batch.get("label")
+        )
+        weight = preconditioning.coefficients(sigma)[1] ** -2
+        return jnp.mean(weight * reduce(jnp.square(d - x)))
+
+    return loss_fn
+
+
 def get_loss_fn(
     sde: SDE,
     apply_fn: ApplyFn,
@@ -173,12 +208,28 @@ def get_loss_fn(
     likelihood_weighting: bool = False,
     importance_weighting: bool = False,
     eps: float = 1e-5,
+    objective: str = "dsm",
+    preconditioning: Preconditioning | None = None,
+    P_mean: float = -1.2,
+    P_std: float = 1.2,
 ):
-    """The training loss a config asks for (config.training.{continuous, reduce_mean, ...})."""
+    """The training loss a config asks for (config.training.{loss, continuous, reduce_mean, ...}):
+    objective 'dsm' (denoising score matching, or DDPM / SMLD in discrete time) or 'edm' (EDM's
+    loss; needs a preconditioning)."""
+    if objective == "edm":
+        if preconditioning is None:
+            raise ValueError(
+                "config.training.loss='edm' trains EDM's denoiser: set "
+                "config.model.preconditioning to 'edm', 'vp' or 've'"
+            )
+        return get_edm_loss_fn(
+            apply_fn, preconditioning, train=train, reduce_mean=reduce_mean, P_mean=P_mean,
+            P_std=P_std
+        )  # fmt: skip
     if continuous:
         return get_sde_loss_fn(
             sde,
-            get_score_fn(sde, apply_fn, continuous=True),
+            get_score_fn(sde, apply_fn, continuous=True, preconditioning=preconditioning),
             train=train,
             reduce_mean=reduce_mean,
             likelihood_weighting=likelihood_weighting,

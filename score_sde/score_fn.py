@@ -10,6 +10,7 @@ A network is `apply_fn(params, x, labels, *, train, rng, class_labels) -> out` w
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -18,6 +19,66 @@ import jax.numpy as jnp
 from score_sde.sde import SDE, VESDE, VPSDE, SubVPSDE, batch_mul
 
 ApplyFn = Callable[..., jax.Array]
+PRECONDITIONINGS = ("none", "edm", "vp", "ve")  # as score_sde.config
+
+
+@dataclasses.dataclass(frozen=True)
+class Preconditioning:
+    """EDM's network preconditioning (Karras et al. 2022, Table 1): a network F becomes the
+    denoiser D(x~; sigma) = c_skip x~ + c_out F(c_in x~; c_noise), in the scaled coordinates
+    x~ = x_t / alpha(t), sigma = std(t) / alpha(t) of any linear SDE.
+
+    - 'edm': c_skip = sd^2 / (sigma^2 + sd^2), c_out = sigma sd / sqrt(sigma^2 + sd^2),
+      c_in = 1 / sqrt(sigma^2 + sd^2), c_noise = ln(sigma) / 4 (sd = sigma_data);
+    - 'vp': 1, -sigma, 1 / sqrt(sigma^2 + 1), 999 t (t the VP SDE's time of sigma, beta_min ->
+      beta_max): score_sde's DDPM++ (VP) parameterization;
+    - 've': 1, sigma, 1, ln(sigma / 2): score_sde's NCSN++ (VE) parameterization.
+    The EDM loss weights each sigma by 1 / c_out^2.
+    """
+
+    kind: str = "edm"
+    sigma_data: float = 0.5
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+
+    def __post_init__(self):
+        if self.kind not in PRECONDITIONINGS[1:]:
+            raise ValueError(
+                f"config.model.preconditioning ({self.kind!r}) must be one of {PRECONDITIONINGS}"
+            )
+
+    def coefficients(self, sigma: jax.Array):
+        """(c_skip, c_out, c_in, c_noise), each shaped like sigma [B]."""
+        match self.kind:
+            case "edm":
+                sd2, total = self.sigma_data**2, sigma**2 + self.sigma_data**2
+                return (
+                    sd2 / total,
+                    sigma * self.sigma_data / jnp.sqrt(total),
+                    total**-0.5,
+                    (jnp.log(sigma) / 4),
+                )
+            case "vp":
+                b = jnp.log1p(sigma**2)  # the VP SDE's integrated beta at t(sigma)
+                slope = self.beta_max - self.beta_min
+                t = 2 * b / (self.beta_min + jnp.sqrt(self.beta_min**2 + 2 * slope * b))
+                return jnp.ones_like(sigma), -sigma, (sigma**2 + 1) ** -0.5, 999.0 * t
+            case _:
+                return jnp.ones_like(sigma), sigma, jnp.ones_like(sigma), jnp.log(sigma / 2)
+
+
+def get_denoiser(apply_fn: ApplyFn, preconditioning: Preconditioning):
+    """`denoise_apply(params, x~ [B, ...], sigma [B], *, train, rng, class_labels)` -> D, the
+    preconditioned network's estimate of E[x_0 | x~]."""
+
+    def denoise_apply(params, x, sigma, *, train=False, rng=None, class_labels=None):
+        c_skip, c_out, c_in, c_noise = preconditioning.coefficients(sigma)
+        out = apply_fn(
+            params, batch_mul(c_in, x), c_noise, train=train, rng=rng, class_labels=class_labels
+        )
+        return batch_mul(c_skip, x) + batch_mul(c_out, out)
+
+    return denoise_apply
 
 
 def noise_labels(sde: SDE, t: jax.Array, *, continuous: bool = True) -> jax.Array:
@@ -40,11 +101,40 @@ def noise_labels(sde: SDE, t: jax.Array, *, continuous: bool = True) -> jax.Arra
             raise ValueError(f"no score parameterization for SDE {type(sde).__name__}")
 
 
-def get_score_fn(sde: SDE, apply_fn: ApplyFn, *, continuous: bool = True):
+def get_score_fn(
+    sde: SDE,
+    apply_fn: ApplyFn,
+    *,
+    continuous: bool = True,
+    preconditioning: Preconditioning | None = None,
+):
     """Wraps a network into `score_apply(params, x, t, *, train=False, rng=None, class_labels=None)`.
 
-    Returns the score grad_x log p_t(x) [B, ...] for x [B, ...] and t [B].
+    Returns the score grad_x log p_t(x) [B, ...] for x [B, ...] and t [B]. With a
+    `preconditioning` the network is EDM's F and the score comes from its denoiser:
+    score = (alpha D(x / alpha; sigma) - x) / std^2 (Tweedie's formula).
     """
+    if preconditioning is not None:
+        if not continuous:
+            raise ValueError(
+                "a preconditioned network (config.model.preconditioning) is a continuous-time "
+                "model; set config.training.continuous=True"
+            )
+        denoise_apply = get_denoiser(apply_fn, preconditioning)
+
+        def precond_score_apply(params, x, t, *, train=False, rng=None, class_labels=None):
+            alpha, std = sde.marginal_coeffs(t)
+            d = denoise_apply(
+                params,
+                batch_mul(1.0 / alpha, x),
+                std / alpha,
+                train=train,
+                rng=rng,
+                class_labels=class_labels,
+            )
+            return batch_mul(1.0 / std**2, batch_mul(alpha, d) - x)
+
+        return precond_score_apply
     predicts_noise = isinstance(sde, VPSDE | SubVPSDE)
 
     def score_apply(params, x, t, *, train=False, rng=None, class_labels=None):

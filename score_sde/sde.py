@@ -88,6 +88,23 @@ class SDE(abc.ABC):
         """The reverse-time SDE (or, with probability_flow, the probability-flow ODE)."""
         return ReverseSDE(self, score_fn, probability_flow)
 
+    def noise_level(self, t: float) -> float:
+        """EDM's noise level sigma(t) = std(t) / alpha(t) at a time t (float64, on the host).
+
+        x_t / alpha(t) = x_0 + sigma(t) z: every linear SDE is a VE SDE in these coordinates.
+        """
+        alpha, std = self.marginal_coeffs(np.asarray([t], np.float64))
+        return float(np.asarray(std)[0] / np.asarray(alpha)[0])
+
+    def time_of_noise_level(self, sigma: float) -> float:
+        """The time t with noise_level(t) = sigma (noise_level is increasing), by bisection on
+        [0, 4 T]; the SDEs below override it with their closed forms."""
+        lo, hi = 0.0, 4.0 * self.T
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if self.noise_level(mid) < sigma else (lo, mid)
+        return 0.5 * (lo + hi)
+
     def discrete_index(self, t: jax.Array) -> jax.Array:
         """Index i = floor(t (N - 1) / T) in [0, N) of the discrete step at time t (as published)."""
         return jnp.clip(jnp.floor(t * (self.N - 1) / self.T), 0, self.N - 1).astype(jnp.int32)
@@ -158,6 +175,14 @@ class VPSDE(SDE):
         log_alpha = -0.5 * self.integrated_beta(t)
         return jnp.exp(log_alpha), jnp.sqrt(-jnp.expm1(2 * log_alpha))
 
+    def noise_level(self, t: float) -> float:
+        """sigma(t) = sqrt(exp(B(t)) - 1)."""
+        return math.sqrt(math.expm1(self.integrated_beta(float(t))))
+
+    def time_of_noise_level(self, sigma: float) -> float:
+        """B(t) = log(1 + sigma^2), solved for t."""
+        return _time_of_integrated_beta(self, math.log1p(float(sigma) ** 2))
+
     @property
     def prior_std(self) -> float:
         return 1.0
@@ -225,6 +250,17 @@ class SubVPSDE(SDE):
         b = self.integrated_beta(t)
         return jnp.exp(-0.5 * b), -jnp.expm1(-b)
 
+    def noise_level(self, t: float) -> float:
+        """sigma(t) = (1 - exp(-B)) / exp(-B / 2)."""
+        b = self.integrated_beta(float(t))
+        return -math.expm1(-b) / math.exp(-0.5 * b)
+
+    def time_of_noise_level(self, sigma: float) -> float:
+        """alpha = (sqrt(sigma^2 + 4) - sigma) / 2 solves sigma alpha = 1 - alpha^2; B = -2 log alpha."""
+        sigma = float(sigma)
+        alpha = 2.0 / (math.sqrt(sigma**2 + 4.0) + sigma)  # = (sqrt(sigma^2 + 4) - sigma) / 2
+        return _time_of_integrated_beta(self, -2.0 * math.log(alpha))
+
     @property
     def prior_std(self) -> float:
         return 1.0
@@ -262,6 +298,12 @@ class VESDE(SDE):
     def marginal_coeffs(self, t):
         return jnp.ones_like(t), self.sigma(t)
 
+    def noise_level(self, t: float) -> float:
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** float(t)
+
+    def time_of_noise_level(self, sigma: float) -> float:
+        return math.log(float(sigma) / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
+
     @property
     def prior_std(self) -> float:
         return self.sigma_max
@@ -277,6 +319,14 @@ class VESDE(SDE):
         sigma = sigmas[i]
         adjacent = jnp.where(i == 0, jnp.zeros_like(sigma), sigmas[jnp.maximum(i - 1, 0)])
         return jnp.zeros_like(x), jnp.sqrt(sigma**2 - adjacent**2)
+
+
+def _time_of_integrated_beta(sde: VPSDE | SubVPSDE, b: float) -> float:
+    """The t >= 0 with beta_min t + (beta_max - beta_min) t^2 / 2 = b."""
+    slope = sde.beta_max - sde.beta_min
+    if slope == 0:
+        return b / sde.beta_min
+    return 2.0 * b / (sde.beta_min + math.sqrt(sde.beta_min**2 + 2.0 * slope * b))
 
 
 def get_sde(name: str, **kwargs) -> SDE:

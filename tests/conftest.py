@@ -30,3 +30,21 @@ def trained_digits(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("digits_cond"))
     modes.run("train", c, workdir, stream=io.StringIO())
     return c, workdir
+
+
+@pytest.fixture(scope="session")
+def trained_digits_edm(tmp_path_factory):
+    """configs/digits/edm.py (the class-conditional digits DDPM++ with EDM's loss and
+    preconditioning) trained for 600 steps like `trained_digits`: (config, workdir)."""
+    import io
+
+    from configs.digits import edm
+    from score_sde import modes
+
+    c = edm.get_config()
+    t = c.training
+    t.n_iters = t.snapshot_freq = t.eval_freq = 600
+    t.snapshot_sampling = False
+    workdir = str(tmp_path_factory.mktemp("digits_edm"))
+    modes.run("train", c, workdir, stream=io.StringIO())
+    return c, workdir

@@ -28,6 +28,9 @@ NCSNV2_CIFAR10 = 29_694_083
 
 PUBLISHED = {
     "vp/cifar10_ddpmpp_continuous.py": DDPMPP,
+    "edm/cifar10_ddpmpp_edm.py": DDPMPP,
+    "edm/cifar10_ddpmpp_vp.py": DDPMPP,
+    "edm/cifar10_ddpmpp_ve.py": DDPMPP,
     "vp/cifar10_ddpmpp.py": DDPMPP,
     "subvp/cifar10_ddpmpp_continuous.py": DDPMPP,
     "vp/cifar10_ddpmpp_deep_continuous.py": DDPMPP_DEEP,
@@ -64,6 +67,10 @@ SETTINGS = {
     "default.py": ("vpsde", True, "mlp", 0.99, "reverse_diffusion", "langevin", 0.16, 1, 500, None),
     "digits/conditional.py": ("vpsde", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
     "digits/ddpmpp.py": ("vpsde", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
+    "digits/edm.py": ("vesde", True, "ncsnpp", 0.99, "reverse_diffusion", "none", 0.16, 1, 200, 80.0),
+    "edm/cifar10_ddpmpp_edm.py": ("vesde", True, "ncsnpp", 0.9999, "reverse_diffusion", "none", 0.16, 1, 1000, 80.0),
+    "edm/cifar10_ddpmpp_ve.py": ("vesde", True, "ncsnpp", 0.9999, "reverse_diffusion", "none", 0.16, 1, 1000, 80.0),
+    "edm/cifar10_ddpmpp_vp.py": ("vesde", True, "ncsnpp", 0.9999, "reverse_diffusion", "none", 0.16, 1, 1000, 80.0),
     "subvp/cifar10_ddpm_continuous.py": ("subvpsde", True, "ddpm", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "subvp/cifar10_ddpmpp_continuous.py": ("subvpsde", True, "ncsnpp", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "subvp/cifar10_ddpmpp_deep_continuous.py": ("subvpsde", True, "ncsnpp", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
@@ -114,6 +121,10 @@ DATA_AND_SCHEDULE = {
     "default.py": ("toy/gmm", None, 2, False, True, 512, 3000, 2e-3),
     "digits/conditional.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "digits/ddpmpp.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
+    "digits/edm.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
+    "edm/cifar10_ddpmpp_edm.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
+    "edm/cifar10_ddpmpp_ve.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
+    "edm/cifar10_ddpmpp_vp.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
     "subvp/cifar10_ddpm_continuous.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
     "subvp/cifar10_ddpmpp_continuous.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
     "subvp/cifar10_ddpmpp_deep_continuous.py": ("CIFAR10", None, 32, True, True, 128, 950001, 2e-4),
@@ -245,9 +256,23 @@ def test_config_resolves_to_the_published_settings(rel):
     d = cfg.data
     got = (d.dataset, d.category, d.shape[0], d.centered, t.reduce_mean, t.batch_size, t.n_iters)
     assert got + (cfg.optim.lr,) == DATA_AND_SCHEDULE[rel]
-    assert (s.method, s.noise_removal, s.probability_flow) == ("pc", True, False)
+    edm = t.loss == "edm"  # EDM's loss and Heun sampler (configs/edm, digits/edm.py)
+    assert (s.method, s.noise_removal, s.probability_flow) == (
+        "edm_heun" if edm else "pc",
+        True,
+        False,
+    )
     assert not t.likelihood_weighting and cfg.condition.task == "none"
-    if t.sde == "vesde":
+    assert (m.preconditioning != "none") == edm
+    if edm:
+        assert (m.sigma_min, m.sigma_max, m.embedding_type, t.P_mean, t.P_std) == (
+            0.002,
+            80.0,
+            "positional",
+            -1.2,
+            1.2,
+        )
+    elif t.sde == "vesde":
         assert m.sigma_min == 0.01
         assert m.scale_by_sigma == (m.name != "ncsn")  # NCSN v1: conditional instance norms
     else:
@@ -286,7 +311,8 @@ def test_config_writes_no_dead_field(rel):
     family = config_lib.model_class(config.model.name)
     assert not model & DEAD_MODEL_FIELDS[family], f"{family.__name__} never reads these"
     assert not model & {"sigma_begin"}, "NCSN's name of sigma_max"
-    assert "loss" not in config.training and "tfrecords_path" not in config.data
+    # training.loss names the objective ('edm'); the originals' SDE names there mean nothing
+    assert config.training.get("loss") in (None, "edm") and "tfrecords_path" not in config.data
     # the SDE's parameters belong to their SDE: VP / sub-VP read beta, VE reads sigma
     if config.training.sde == "vesde":
         assert not model & {"beta_min", "beta_max"}

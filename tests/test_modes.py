@@ -111,6 +111,11 @@ def test_eval_mode_writes_results_and_pictures(run):
         ("pc", "none", "ald"),
         ("pc", "none", "langevin"),
         ("ode", "none", "none"),
+        ("edm_heun", "none", "none"),
+        ("dpmpp_2m", "none", "none"),
+        ("dpmpp_3m", "none", "none"),
+        ("dpmpp_2m_sde", "none", "none"),
+        ("ddim", "none", "none"),
     ],
 )
 def test_sample_mode_any_sampler_across_devices(run, method, predictor, corrector):
@@ -164,3 +169,17 @@ def test_sample_mode_on_one_and_four_devices_agree_with_the_langevin_corrector(r
     assert np.isfinite(one).all() and np.std(one) > 0.1
     # the same draws, up to the order of floating-point reductions across devices
     np.testing.assert_allclose(one, four, rtol=1e-3, atol=1e-3)
+
+
+def test_eval_mode_with_few_step_samplers_reports_their_exact_nfe(run):
+    workdir, _ = run
+    c = tiny_config()
+    c.eval.samplers = ("edm_heun", "dpmpp_2m", "ddim")
+    c.eval.enable_loss = c.eval.enable_bpd = False
+    c.sampling.num_steps = 6
+    (results,) = modes.run("eval", c, workdir, stream=io.StringIO())
+    # 6 noise levels: Heun 2 * 5 + 1 (the final denoising step), 2M and DDIM 5 + 1
+    assert (results["nfe_edm_heun"], results["nfe_dpmpp_2m"], results["nfe_ddim"]) == (11, 6, 6)
+    for method in c.eval.samplers:
+        saved = np.load(os.path.join(workdir, "eval", "8", f"{method}.npz"))["samples"]
+        assert saved.shape == (64, 2) and np.isfinite(saved).all()
