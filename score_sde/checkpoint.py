@@ -4,48 +4,279 @@ Layout under the work directory:
     checkpoints/<step>/        snapshots every config.training.snapshot_freq steps, all kept
     checkpoints-meta/<step>/   one rolling preemption checkpoint (every snapshot_freq_for_preemption
                                steps and on SIGTERM), only the newest kept
-Resuming restores the newest of the two. Writes are atomic (orbax renames a finished temporary
-directory), so a process killed mid-save leaves the previous checkpoint intact.
+    <kind>/<step>/state/       the train state (orbax StandardSave)
+    <kind>/<step>/checksums/   {leaf name: shape, dtype, crc32 of its bytes} (orbax JsonSave), part
+                               of the same atomic checkpoint; checkpoints written before checksums
+                               were added hold one `default/` item and restore unverified
+    checkpoints-damaged/       damaged steps that a resumed run had to write again, moved aside
+
+Writes are atomic (orbax renames a finished temporary directory), so a process killed mid-save
+leaves the previous checkpoint intact. `save` refuses a state with NaN, Inf or absurd values
+(FloatingPointError naming the last good checkpoint; nothing is written).
+
+`restore(like)` takes the newest intact checkpoint of either kind: a step directory that is empty
+or stray, has a missing or truncated file, or whose arrays do not match their checksums is
+skipped with one line naming it and the reason, and the next newest is tried. Damage is told
+apart from another config by reading the metadata first: leaves or shapes other than those of
+`like` (in orbax's metadata and the checksum list alike) raise ValueError, without falling back.
+`restore(like, step)` never falls back. Restoring deletes and moves nothing; orbax's own log lines
+and its reader threads' tracebacks are kept off the terminal (absl `--verbosity=1` shows them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import io
+import logging as py_logging
 import os
+import re
+import sys
+import threading
+import time
+import warnings
+import zlib
+from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from score_sde import fs
+
 SNAPSHOT_DIR = "checkpoints"
 PREEMPTION_DIR = "checkpoints-meta"
+DAMAGED_DIR = "checkpoints-damaged"  # where `save` moves a damaged step it has to rewrite
+STATE_ITEM, CHECKSUM_ITEM, LEGACY_ITEM = "state", "checksums", "default"
+CHECKSUM_FORMAT = "score_sde.checksums/1"
+# |x| above this in a float array of the state is divergence, not a trained network (squared,
+# it overflows float32).
+ABSURD = 1e30
 
 
-def _abstract(tree):
-    """ShapeDtypeStructs (with shardings) to restore into: the arrays land where `tree` lives."""
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-        tree,
-    )
+class _Damaged(Exception):
+    """One checkpoint cannot be read back intact; the message is the reason."""
+
+
+class DamagedCheckpointError(ValueError):
+    """No intact checkpoint to restore (the one asked for, or any); `damaged` lists
+    (path, reason) of those tried. A ValueError, so the launcher prints it as one line."""
+
+    def __init__(self, message: str, damaged: list[tuple[str, str]]):
+        super().__init__(message)
+        self.damaged = damaged
+
+
+# ------------------------------------------------------------------------------- leaves
+
+
+def _name(path) -> str:
+    """Dotted name of a leaf, as orbax names it: `params.hidden.0.kernel.value`."""
+    parts = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return ".".join(parts)
+
+
+def _named_leaves(tree) -> dict:
+    return {_name(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _host(x) -> np.ndarray | None:
+    """The host copy of a leaf (one replica of a replicated array), None when this process does
+    not hold all of it."""
+    if isinstance(x, jax.Array):
+        if x.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        if x.is_fully_addressable:
+            return np.asarray(x)
+        return None
+    return np.asarray(x)
+
+
+def _crc32(a: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+
+
+def _names(path: str) -> set[str]:
+    """The entries of directory `path` (local or remote); OSError if it cannot be listed."""
+    return {p.name for p in fs.path(path).iterdir()}
+
+
+def checksums(tree) -> dict:
+    """{leaf name: {"shape", "dtype", "crc32"}} of the arrays of `tree`; crc32 is None for an array
+    spread over several processes (not verified)."""
+    out = {}
+    for name, x in _named_leaves(tree).items():
+        a = _host(x)
+        out[name] = {
+            "shape": [int(d) for d in np.shape(x)],
+            "dtype": jnp.dtype(x.dtype if a is None else a.dtype).name,
+            "crc32": None if a is None else _crc32(a),
+        }
+    return out
+
+
+@jax.jit
+def _bad_leaves(leaves):
+    """[n] bool: leaf i holds NaN, Inf or |x| > ABSURD. One device call for the whole state."""
+    return jnp.stack([~jnp.all(jnp.abs(x) <= ABSURD) for x in leaves])
+
+
+def nonfinite_leaves(tree) -> list[str]:
+    """Names of the float arrays of `tree` holding NaN, Inf or |x| > ABSURD."""
+    named = {
+        n: x
+        for n, x in _named_leaves(tree).items()
+        if jnp.issubdtype(getattr(x, "dtype", np.float32), jnp.inexact)
+    }
+    if not named:
+        return []
+    bad = _host(_bad_leaves(list(named.values())))
+    return [n for n, b in zip(named, bad, strict=True) if b]
+
+
+def _abstract(tree, dtypes: dict | None = None):
+    """ShapeDtypeStructs (with shardings) to restore into: the arrays land where `tree` lives;
+    `dtypes` ({name: dtype}) overrides the dtype leaf by leaf (the dtype they were saved in)."""
+
+    def one(path, x):
+        dtype = (dtypes or {}).get(_name(path), x.dtype)
+        return jax.ShapeDtypeStruct(x.shape, dtype, sharding=getattr(x, "sharding", None))
+
+    return jax.tree_util.tree_map_with_path(one, tree)
+
+
+# ------------------------------------------------------------------------------- quiet orbax
 
 
 @contextlib.contextmanager
 def _quiet():
-    """absl (orbax) log messages below ERROR are dropped inside the block."""
+    """absl (orbax) log messages are dropped inside the block (orbax's managers warn about options
+    read-only ones ignore, and log an ERROR for a step whose _CHECKPOINT_METADATA they cannot
+    parse, which `restore` does not need)."""
     level = logging.get_verbosity()
-    logging.set_verbosity(logging.ERROR)
+    logging.set_verbosity(logging.FATAL)
     try:
         yield
     finally:
         logging.set_verbosity(level)
 
 
+@contextlib.contextmanager
+def _silenced(settle: float = 0.5, patience: float = 3.0):
+    """Keeps orbax's noise about a damaged checkpoint off the terminal: its absl log lines, the
+    asyncio "Future exception was never retrieved" records, "coroutine ... was never awaited"
+    warnings, and the tracebacks its abandoned reads print from TensorStore threads ("Event loop
+    is closed") when they finish after the failed restore closed its event loop.
+
+    Python-level stderr is captured for the block and, after a failure, until nothing more has
+    been written for `settle` seconds (at most `patience`); the text goes to absl's debug log.
+    Used around reads only (at start-up, when no other thread prints)."""
+    level = logging.get_verbosity()
+    asyncio_logger = py_logging.getLogger("asyncio")
+    saved = asyncio_logger.disabled, sys.unraisablehook, threading.excepthook, sys.stderr
+    captured, failed = io.StringIO(), False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.set_verbosity(logging.FATAL)
+        asyncio_logger.disabled = True
+        sys.unraisablehook = threading.excepthook = lambda _: None
+        sys.stderr = captured
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            try:
+                gc.collect()  # abandoned coroutines report now, not at exit
+                size, quiet_since = captured.tell(), time.monotonic()
+                deadline = quiet_since + patience
+                while (failed or size) and time.monotonic() < deadline:
+                    if time.monotonic() - quiet_since >= settle:
+                        break
+                    time.sleep(0.05)
+                    gc.collect()
+                    if captured.tell() != size:
+                        size, quiet_since = captured.tell(), time.monotonic()
+            finally:
+                asyncio_logger.disabled, sys.unraisablehook, threading.excepthook = saved[:3]
+                sys.stderr = saved[3]
+                logging.set_verbosity(level)
+                if captured.tell():
+                    logging.debug(
+                        "orbax output while reading a checkpoint:\n%s", captured.getvalue()
+                    )
+
+
+def _reason(e: BaseException) -> str:
+    """One short line for an orbax / TensorStore error: its deepest cause, without the spec."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    text = " ".join(str(e).split()).split(" See full TensorStore details")[0]
+    text = re.sub(r' in OCDBT database at local file "[^"]*"', "", text)
+    if len(text) > 200:
+        text = text[:200].rsplit(" ", 1)[0] + " ..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _attempt(what: str, fn: Callable):
+    """(fn(), None), or (None, "what (reason)") when it raises. Nothing of the exception is kept:
+    its traceback holds orbax's abandoned coroutines, which must be collected inside _silenced."""
+    try:
+        return fn(), None
+    except Exception as e:  # noqa: BLE001 - orbax and TensorStore raise many types; one reason
+        return None, f"{what} ({_reason(e)})"
+
+
+def _print_warning(line: str) -> None:
+    if jax.process_index() == 0:
+        print("warning: " + line, file=sys.stderr, flush=True)
+
+
+def _any_process(flag: bool) -> bool:
+    """True on every process when `flag` is True on any (checkpoint decisions must agree)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(np.asarray(multihost_utils.process_allgather(np.int32(flag))).max())
+
+
+# ------------------------------------------------------------------------------- Checkpoints
+
+
 class Checkpoints:
     """Snapshot and preemption CheckpointManagers over one work directory; a context manager
-    (`with Checkpoints(workdir) as ckpts:`) that finishes pending saves and closes on exit."""
+    (`with Checkpoints(workdir) as ckpts:`) that finishes pending saves and closes on exit.
 
-    def __init__(self, workdir: str, *, read_only: bool = False):
-        workdir = os.path.abspath(workdir)
+    `warn(line)` receives the one line per checkpoint problem (a skipped damaged checkpoint, an
+    unverified old one, a damaged one moved aside to be rewritten); default: stderr of process 0.
+    After a restore, `last_restored_step` / `last_restored_path` say which checkpoint was used and
+    `skipped` lists (path, reason) of the newer ones that were not.
+    """
+
+    def __init__(
+        self, workdir: str, *, read_only: bool = False, warn: Callable[[str], None] | None = None
+    ):
+        self.workdir = workdir = os.fspath(fs.path(workdir))
+        self.read_only = read_only
+        self.warn = warn or _print_warning
+        self.last_restored_step: int | None = None
+        self.last_restored_path: str | None = None
+        self.skipped: list[tuple[str, str]] = []
+        self._damaged: dict[str, str] = {}  # path -> reason, found by this instance
+        self._reported: set[str] = set()
+        self._saved: dict[str, int] = {}  # path -> step, written by this instance
+        self._last_saved: str | None = None
         with _quiet():  # read-only managers warn about options they ignore
             self._open(workdir, read_only)
 
@@ -63,55 +294,338 @@ class Checkpoints:
             ),
         )
 
-    def save(self, step: int, state, *, snapshot: bool) -> None:
-        """Saves `state` (a pytree of arrays) as a snapshot or the rolling preemption one."""
-        manager = self.snapshots if snapshot else self.preemption
-        if step in manager.all_steps():
-            return
-        manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    # --------------------------------------------------------------------------- listing
+
+    @staticmethod
+    def _path(manager, step: int) -> str:
+        return os.path.join(str(manager.directory), str(step))
+
+    def _on_disk(self) -> list[tuple[int, str]]:
+        """(step, path) of every step directory orbax lists, newest first (a snapshot before a
+        preemption checkpoint of the same step)."""
+        out = []
+        for rank, manager in enumerate((self.snapshots, self.preemption)):
+            out += [(s, -rank, self._path(manager, s)) for s in manager.all_steps()]
+        return [(s, p) for s, _, p in sorted(out, reverse=True)]
+
+    def _complete(self, path: str) -> bool:
+        """Cheap structural check: written by this instance, or a directory with a state item."""
+        if path in self._saved:
+            return True
+        try:
+            names = _names(path)
+        except OSError:
+            return False
+        return STATE_ITEM in names or LEGACY_ITEM in names
 
     def latest_step(self) -> int | None:
-        steps = [s for m in (self.snapshots, self.preemption) if (s := m.latest_step()) is not None]
-        return max(steps) if steps else None
+        """The newest step of either kind whose directory holds a checkpoint (empty or stray step
+        directories are passed over; the arrays are checked by `restore`)."""
+        return next((s for s, p in self._on_disk() if self._complete(p)), None)
 
     def snapshot_steps(self) -> list[int]:
-        return sorted(self.snapshots.all_steps())
+        return sorted(
+            s for s in self.snapshots.all_steps() if self._complete(self._path(self.snapshots, s))
+        )
+
+    def last_good(self) -> str | None:
+        """The newest checkpoint known to be good: the last one this instance saved or restored
+        (whichever is newer), else the newest complete one on disk (not verified)."""
+        return self._known_good() or next(
+            (p for _, p in self._on_disk() if self._complete(p)), None
+        )
+
+    def _known_good(self) -> str | None:
+        known = [(step, path) for path, step in self._saved.items() if path == self._last_saved]
+        if self.last_restored_path is not None:
+            known.append((self.last_restored_step, self.last_restored_path))
+        return max(known)[1] if known else None
+
+    # --------------------------------------------------------------------------- saving
+
+    def save(self, step: int, state, *, snapshot: bool) -> None:
+        """Saves `state` (a pytree of arrays) with the checksums of its arrays, as a snapshot or
+        the rolling preemption one.
+
+        Raises FloatingPointError, writing nothing, when a float array holds NaN, Inf or
+        |x| > ABSURD. A step already on disk is kept (not rewritten) unless this instance found it
+        damaged: then it is moved to <workdir>/checkpoints-damaged/ (an empty directory is
+        removed) and the step is written anew.
+        """
+        bad = nonfinite_leaves(state)
+        if bad:
+            good = self._known_good()
+            if good is None and (good := self.last_good()) is not None:
+                good += " (the newest on disk)"
+            raise FloatingPointError(
+                f"refusing to save step {step}: {bad[0]}"
+                + (f" (and {len(bad) - 1} more arrays)" if len(bad) > 1 else "")
+                + f" holds NaN, Inf or values beyond {ABSURD:g}: training diverged; nothing was "
+                "written. The last good checkpoint is "
+                + (good or "none (no checkpoint yet)")
+                + "; lower config.optim.lr, set config.optim.grad_clip, or check the data"
+            )
+        manager = self.snapshots if snapshot else self.preemption
+        self._clear_damaged(manager, step, rolling=not snapshot)
+        if step in manager.all_steps():
+            return
+        args = ocp.args.Composite(
+            **{
+                STATE_ITEM: ocp.args.StandardSave(state),
+                CHECKSUM_ITEM: ocp.args.JsonSave(
+                    {"format": CHECKSUM_FORMAT, "algorithm": "crc32", "leaves": checksums(state)}
+                ),
+            }
+        )
+        manager.save(step, args=args, force=True)
+        path = self._path(manager, step)
+        self._saved[path] = step
+        self._last_saved = path
+
+    def _clear_damaged(self, manager, step: int, *, rolling: bool) -> None:
+        """Moves aside the damaged step directories that would block saving `step`: the same step,
+        and for the rolling slot any newer one (orbax would keep it and drop the new save)."""
+        blocking = [
+            s
+            for s in manager.all_steps()
+            if (s == step or (rolling and s > step))
+            and ((p := self._path(manager, s)) in self._damaged or not self._complete(p))
+        ]
+        if not blocking:
+            return
+        for s in blocking:
+            path = self._path(manager, s)
+            if jax.process_index() == 0:
+                if fs.path(path).is_dir() and not _names(path):
+                    fs.path(path).rmdir()
+                    self._warn(path, f"removed the empty step directory {path} to save step {step}")
+                elif fs.path(path).is_dir():
+                    base = os.path.join(
+                        self.workdir, DAMAGED_DIR, os.path.basename(str(manager.directory)), str(s)
+                    )
+                    dest, n = base, 1
+                    while fs.path(dest).exists():
+                        n += 1
+                        dest = f"{base}~{n}"
+                    fs.path(dest).parent.mkdir(parents=True, exist_ok=True)
+                    fs.path(path).rename(dest)
+                    reason = self._damaged.get(path, "not a complete checkpoint")
+                    self._warn(path, f"moved the damaged checkpoint {path} ({reason}) to {dest}")
+            self._damaged.pop(path, None)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"score_sde checkpoint clear {step}")
+        manager.reload()
+
+    # --------------------------------------------------------------------------- restoring
 
     def restore(self, like, step: int | None = None):
-        """Restores checkpoint `step` (default: the newest) shaped and sharded like `like`.
+        """Restores checkpoint `step` (default: the newest intact one) shaped and sharded like
+        `like` (a pytree of arrays or ShapeDtypeStructs).
 
-        Returns None when there is no checkpoint.
+        Returns None when there is no checkpoint. With step=None a damaged checkpoint (empty or
+        stray directory, missing or truncated file, checksum mismatch) is skipped with one `warn`
+        line and the next newest is tried; when none is intact, one DamagedCheckpointError (a
+        ValueError) names each. An explicit `step` that is damaged raises DamagedCheckpointError.
+        A checkpoint written with another config (other leaves or shapes than `like`) raises a
+        plain ValueError without trying older ones. Nothing is deleted or moved.
         """
         self.wait()
-        if step is None:
-            step = self.latest_step()
-            if step is None:
-                return None
-        for manager in (self.snapshots, self.preemption):
-            if step in manager.all_steps():
-                try:
-                    return manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
-                except Exception as e:  # noqa: BLE001 - orbax raises many types; one message
-                    path = os.path.join(str(manager.directory), str(step))
-                    cause = " ".join(str(e).split())[:300]
-                    raise ValueError(
-                        f"checkpoint {path} cannot be restored into this config's train state "
-                        f"({type(e).__name__}: {cause}); it is damaged or was written with "
-                        "another config: rerun with the config it was trained with (saved as "
-                        "config.json in the work directory), or use a fresh --workdir"
-                    ) from None
-        raise ValueError(
-            f"no checkpoint at step {step}; available: {sorted(self.snapshots.all_steps())} "
-            f"(snapshots), {sorted(self.preemption.all_steps())} (preemption)"
+        self.skipped = []
+        candidates = self._on_disk()
+        if step is not None:
+            candidates = [(s, p) for s, p in candidates if s == step]
+            if not candidates:
+                raise ValueError(
+                    f"no checkpoint at step {step}; available: {self.snapshot_steps()} "
+                    f"(snapshots), {self._steps(self.preemption)} (preemption)"
+                )
+        elif not candidates:
+            return None
+        skipped = []
+        for s, path in candidates:
+            try:
+                (state, verified), reason = self._restore_path(path, like), None
+            except _Damaged as e:
+                state, verified, reason = None, False, str(e)
+            if _any_process(reason is not None):  # every process takes the same checkpoint
+                reason = reason or "damaged as read by another process"
+                self._damaged[path] = reason
+                skipped.append((path, reason))
+                continue
+            for p, r in skipped:
+                self._warn(p, f"skipped checkpoint {p}: {r} (nothing was deleted)")
+            if not verified:
+                self._warn(
+                    path,
+                    f"checkpoint {path} has no checksums (written before they were added): "
+                    "restored it unverified",
+                )
+            self.skipped = skipped
+            self.last_restored_step, self.last_restored_path = s, path
+            return state
+        self.skipped = skipped
+        if step is not None:
+            (path, reason), others = skipped[0], skipped[1:]
+            also = "".join(f"; so is its copy {p} ({r})" for p, r in others)
+            raise DamagedCheckpointError(
+                f"checkpoint {path} cannot be restored: it is damaged ({reason}){also}. "
+                f"Nothing was deleted; restore another step (snapshots: {self.snapshot_steps()}, "
+                f"preemption: {self._steps(self.preemption)}), or omit the step for the newest "
+                "intact one",
+                skipped,
+            )
+        listing = "; ".join(f"{p} ({r})" for p, r in skipped)
+        raise DamagedCheckpointError(
+            f"no checkpoint in {self.workdir} can be restored, every one is damaged: {listing}. "
+            "Nothing was deleted; restore the files from a backup, or use a fresh --workdir",
+            skipped,
         )
+
+    def restore_newest(self, like):
+        """(state, step) of the newest intact checkpoint (see `restore`), or (None, None)."""
+        state = self.restore(like)
+        return state, (None if state is None else self.last_restored_step)
+
+    def _steps(self, manager) -> list[int]:
+        return sorted(s for s in manager.all_steps() if self._complete(self._path(manager, s)))
+
+    def _warn(self, path: str, line: str) -> None:
+        key = f"{path}\0{line}"
+        if key not in self._reported:
+            self._reported.add(key)
+            self.warn(line)
+
+    def _restore_path(self, path: str, like):
+        """(the state in step directory `path`, whether checksums verified it); _Damaged if it
+        cannot be read back intact, ValueError if it was written for another tree than `like`."""
+        names, error = _attempt("unreadable directory", lambda: _names(path))
+        if error:
+            raise _Damaged(error)
+        if not names:
+            raise _Damaged("empty directory, not a checkpoint")
+        if STATE_ITEM in names:
+            item, legacy = STATE_ITEM, False
+        elif LEGACY_ITEM in names:
+            item, legacy = LEGACY_ITEM, True
+        else:
+            raise _Damaged(f"no {STATE_ITEM}/ item in it, not a finished checkpoint")
+        checkpointer = ocp.Checkpointer(
+            ocp.CompositeCheckpointHandler(
+                **{
+                    item: ocp.StandardCheckpointHandler(),
+                    CHECKSUM_ITEM: ocp.JsonCheckpointHandler(),
+                }
+            )
+        )
+        try:
+            with _silenced():
+                saved = self._saved_leaves(checkpointer, path, item)
+                sums = None if legacy else self._read_checksums(checkpointer, path, saved)
+                self._check_fits(path, saved, like)
+                target = _abstract(like, {n: dtype for n, (_, dtype) in saved.items()})
+                args = ocp.args.Composite(**{item: ocp.args.StandardRestore(target)})
+                restored, error = _attempt(
+                    "unreadable array data", lambda: checkpointer.restore(path, args=args)[item]
+                )
+                if error:
+                    raise _Damaged(error)
+        finally:
+            checkpointer.close()
+        if sums is not None:
+            self._verify(restored, sums)
+        state = jax.tree.map(
+            lambda x, t: x if x.dtype == t.dtype else x.astype(t.dtype), restored, _abstract(like)
+        )
+        return state, sums is not None
+
+    @staticmethod
+    def _saved_leaves(checkpointer, path: str, item: str) -> dict:
+        """{leaf name: (shape, dtype)} from orbax's metadata of `item`."""
+
+        def read():
+            tree = checkpointer.metadata(path).item_metadata[item]
+            leaves = jax.tree_util.tree_flatten_with_path(getattr(tree, "tree", tree))[0]
+            return {_name(p): (tuple(m.shape), jnp.dtype(m.dtype)) for p, m in leaves}
+
+        out, error = _attempt("unreadable metadata", read)
+        if error:
+            raise _Damaged(error)
+        if not out:
+            raise _Damaged("unreadable metadata (no arrays listed)")
+        return out
+
+    @staticmethod
+    def _read_checksums(checkpointer, path: str, saved: dict) -> dict:
+
+        def read():
+            args = ocp.args.Composite(**{CHECKSUM_ITEM: ocp.args.JsonRestore()})
+            sums = checkpointer.restore(path, args=args)[CHECKSUM_ITEM]["leaves"]
+            return sums, {n: (tuple(v["shape"]), jnp.dtype(v["dtype"])) for n, v in sums.items()}
+
+        value, error = _attempt("missing or unreadable checksums", read)
+        if error:
+            raise _Damaged(error)
+        sums, listed = value
+        if listed != saved:
+            raise _Damaged("its checksums and orbax metadata list different arrays")
+        return sums
+
+    @staticmethod
+    def _check_fits(path: str, saved: dict, like) -> None:
+        """ValueError when the checkpoint's leaves or shapes are not those of `like`."""
+        want = {n: tuple(np.shape(x)) for n, x in _named_leaves(like).items()}
+        have = {n: shape for n, (shape, _) in saved.items()}
+        if want == have:
+            return
+        only_ckpt = sorted(set(have) - set(want))
+        only_here = sorted(set(want) - set(have))
+        shapes = [n for n in sorted(set(have) & set(want)) if have[n] != want[n]]
+        if shapes:
+            n = shapes[0]
+            detail = f"{n} has shape {have[n]} in the checkpoint but {want[n]} here"
+        else:
+            detail = (
+                f"{len(only_ckpt)} arrays only in the checkpoint (e.g. "
+                f"{only_ckpt[0] if only_ckpt else '-'}), {len(only_here)} only here (e.g. "
+                f"{only_here[0] if only_here else '-'})"
+            )
+        raise ValueError(
+            f"checkpoint {path} cannot be restored into this config's train state ({detail}); "
+            "it was written with another config: rerun with the config it was trained with "
+            "(saved as config.json in the work directory), or use a fresh --workdir"
+        )
+
+    @staticmethod
+    def _verify(restored, sums: dict) -> None:
+        bad = [
+            n
+            for n, x in _named_leaves(restored).items()
+            if sums[n]["crc32"] is not None
+            and (a := _host(x)) is not None
+            and _crc32(a) != sums[n]["crc32"]
+        ]
+        if bad:
+            more = f" and {len(bad) - 1} more arrays" if len(bad) > 1 else ""
+            raise _Damaged(f"checksum mismatch in {bad[0]}{more}")
+
+    # --------------------------------------------------------------------------- lifetime
+
+    def refresh(self) -> None:
+        """Re-reads the step directories (checkpoints another process wrote since opening)."""
+        self.snapshots.reload()
+        self.preemption.reload()
 
     def wait(self) -> None:
         self.snapshots.wait_until_finished()
         self.preemption.wait_until_finished()
 
     def close(self) -> None:
-        self.snapshots.close()
-        self.preemption.close()
+        try:
+            self.snapshots.close()
+        finally:
+            self.preemption.close()
 
     def __enter__(self) -> Checkpoints:
         return self

@@ -55,39 +55,46 @@ class Schedule:
 
 
 class Preemption:
-    """Turns SIGTERM into a flag the loop checks between dispatches (all processes agree)."""
+    """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks between dispatches; all
+    processes agree on it (one all-gather per dispatch), so they stop after the same step."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.requested = False
-        self._previous = None
+        self.signum: int | None = None
+        self._previous: dict = {}
 
     def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: no handler, no preemption saves
-            self._previous = None
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handler, no preemption saves
+                pass
         return self
 
     def _handle(self, signum, frame):
-        self.requested = True
+        self.signum = signum
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
-    def any_process(self) -> bool:
-        return parallel.any_process(self.requested)
+    def any_process(self) -> int | None:
+        """The signal number if any process received one (the largest), else None."""
+        return parallel.max_over_processes(self.signum or 0) or None
 
 
 def _crossed(old: int, new: int, freq: int | None) -> bool:
     return freq is not None and new // freq > old // freq
 
 
-def finite_or_raise(value: float, what: str, step: int) -> None:
+def finite_or_raise(value: float, what: str, step: int, last_good: str | None = None) -> None:
+    """Raises FloatingPointError naming `last_good` (a checkpoint path) when `value` is NaN/Inf."""
     if not np.isfinite(value):
+        kept = f"{last_good} is kept untouched" if last_good else "no checkpoint was written yet"
         raise FloatingPointError(
-            f"{what} is {value} at step {step}: training diverged. The last good checkpoint is "
-            "kept untouched; lower config.optim.lr, set config.optim.grad_clip, or check the data."
+            f"{what} is {value} at step {step}: training diverged. The last good checkpoint "
+            f"{kept}; lower config.optim.lr, set config.optim.grad_clip, or check the data."
         )
 
 
@@ -103,7 +110,8 @@ def run(
     on_snapshot: Callable[[object, int], None] | None = None,
     what: str = "the training loss",
 ):
-    """Trains from state.step to schedule.n_iters; returns (state, preempted).
+    """Trains from state.step to schedule.n_iters; returns (state, the signal number that
+    stopped it early after a preemption checkpoint, or None).
 
     `train_steps(state, batches)` runs len(batches) steps (train.make_train_steps); `dataset`
     has `.batch(step)` -> this process's rows of global batch `step`; `ckpts` a
@@ -120,27 +128,34 @@ def run(
             losses = parallel.to_host(metrics["loss"])
             bad = ~np.isfinite(losses)
             if bad.any():
-                finite_or_raise(float(losses[bad][0]), what, old + int(np.argmax(bad)) + 1)
+                at = old + int(np.argmax(bad)) + 1
+                finite_or_raise(float(losses[bad][0]), what, at, ckpts.last_good())
             last = step == sch.n_iters
             if _crossed(old, step, sch.log_freq) or last:
-                shown = {"loss": float(losses.mean())}
+                shown = {"training_loss": float(losses.mean())}
                 if "grad_norm" in metrics:
                     shown["grad_norm"] = float(parallel.to_host(metrics["grad_norm"])[-1])
                 log.progress(step, shown, batch_size=sch.batch_size)
             if evaluate is not None and (_crossed(old, step, sch.eval_freq) or last):
                 evaluate(state, step)
+            saved = False  # at most one checkpoint per step: their barriers must not collide
             if _crossed(old, step, sch.snapshot_freq) or last:
                 ckpts.save(step, state, snapshot=True)
+                saved = True
                 if on_snapshot is not None:
                     on_snapshot(state, step)
             elif _crossed(old, step, sch.snapshot_freq_for_preemption):
                 ckpts.save(step, state, snapshot=False)
-            if not last and preemption.any_process():
-                ckpts.save(step, state, snapshot=False)
+                saved = True
+            signum = None if last else preemption.any_process()
+            if signum is not None:
+                if not saved:
+                    ckpts.save(step, state, snapshot=False)
                 ckpts.wait()
+                name = signal.Signals(signum).name
                 log.info(
-                    f"SIGTERM: saved a preemption checkpoint at step {step}; rerun the same "
+                    f"{name}: saved a preemption checkpoint at step {step}; rerun the same "
                     "command to resume"
                 )
-                return state, True
-    return state, False
+                return state, signum
+    return state, None

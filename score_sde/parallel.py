@@ -34,21 +34,33 @@ class Topology:
 
 
 def maybe_initialize_distributed(
-    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    init_timeout: int = 60,
+    heartbeat_timeout: int = 60,
 ) -> None:
     """Calls `jax.distributed.initialize` when this is one of several processes.
 
     Explicit arguments (launch flags) win; otherwise the environment decides:
     SCORE_SDE_COORDINATOR / SCORE_SDE_NUM_PROCESSES / SCORE_SDE_PROCESS_ID, or a cluster JAX detects
     itself (SLURM, TPU pods, Open MPI: pass coordinator='auto'). A single process does nothing.
+    Start-up ends within `init_timeout` seconds (an unreachable coordinator, a peer that never
+    joins: one ValueError naming the coordinator); a peer that stops answering mid-run ends the
+    others after `heartbeat_timeout` seconds (JAX's coordination service).
     """
     coordinator = coordinator or os.environ.get("SCORE_SDE_COORDINATOR")
     if num_processes is None and "SCORE_SDE_NUM_PROCESSES" in os.environ:
         num_processes = int(os.environ["SCORE_SDE_NUM_PROCESSES"])
     if process_id is None and "SCORE_SDE_PROCESS_ID" in os.environ:
         process_id = int(os.environ["SCORE_SDE_PROCESS_ID"])
+    # XLA's own start-up deadline comes after the watchdog of _initialize.
+    timeouts = dict(
+        initialization_timeout=init_timeout + 30, heartbeat_timeout_seconds=heartbeat_timeout
+    )
     if coordinator == "auto":
-        jax.distributed.initialize()
+        _initialize("the cluster's coordinator (auto-detected)", init_timeout, **timeouts)
         return
     if coordinator is None:
         if (num_processes or 1) > 1:
@@ -62,7 +74,44 @@ def maybe_initialize_distributed(
             f"--coordinator={coordinator} needs --num_processes and --process_id as well "
             "(or SCORE_SDE_NUM_PROCESSES / SCORE_SDE_PROCESS_ID)"
         )
-    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+    _initialize(
+        f"{coordinator} (process {process_id} of {num_processes})",
+        init_timeout,
+        coordinator_address=coordinator,
+        num_processes=num_processes,
+        process_id=process_id,
+        **timeouts,
+    )
+
+
+def _initialize(where: str, timeout: int, **kwargs) -> None:
+    """jax.distributed.initialize, or one `error:` line and exit status 2 after `timeout` s.
+
+    XLA's own start-up timeout aborts the process with a C++ stack trace; a watchdog thread
+    (armed a little before it) prints the line that names the coordinator instead.
+    """
+    import os
+    import sys
+    import threading
+
+    def expire():
+        print(
+            f"error: multi-process start-up: no complete group within {timeout} s at the "
+            f"coordinator {where}; check that every process runs with the same --coordinator "
+            "and --num_processes, that process 0 is up and the address is reachable, or raise "
+            "--init_timeout",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(2)
+
+    watchdog = threading.Timer(timeout, expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        jax.distributed.initialize(**kwargs)
+    finally:
+        watchdog.cancel()
 
 
 def topology() -> Topology:
@@ -165,11 +214,11 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
-def any_process(flag: bool) -> bool:
-    """True on every process if `flag` is True on any of them (one all-gather)."""
+def max_over_processes(value: int) -> int:
+    """The largest of every process's `value`, on every process (one all-gather)."""
     if jax.process_count() == 1:
-        return bool(flag)
+        return int(value)
     from jax.experimental import multihost_utils
 
-    flags = multihost_utils.process_allgather(np.array(flag, np.int32))
-    return bool(np.asarray(flags).any())
+    values = multihost_utils.process_allgather(np.array(value, np.int32))
+    return int(np.asarray(values).max())

@@ -8,32 +8,117 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+
+from score_sde import fs
 
 
 def prepare(workdir: str) -> str:
-    """Creates `workdir` and checks it is writable; returns its absolute path.
-
-    Raises one ValueError naming the path and the fix.
+    """Creates `workdir` (a local path, or a gs:// / s3:// URL: score_sde.fs) and checks it is
+    writable; returns its absolute path. Raises one ValueError naming the path and the fix.
     """
     if not str(workdir).strip():
         raise ValueError("--workdir is empty; pass a directory, e.g. --workdir=./runs/mine")
-    workdir = os.path.abspath(os.path.expanduser(workdir))
+    path = fs.path(workdir)
     try:
-        os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, f".write_test_{os.getpid()}")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_test_{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
     except OSError as e:
         raise ValueError(
-            f"--workdir {workdir} is not writable ({e.strerror}); pass a directory you can write "
-            "to, e.g. --workdir=./runs/mine"
+            f"--workdir {path} is not writable ({e.strerror or e}); pass a directory you can "
+            "write to, e.g. --workdir=./runs/mine"
         ) from None
-    return workdir
+    return os.fspath(path)
 
 
 def write_json(path: str, obj) -> None:
-    """Writes `obj` as indented JSON (creating the parent directory)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2)
+    """Writes `obj` as indented JSON, atomically (creating the parent directory)."""
+    fs.write_text(path, json.dumps(obj, indent=2))
+
+
+class RunLock:
+    """One run per work directory: an exclusive lock on `<dir>/<name>` holding
+    {"host", "pid", "started"} (a context manager).
+
+    The lock is an fcntl.flock on the open file, so the operating system releases it when the
+    holder exits, however it dies (SIGKILL included): a lock file left behind by a dead run is
+    stale and is reclaimed by the next run. A clean exit removes the file. A live holder makes
+    acquire() raise one ValueError naming the host, the pid and the start time. Only process 0
+    of a multi-process run takes it (the others write nothing). flock needs a local or
+    lock-capable file system: on a remote one (gs://) there is no lock, said once on stderr.
+    """
+
+    def __init__(self, directory: str, name: str = "run.lock", enabled: bool = True):
+        self.path = os.path.join(directory, name)
+        self.enabled = enabled
+        self._file = None
+
+    def acquire(self) -> RunLock:
+        import fcntl
+        import socket
+        import time
+
+        if not self.enabled:
+            return self
+        if fs.is_remote(self.path):
+            print(
+                f"note: no run lock on {self.path} (remote file systems have none); make sure "
+                "one run at a time uses this work directory",
+                file=sys.stderr,
+            )
+            return self
+        while True:
+            f = open(self.path, "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = _describe_holder(f.read())
+                f.close()
+                raise ValueError(
+                    f"work directory {os.path.dirname(self.path)} is in use by another run "
+                    f"({holder}; lock {self.path}); wait for it to finish or stop it, or pass "
+                    "another --workdir"
+                ) from None
+            try:  # the holder we waited on may have removed the file: lock the current one
+                if os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            f.close()
+        f.seek(0)
+        f.truncate()
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        f.write(json.dumps(info))
+        f.flush()
+        self._file = f
+        return self
+
+    def release(self) -> None:
+        """Removes the lock file (a run that dies leaves it: stale, reclaimed by the next)."""
+        if self._file is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self._file.close()  # closing the descriptor releases the flock
+            self._file = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _describe_holder(text: str) -> str:
+    import time
+
+    try:
+        info = json.loads(text)
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started"]))
+        return f"pid {info['pid']} on host {info['host']}, started {started}"
+    except (ValueError, KeyError, TypeError):
+        return "a run that has not written its details yet"

@@ -136,7 +136,7 @@ def test_resume_after_sigkill_is_bit_identical_and_sigterm_saves(tmp_path):
     termed = _driver(tmp_path / "termed", "SIGTERM", 9)
     assert termed.returncode == 143, termed.stderr[-3000:]
     assert "SIGTERM: saved a preemption checkpoint at step 10" in termed.stdout
-    assert "preempted: preempted at step 10" in termed.stdout
+    assert "preempted: SIGTERM: preempted at step 10" in termed.stdout
     ckpts = checkpoint.Checkpoints(str(tmp_path / "termed"))
     assert ckpts.latest_step() == 10 and ckpts.snapshot_steps() == [10]
 

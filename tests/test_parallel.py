@@ -73,12 +73,12 @@ def test_two_processes_match_one_process(tmp_path):
     assert "process 0/2, 1 local / 2 global" in outs[0][0]
     assert "topology" not in outs[1][0] and "loss" not in outs[1][0]  # only process 0 logs
     with open(tmp_path / "two" / "metrics.jsonl") as f:  # ... and writes metrics, once per step
-        assert [json.loads(line)["step"] for line in f if '"loss"' in line] == [2, 4, 6]
+        assert [json.loads(line)["step"] for line in f if '"training_loss"' in line] == [2, 4, 6]
 
     # Lockstep: the logged losses of the two runs agree step by step.
     def losses(text):
-        return [float(line.split("loss ")[1].split()[0]) for line in text.splitlines()
-                if "/6  loss" in line]  # fmt: skip
+        return [float(line.split("training_loss ")[1].split()[0]) for line in text.splitlines()
+                if "/6  training_loss" in line]  # fmt: skip
 
     np.testing.assert_allclose(losses(outs[0][0]), losses(single.stdout), rtol=1e-5)
     assert len(losses(single.stdout)) == 3

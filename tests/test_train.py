@@ -119,7 +119,8 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
     )
     cfg = from_config(c)
     with pytest.raises(
-        FloatingPointError, match=r"training loss is nan at step 7.*last good checkpoint"
+        FloatingPointError,
+        match=r"training loss is nan at step 7.*last good checkpoint \S+checkpoints-meta/4 is kept",
     ):
         train_and_evaluate(cfg, str(tmp_path), dataset=_NaNAfter(6), mesh=parallel.make_mesh(1))
     exp = experiment.build(cfg, parallel.make_mesh(1))

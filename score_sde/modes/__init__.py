@@ -15,7 +15,15 @@ MODES = ("train", "eval", "sample", "train_classifier")
 
 
 class Preempted(Exception):
-    """A SIGTERM saved a preemption checkpoint and stopped the run before the end."""
+    """A SIGTERM or SIGINT stopped training before the end, after a preemption checkpoint;
+    `signum` is the signal (the launcher exits with status 128 + signum)."""
+
+    def __init__(self, step: int, signum: int):
+        import signal
+
+        name = signal.Signals(signum).name
+        super().__init__(f"{name}: preempted at step {step}; rerun the same command to resume")
+        self.step, self.signum = step, signum
 
 
 def run(mode: str, config, workdir: str, **kw):
@@ -31,9 +39,9 @@ def run(mode: str, config, workdir: str, **kw):
         case "train":
             from score_sde.modes.train import train_and_evaluate
 
-            state, preempted = train_and_evaluate(cfg, workdir, **kw)
-            if preempted:
-                raise Preempted(f"preempted at step {int(state.step)}; rerun to resume")
+            state, signum = train_and_evaluate(cfg, workdir, **kw)
+            if signum is not None:
+                raise Preempted(int(state.step), signum)
             if cfg.training.eval_after_training:
                 from score_sde.modes.eval import evaluate
 
@@ -51,7 +59,7 @@ def run(mode: str, config, workdir: str, **kw):
         case "train_classifier":
             from score_sde.modes.train_classifier import train_classifier
 
-            state, preempted = train_classifier(cfg, workdir, **kw)
-            if preempted:
-                raise Preempted(f"preempted at step {int(state.step)}; rerun to resume")
+            state, signum = train_classifier(cfg, workdir, **kw)
+            if signum is not None:
+                raise Preempted(int(state.step), signum)
             return state

@@ -19,7 +19,7 @@ def train_and_evaluate(
     cfg: Config, workdir: str, *, mesh: Mesh | None = None, dataset=None, stream=None
 ):
     """Trains to config.training.n_iters (resuming if checkpoints exist); returns (the final
-    state, whether a SIGTERM stopped the run early).
+    state, the signal number if a SIGTERM or SIGINT stopped the run early, else None).
 
     `dataset` overrides the training data (anything with `.batch(step)` giving this process's rows
     of the global batch), for tests.
@@ -36,6 +36,7 @@ def train_and_evaluate(
     )
     main = parallel.is_main_process()
     with (
+        wd.RunLock(workdir, enabled=main),  # one run per work directory
         MetricsLogger(workdir, enabled=main, total_steps=t.n_iters, stream=stream) as log,
         Checkpoints(workdir) as ckpts,
     ):
@@ -56,7 +57,7 @@ def train_and_evaluate(
             batch = parallel.global_batch(eval_ds.batch(step), exp.mesh)
             key = jax.random.fold_in(exp.key(experiment.KEY_EVAL_LOSS), step)
             value = float(parallel.to_host(eval_loss(state.ema_params, key, batch)))
-            loop.finite_or_raise(value, "the eval loss", step)
+            loop.finite_or_raise(value, "the eval loss", step, ckpts.last_good())
             log.write(step, {"eval_loss": value})
             log.info(f"step {step}: eval loss (EMA params) {value:.5g}")
 
@@ -71,7 +72,7 @@ def train_and_evaluate(
                 stem = os.path.join(workdir, "samples", f"iter_{step}", "sample")
                 image_io.save_samples(stem, exp.saved_samples(samples))
 
-        state, preempted = loop.run(
+        state, signum = loop.run(
             state,
             exp.train_steps(),
             train_ds,
@@ -81,4 +82,4 @@ def train_and_evaluate(
             evaluate=evaluate,
             on_snapshot=snapshot_samples,
         )
-    return state, preempted
+    return state, signum

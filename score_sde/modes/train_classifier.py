@@ -63,7 +63,7 @@ def train_classifier(
     cfg: Config, workdir: str, *, mesh: Mesh | None = None, dataset=None, stream=None
 ):
     """Trains the classifier to config.classifier.n_iters (resuming); returns (the final state,
-    whether a SIGTERM stopped it early).
+    the signal number if a SIGTERM or SIGINT stopped it early, else None).
 
     `dataset` overrides the training data (anything with `.batch(step)` -> {"x", "label"}).
     """
@@ -83,6 +83,7 @@ def train_classifier(
     )
     main = parallel.is_main_process()
     with (
+        wd.RunLock(workdir, enabled=main),  # one classifier run per work directory
         MetricsLogger(workdir, enabled=main, total_steps=c.n_iters, stream=stream) as log,
         Checkpoints(workdir) as ckpts,
     ):
@@ -95,7 +96,7 @@ def train_classifier(
         else:
             log.info(f"resumed the classifier from step {int(state.step)} in {workdir}")
         loss_fn = guidance.get_classifier_loss_fn(sde, apply_fn, train=True, eps=c.eps)
-        state, preempted = loop.run(
+        state, signum = loop.run(
             state,
             train.make_train_steps(loss_fn, tx, c.ema_rate, mesh),
             train_ds,
@@ -104,14 +105,14 @@ def train_classifier(
             log,
             what="the classifier loss",
         )
-        if not preempted:
+        if signum is None:
             accuracy = evaluate_classifier(cfg, sde, mesh, apply_fn, state.ema_params)
             log.write(int(state.step), {f"test_accuracy_t{k}": v for k, v in accuracy.items()})
             log.info(
                 "classifier test accuracy (EMA) at t = "
                 + ", ".join(f"{k}: {v:.3f}" for k, v in accuracy.items())
             )
-    return state, preempted
+    return state, signum
 
 
 def evaluate_classifier(cfg, sde, mesh, apply_fn, params, times=(0.0, 0.25, 0.5, 0.75)) -> dict:

@@ -1,0 +1,477 @@
+"""Checkpoint faults as an operator causes them, on the checkpoints of a real (tiny) training run:
+flipped bytes, a truncated or deleted data file, a stray empty step directory, every checkpoint
+damaged, an old checkpoint without checksums, a checkpoint of another config, a diverged state.
+
+Restores fall back to the newest intact checkpoint with one line per skipped one, return it bit
+for bit, never delete or move a file, and keep orbax's tracebacks off stderr; a diverged state is
+never written; a resumed run rewrites a damaged step after moving it aside.
+"""
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs.toy import gmm
+from score_sde import checkpoint, experiment, modes, parallel
+from score_sde.config import from_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# 24 steps, 2 per dispatch: snapshots checkpoints/{10,20,24}, the rolling preemption slot keeps
+# checkpoints-meta/16. Newest first: 24, 20, 16 (preemption), 10.
+OVERRIDES = {
+    "training.n_iters": 24,
+    "training.n_jitted_steps": 2,
+    "training.batch_size": 16,
+    "training.snapshot_freq": 10,
+    "training.snapshot_freq_for_preemption": 4,
+    "training.log_freq": 1000,
+    "training.eval_freq": 1000,
+    "training.snapshot_sampling": False,
+    "training.eval_after_training": False,
+    "model.nf": 16,
+    "model.num_layers": 1,
+}
+STEPS = {
+    "checkpoints/10": 10,
+    "checkpoints/20": 20,
+    "checkpoints/24": 24,
+    "checkpoints-meta/16": 16,
+}
+
+
+def _config(**more):
+    c = gmm.get_config()
+    for k, v in {**OVERRIDES, **more}.items():
+        a, b = k.split(".")
+        c[a][b] = v
+    return c
+
+
+def _flags(**more):
+    return [f"--config.{k}={v}" for k, v in {**OVERRIDES, **more}.items()]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The work directory of the tiny run (do not modify: tests copy it)."""
+    workdir = tmp_path_factory.mktemp("faults") / "run"
+    modes.run("train", _config(), str(workdir), stream=io.StringIO())
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def exp():
+    return experiment.build(from_config(_config()), parallel.make_mesh())
+
+
+@pytest.fixture(scope="module")
+def reference(trained, exp):
+    """{step: host state} of every checkpoint of the intact run."""
+    out = {}
+    with checkpoint.Checkpoints(str(trained), read_only=True) as ckpts:
+        for step in sorted(set(STEPS.values())):
+            out[step] = parallel.to_host(ckpts.restore(exp.state_like(), step))
+    return out
+
+
+def _copy(trained, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(trained, workdir)
+    return workdir
+
+
+def _restore(workdir, like, step=None):
+    """(host state, the step used, the warning lines) of a fresh read-only Checkpoints."""
+    lines = []
+    with checkpoint.Checkpoints(str(workdir), read_only=True, warn=lines.append) as ckpts:
+        state = ckpts.restore(like, step)
+        used = ckpts.last_restored_step
+    return parallel.to_host(state), used, lines
+
+
+def _listing(workdir) -> dict[str, str]:
+    """{relative path: sha1} of every file and {relative path/: 'dir'} of every directory."""
+    out = {}
+    for root, dirs, files in os.walk(workdir):
+        for d in dirs:
+            out[os.path.relpath(os.path.join(root, d), workdir) + "/"] = "dir"
+        for f in files:
+            path = os.path.join(root, f)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, workdir)] = hashlib.sha1(fh.read()).hexdigest()
+    return out
+
+
+def _data_files(step_dir) -> list[str]:
+    """The array data files of a checkpoint (orbax's OCDBT data under <item>/.../d/), largest
+    first."""
+    found = []
+    for root, _, files in os.walk(step_dir):
+        if os.path.basename(root) == "d":
+            found += [os.path.join(root, f) for f in files]
+    assert found, f"no data files under {step_dir}"
+    return sorted(found, key=os.path.getsize, reverse=True)
+
+
+def flip_bytes(step_dir, n=64):
+    path = _data_files(step_dir)[0]
+    size = os.path.getsize(path)
+    assert size > 4 * n
+    with open(path, "r+b") as fh:
+        fh.seek(size // 2 - n // 2)
+        chunk = fh.read(n)
+        fh.seek(size // 2 - n // 2)
+        fh.write(bytes(b ^ 0xFF for b in chunk))
+
+
+def truncate_file(step_dir):
+    path = _data_files(step_dir)[0]
+    os.truncate(path, os.path.getsize(path) // 3)
+
+
+def delete_file(step_dir):
+    os.remove(_data_files(step_dir)[0])
+
+
+def garble_metadata(step_dir):
+    (step_dir / checkpoint.STATE_ITEM / "_METADATA").write_bytes(b"\x00 not json")
+
+
+def delete_checksums(step_dir):
+    shutil.rmtree(step_dir / checkpoint.CHECKSUM_ITEM)
+
+
+def _assert_equal(a, b):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for u, v in zip(la, lb, strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+def _one_line(message: str, *needles: str):
+    assert "\n" not in message.strip(), message
+    assert "Traceback" not in message
+    for n in needles:
+        assert n in message, f"{n!r} not in {message!r}"
+
+
+# ---------------------------------------------------------------------------- damaged data
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (flip_bytes, "checksum mismatch in "),
+        (truncate_file, "unreadable array data"),
+        (delete_file, "unreadable array data"),
+        (garble_metadata, "unreadable metadata"),
+        (delete_checksums, "missing or unreadable checksums"),
+    ],
+)
+def test_damaged_newest_falls_back_to_the_previous_one(
+    damage, reason, trained, exp, reference, tmp_path
+):
+    workdir = _copy(trained, tmp_path)
+    damage(workdir / "checkpoints" / "24")
+    before = _listing(workdir)
+    state, step, lines = _restore(workdir, exp.state_like())
+    assert step == 20 and int(state.step) == 20
+    _assert_equal(state, reference[20])  # bit for bit
+    assert len(lines) == 1, lines
+    _one_line(lines[0], f"{workdir}/checkpoints/24", reason, "nothing was deleted")
+    # an explicit step does not fall back
+    with pytest.raises(checkpoint.DamagedCheckpointError) as info:
+        _restore(workdir, exp.state_like(), 24)
+    _one_line(str(info.value), f"{workdir}/checkpoints/24 cannot be restored", "damaged", reason)
+    assert [p for p, _ in info.value.damaged] == [f"{workdir}/checkpoints/24"]
+    assert _listing(workdir) == before  # nothing deleted, moved or added
+
+
+def test_checksums_are_stored_in_the_checkpoint_and_match(trained, reference):
+    ckpt = ocp.Checkpointer(ocp.JsonCheckpointHandler())
+    doc = ckpt.restore(trained / "checkpoints" / "24" / checkpoint.CHECKSUM_ITEM)
+    ckpt.close()
+    assert doc["format"] == checkpoint.CHECKSUM_FORMAT
+    assert doc["leaves"] == checkpoint.checksums(reference[24])
+    assert "params.out.kernel.value" in doc["leaves"]
+
+
+def test_stray_empty_directories_are_skipped_and_saving_still_works(
+    trained, exp, reference, tmp_path
+):
+    workdir = _copy(trained, tmp_path)
+    (workdir / "checkpoints" / "900").mkdir()
+    (workdir / "checkpoints-meta" / "900").mkdir()
+    (workdir / "checkpoints" / "950").mkdir()
+    (workdir / "checkpoints" / "950" / "notes.txt").write_text("not a checkpoint")
+    before = _listing(workdir)
+    state, step, lines = _restore(workdir, exp.state_like())
+    assert step == 24
+    _assert_equal(state, reference[24])
+    assert len(lines) == 3, lines
+    for kind in ("checkpoints", "checkpoints-meta"):
+        assert any(f"{workdir}/{kind}/900: empty directory" in line for line in lines), lines
+    assert any(f"{workdir}/checkpoints/950: no state/ item" in line for line in lines), lines
+    assert _listing(workdir) == before
+    shutil.rmtree(workdir / "checkpoints" / "950")
+
+    lines = []
+    with checkpoint.Checkpoints(str(workdir), warn=lines.append) as ckpts:
+        assert ckpts.latest_step() == 24 and ckpts.snapshot_steps() == [10, 20, 24]
+        state = ckpts.restore(exp.state_like())
+        # the rolling slot: a stray newer step would make orbax drop the new save
+        ckpts.save(26, state._replace(step=state.step + 2), snapshot=False)
+        ckpts.save(900, state, snapshot=True)  # the stray step itself
+    assert sorted(os.listdir(workdir / "checkpoints-meta")) == ["26"]
+    with checkpoint.Checkpoints(str(workdir), read_only=True) as ckpts:
+        assert ckpts.latest_step() == 900
+        assert ckpts.snapshot_steps() == [10, 20, 24, 900]
+        _assert_equal(parallel.to_host(ckpts.restore(exp.state_like(), 900)), reference[24])
+        assert int(parallel.to_host(ckpts.restore(exp.state_like(), 26).step)) == 26
+
+
+def test_every_checkpoint_damaged_is_one_error_naming_each(trained, exp, tmp_path):
+    workdir = _copy(trained, tmp_path)
+    for rel in STEPS:
+        truncate_file(workdir / rel)
+    before = _listing(workdir)
+    lines = []
+    with checkpoint.Checkpoints(str(workdir), read_only=True, warn=lines.append) as ckpts:
+        with pytest.raises(checkpoint.DamagedCheckpointError) as info:
+            ckpts.restore(exp.state_like())
+    _one_line(str(info.value), "every one is damaged", "Nothing was deleted", "fresh --workdir")
+    assert len(info.value.damaged) == len(STEPS)
+    for rel in STEPS:
+        assert f"{workdir}/{rel} (unreadable array data" in str(info.value)
+    assert lines == []  # the error says it all: no line per checkpoint on top
+    assert _listing(workdir) == before
+
+
+def test_damaged_newest_is_rewritten_by_the_resumed_run(trained, exp, reference, tmp_path):
+    """Resumed from 20, the run reaches 24 again: the damaged 24 is moved aside (kept), the new
+    one written, and equals the original."""
+    workdir = _copy(trained, tmp_path)
+    flip_bytes(workdir / "checkpoints" / "24")
+    damaged = _listing(workdir / "checkpoints" / "24")
+    out = io.StringIO()
+    modes.run("train", _config(), str(workdir), stream=out)
+    assert "resumed from step 20" in out.getvalue()
+    moved = workdir / checkpoint.DAMAGED_DIR / "checkpoints" / "24"
+    assert _listing(moved) == damaged
+    state, step, lines = _restore(workdir, exp.state_like())
+    assert step == 24 and lines == []
+    _assert_equal(state, reference[24])
+
+
+# ---------------------------------------------------------------------------- format and config
+
+
+def test_old_checkpoint_without_checksums_restores_unverified(exp, reference, tmp_path):
+    workdir = tmp_path / "old"
+    state = jax.device_put(reference[20], parallel.replicated(exp.mesh))
+    manager = ocp.CheckpointManager(str(workdir / "checkpoints"))  # the format before checksums
+    manager.save(20, args=ocp.args.StandardSave(state))
+    manager.wait_until_finished()
+    manager.close()
+    assert os.listdir(workdir / "checkpoints" / "20").count("default") == 1
+    lines = []
+    with checkpoint.Checkpoints(str(workdir), warn=lines.append) as ckpts:
+        _assert_equal(parallel.to_host(ckpts.restore(exp.state_like())), reference[20])
+        _assert_equal(parallel.to_host(ckpts.restore(exp.state_like(), 20)), reference[20])
+        assert len(lines) == 1, lines  # reported once
+        _one_line(lines[0], f"{workdir}/checkpoints/20", "no checksums", "unverified")
+        ckpts.save(24, jax.device_put(reference[24], parallel.replicated(exp.mesh)), snapshot=True)
+    state, step, lines = _restore(workdir, exp.state_like())
+    assert step == 24 and lines == []
+    _assert_equal(state, reference[24])
+    # another config is told apart from orbax's metadata alone
+    other = experiment.build(from_config(_config(**{"model.nf": 32})), parallel.make_mesh())
+    with pytest.raises(ValueError, match="checkpoints/24 cannot be restored into this config"):
+        _restore(workdir, other.state_like())
+    shutil.rmtree(workdir / "checkpoints" / "24")
+    with pytest.raises(ValueError, match="checkpoints/20 cannot be restored into this config"):
+        _restore(workdir, other.state_like())
+
+
+@pytest.mark.parametrize("damaged_newest", [False, True])
+def test_another_config_is_an_error_not_a_fallback(damaged_newest, trained, tmp_path):
+    workdir = _copy(trained, tmp_path)
+    if damaged_newest:  # the shapes are read from the metadata, before any array
+        flip_bytes(workdir / "checkpoints" / "24")
+    before = _listing(workdir)
+    other = experiment.build(from_config(_config(**{"model.nf": 32})), parallel.make_mesh())
+    lines = []
+    with checkpoint.Checkpoints(str(workdir), read_only=True, warn=lines.append) as ckpts:
+        with pytest.raises(ValueError) as info:
+            ckpts.restore(other.state_like())
+    assert not isinstance(info.value, checkpoint.DamagedCheckpointError)
+    _one_line(
+        str(info.value),
+        f"{workdir}/checkpoints/24 cannot be restored into this config's train state",
+        "config.json",
+        "fresh --workdir",
+        "has shape (16,) in the checkpoint but (32,) here",
+    )
+    assert lines == []
+    assert _listing(workdir) == before
+
+
+# ---------------------------------------------------------------------------- diverged state
+
+
+@pytest.mark.parametrize(
+    "spoil, leaf",
+    [
+        (lambda s: s._replace(params=jax.tree.map(lambda x: x * jnp.nan, s.params)), "params."),
+        (lambda s: s._replace(opt_state=jax.tree.map(lambda x: x / 0, s.opt_state)), "opt_state."),
+        (
+            lambda s: s._replace(ema_params=jax.tree.map(lambda x: x + 1e31, s.ema_params)),
+            "ema_params.",
+        ),
+    ],
+)
+def test_diverged_state_is_not_written(spoil, leaf, trained, exp, tmp_path):
+    workdir = _copy(trained, tmp_path)
+    before = _listing(workdir)
+    with checkpoint.Checkpoints(str(workdir)) as ckpts:
+        state = ckpts.restore(exp.state_like())
+        with pytest.raises(FloatingPointError) as info:
+            ckpts.save(26, spoil(state), snapshot=True)
+    _one_line(
+        str(info.value),
+        "refusing to save step 26",
+        leaf,
+        "nothing was written",
+        f"last good checkpoint is {workdir}/checkpoints/24",
+        "config.optim.lr",
+        "config.optim.grad_clip",
+    )
+    assert _listing(workdir) == before  # no step directory, no temporary one
+
+    with checkpoint.Checkpoints(str(workdir)) as ckpts:  # nothing restored or saved yet
+        with pytest.raises(
+            FloatingPointError, match=r"checkpoints/24 \(the newest on disk\); lower"
+        ):
+            ckpts.save(26, spoil(state), snapshot=False)
+        ckpts.save(26, state._replace(step=state.step + 2), snapshot=False)  # a good one
+        with pytest.raises(
+            FloatingPointError, match=r"checkpoint is \S+/checkpoints-meta/26; lower"
+        ):
+            ckpts.save(28, spoil(state), snapshot=False)
+    assert sorted(os.listdir(workdir / "checkpoints-meta")) == ["26"]
+
+
+def test_no_checkpoint_is_still_none(exp, tmp_path):
+    with checkpoint.Checkpoints(str(tmp_path)) as ckpts:
+        assert ckpts.restore(exp.state_like()) is None
+        assert ckpts.restore_newest(exp.state_like()) == (None, None)
+
+
+# ---------------------------------------------------------------------------- what the user sees
+
+
+NOISE = (
+    "Traceback",
+    "Future exception",
+    "Event loop is closed",
+    "Exception ignored",
+    "never awaited",
+    "RuntimeWarning",
+)
+
+
+def test_damaged_restores_keep_orbax_noise_off_stderr(trained, tmp_path):
+    """In a fresh process (orbax's threads outlive the restore): fallback over a truncated and a
+    deleted file, an explicit damaged step, and every checkpoint damaged."""
+    workdir = _copy(trained, tmp_path)
+    truncate_file(workdir / "checkpoints" / "24")
+    delete_file(workdir / "checkpoints" / "20")
+    code = textwrap.dedent(f"""
+        import os
+        from score_sde import checkpoint, experiment, parallel
+        from score_sde.config import from_config
+        from tests.test_checkpoint_faults import _config, truncate_file
+
+        exp = experiment.build(from_config(_config()), parallel.make_mesh())
+        workdir = {str(workdir)!r}
+        with checkpoint.Checkpoints(workdir, read_only=True) as ckpts:
+            state, step = ckpts.restore_newest(exp.state_like())
+            print("restored", step, int(parallel.to_host(state.step)))
+            try:
+                ckpts.restore(exp.state_like(), 24)
+            except ValueError as e:
+                print("explicit:", e)
+        for rel in ("checkpoints/10", "checkpoints-meta/16"):
+            truncate_file(os.path.join(workdir, rel))
+        with checkpoint.Checkpoints(workdir, read_only=True) as ckpts:
+            try:
+                ckpts.restore(exp.state_like())
+            except ValueError as e:
+                print("all:", e)
+    """)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=240,
+        env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "restored 16 16" in proc.stdout
+    assert "explicit: checkpoint" in proc.stdout and "all: no checkpoint" in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2, proc.stderr[-3000:]
+    assert f"{workdir}/checkpoints/24: unreadable array data" in lines[0]
+    assert f"{workdir}/checkpoints/20: unreadable array data" in lines[1]
+    for noise in NOISE:
+        assert noise not in proc.stderr + proc.stdout, proc.stderr[-3000:]
+
+
+def _launch(workdir, *args):
+    cmd = [sys.executable, "launch.py", "--config=configs/toy/gmm.py", f"--workdir={workdir}"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run(
+        cmd + _flags() + list(args), cwd=REPO, capture_output=True, text=True, timeout=240, env=env
+    )
+
+
+@pytest.mark.slow
+def test_launcher_resumes_from_the_older_checkpoint_after_corruption(exp, tmp_path):
+    workdir = tmp_path / "run"
+    first = _launch(workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    final, _, _ = _restore(workdir, exp.state_like(), 24)
+
+    truncate_file(workdir / "checkpoints" / "24")
+    evaluated = _launch(workdir, "--mode=eval")  # the newest intact one, saying so
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    lines = [ln for ln in evaluated.stderr.splitlines() if ln.strip() and "%|" not in ln]
+    assert len(lines) == 1, evaluated.stderr[-3000:]  # and tqdm's progress bars
+    _one_line(lines[0], f"skipped checkpoint {workdir}/checkpoints/24", "unreadable array data")
+    assert sorted(os.listdir(workdir / "eval")) == ["20"]
+
+    again = _launch(workdir)  # the same command
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumed from step 20 in {workdir}" in again.stdout
+    lines = [line for line in again.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2, again.stderr[-3000:]
+    _one_line(lines[0], f"skipped checkpoint {workdir}/checkpoints/24", "unreadable array data")
+    _one_line(
+        lines[1], f"moved the damaged checkpoint {workdir}/checkpoints/24", "checkpoints-damaged"
+    )
+    for noise in NOISE:
+        assert noise not in again.stderr + evaluated.stderr
+    # the damaged step was kept aside; the rewritten one is the uninterrupted run's state
+    assert os.listdir(workdir / checkpoint.DAMAGED_DIR / "checkpoints") == ["24"]
+    state, step, lines = _restore(workdir, exp.state_like())
+    assert step == 24 and lines == []
+    _assert_equal(state, final)
