@@ -13,6 +13,8 @@ import zlib
 
 import numpy as np
 
+from score_sde import fs
+
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPE_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # gray, RGB, gray+alpha, RGBA
 _CHANNELS_COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
@@ -93,34 +95,83 @@ def _unfilter_sequential(kind: int, cur: bytearray, prev: bytes, bpp: int) -> No
             cur[i] = (cur[i] + pred) & 0xFF
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    """Decode an 8-bit, non-interlaced PNG (gray/RGB/gray+alpha/RGBA) -> uint8 [H, W, C]."""
-    if data[:8] != _PNG_SIGNATURE:
-        raise ValueError("not a PNG file (bad signature)")
+def _png_chunks(data) -> tuple[tuple, bytes]:
+    """(IHDR fields, the joined IDAT bytes) of a PNG, checking its structure: the signature, a
+    first IHDR, chunk lengths within the file, every chunk's CRC and a final IEND."""
+    data = memoryview(data)
+    if bytes(data[:8]) != _PNG_SIGNATURE:
+        raise ValueError(f"not a PNG file: it starts with {bytes(data[:8])!r}")
     pos, idat, header = 8, [], None
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        tag = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-        if tag == b"IHDR":
+    while True:
+        if pos + 12 > len(data):
+            raise ValueError(f"truncated PNG: the file ends at byte {len(data)} before IEND")
+        length, tag = struct.unpack(">I4s", data[pos : pos + 8])
+        name = tag.decode("latin-1")
+        end = pos + 12 + length
+        if end > len(data):
+            raise ValueError(
+                f"truncated PNG: chunk {name!r} at byte {pos} needs {length} bytes, the file "
+                f"ends at byte {len(data)}"
+            )
+        body = data[pos + 8 : end - 4]
+        (crc,) = struct.unpack(">I", data[end - 4 : end])
+        if zlib.crc32(body, zlib.crc32(tag)) != crc:
+            raise ValueError(f"corrupt PNG: CRC mismatch in chunk {name!r} at byte {pos}")
+        if header is None:
+            if tag != b"IHDR" or length != 13:
+                raise ValueError(f"corrupt PNG: the first chunk is {name!r}, not IHDR")
             header = struct.unpack(">IIBBBBB", body)
         elif tag == b"IDAT":
             idat.append(body)
         elif tag == b"IEND":
-            break
-    if header is None:
-        raise ValueError("PNG without IHDR chunk")
+            return header, b"".join(idat)
+        pos = end
+
+
+def _png_supported(header: tuple) -> bool:
+    """Whether the built-in decoder reads this IHDR: 8-bit, non-interlaced gray/RGB(A)."""
+    _, _, depth, color_type, _, _, interlace = header
+    return depth == 8 and interlace == 0 and color_type in _COLOR_TYPE_CHANNELS
+
+
+def _png_rows(header: tuple, idat: bytes) -> np.ndarray:
+    """The filtered scanlines uint8 [H, 1 + W C] of an 8-bit non-interlaced PNG, checked: the
+    data decompresses to exactly H rows and every row's filter type is 0..4."""
     w, h, depth, color_type, _, _, interlace = header
-    if depth != 8 or interlace != 0 or color_type not in _COLOR_TYPE_CHANNELS:
+    if not _png_supported(header):
         raise ValueError(
             f"only 8-bit non-interlaced gray/RGB(A) PNGs are supported without Pillow "
             f"(bit depth {depth}, color type {color_type}, interlace {interlace}); "
             "install Pillow: pip install pillow"
         )
-    c = _COLOR_TYPE_CHANNELS[color_type]
+    if w == 0 or h == 0:
+        raise ValueError(f"corrupt PNG: size {w}x{h}")
+    stride = w * _COLOR_TYPE_CHANNELS[color_type]
+    try:
+        raw = zlib.decompress(idat)
+    except zlib.error as e:
+        raise ValueError(f"corrupt PNG: the image data does not decompress ({e})") from None
+    if len(raw) != h * (stride + 1):
+        raise ValueError(
+            f"corrupt PNG: the image data has {len(raw)} bytes, a {w}x{h} image needs "
+            f"{h * (stride + 1)}"
+        )
+    rows = np.frombuffer(raw, np.uint8).reshape(h, stride + 1)
+    bad = np.flatnonzero(rows[:, 0] > 4)
+    if len(bad):
+        raise ValueError(f"corrupt PNG: bad filter type {rows[bad[0], 0]} in row {bad[0]}")
+    return rows
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Decode an 8-bit, non-interlaced PNG (gray/RGB/gray+alpha/RGBA) -> uint8 [H, W, C].
+
+    Damaged files (truncated, bad CRC, bad data) raise a ValueError saying what is wrong.
+    """
+    header, idat = _png_chunks(data)
+    raw = _png_rows(header, idat)
+    w, h, c = header[0], header[1], _COLOR_TYPE_CHANNELS[header[3]]
     stride = w * c
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, stride + 1)
     out = np.zeros((h, stride), np.uint8)
     prev = np.zeros(stride, np.uint8)
     for y in range(h):
@@ -134,40 +185,95 @@ def decode_png(data: bytes) -> np.ndarray:
             row = bytearray(cur.tobytes())
             _unfilter_sequential(int(kind), row, prev.tobytes(), c)
             cur = np.frombuffer(bytes(row), np.uint8)
-        elif kind != 0:
-            raise ValueError(f"bad PNG filter type {kind} in row {y}")
         out[y] = cur
         prev = cur
     return out.reshape(h, w, c)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """Decode encoded image bytes -> uint8 [H, W, C]; Pillow when installed, else PNG only."""
+def _has_pillow() -> bool:
     try:
-        import io
-
-        from PIL import Image
+        import PIL.Image  # noqa: F401
     except ImportError:
-        if data[:8] != _PNG_SIGNATURE:
+        return False
+    return True
+
+
+# Pillow modes -> the 8-bit mode we read them as (palette and bilevel images become pixels).
+_PILLOW_MODES = {
+    "1": "L", "P": "RGB", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB",
+    "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
+}  # fmt: skip
+
+
+def _decode_pillow(data: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Image.UnidentifiedImageError:
+        raise ValueError(
+            f"not an image file Pillow reads: it starts with {bytes(data[:8])!r}"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError, ...
+        raise ValueError(f"Pillow cannot decode it: {type(e).__name__}: {e}") from None
+    mode = image.mode
+    if mode not in ("L", "LA", "RGB", "RGBA"):
+        if mode not in _PILLOW_MODES:
             raise ValueError(
-                "decoding non-PNG images (e.g. JPEG) needs Pillow: pip install pillow"
-            ) from None
-        return decode_png(data)
-    image = np.asarray(Image.open(io.BytesIO(data)))
+                f"Pillow mode {mode!r} (16-bit or float pixels) is not supported; save the "
+                "images as 8-bit gray or RGB(A)"
+            )
+        target = _PILLOW_MODES[mode]
+        if mode == "P" and "transparency" in image.info:
+            target = "RGBA"
+        image = image.convert(target)
+    image = np.asarray(image)
     return image[..., None] if image.ndim == 2 else image
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode encoded image bytes -> uint8 [H, W, C]; Pillow when installed, else PNG only.
+
+    Undecodable data raises a ValueError saying why.
+    """
+    if _has_pillow():
+        return _decode_pillow(data)
+    if data[:8] != _PNG_SIGNATURE:
+        raise ValueError(
+            f"not a PNG file: it starts with {bytes(data[:8])!r}; other formats such as JPEG "
+            "need Pillow: pip install pillow"
+        )
+    return decode_png(data)
+
+
+def probe_image(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(H, W, C) that `read_image(path)` returns, or a ValueError saying why it cannot read it.
+
+    Checks what decoding needs without the unfiltering: a PNG's chunks, CRCs and decompressed
+    size (measured: 0.02 / 0.7 / 11 ms for 32² / 256² / 1024² RGB, against 0.06 / 1.1 / 13 ms for
+    Pillow's full decode and 0.6 / 5 / 16 ms for decode_png); other formats (and PNGs the
+    built-in decoder does not support) are decoded with Pillow.
+    """
+    data = fs.path(path).read_bytes()
+    if data[:8] == _PNG_SIGNATURE:
+        header, idat = _png_chunks(data)
+        if _png_supported(header) or not _has_pillow():
+            _png_rows(header, idat)
+            return header[1], header[0], _COLOR_TYPE_CHANNELS[header[3]]
+    return decode_image(data).shape
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file (PNG without dependencies; others with Pillow) -> uint8 [H, W, C]."""
-    with open(path, "rb") as f:
-        return decode_image(f.read())
+    return decode_image(fs.path(path).read_bytes())
 
 
 def save_png(path: str | os.PathLike, image) -> None:
     """Write one image [H, W, C] (float in [0, 1] or uint8) as PNG."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(encode_png(image))
+    fs.write_bytes(path, encode_png(image))
 
 
 def save_image_grid(path: str | os.PathLike, images, nrow: int = 8, padding: int = 2) -> None:
@@ -178,11 +284,11 @@ def save_image_grid(path: str | os.PathLike, images, nrow: int = 8, padding: int
 def read_images(path: str) -> np.ndarray:
     """Images [N, H, W, C] in [0, 1] from a .png (one image) or .npz ('x' or the first array;
     uint8, or float in [0, 1])."""
-    if not os.path.isfile(path):
+    if not fs.path(path).is_file():
         raise ValueError(f"image file {path!r} does not exist")
     if path.endswith(".npz"):
-        with np.load(path) as f:
-            a = f["x"] if "x" in f else f[f.files[0]]
+        f = fs.load_npz(path)
+        a = f["x"] if "x" in f else next(iter(f.values()))
     else:
         a = read_image(path)[None]
     a = np.asarray(a)
@@ -234,8 +340,7 @@ def save_scatter(path: str, panels: dict[str, np.ndarray], size: int = 256) -> N
 def save_samples(path_stem: str, samples: np.ndarray, data: np.ndarray | None = None) -> None:
     """Writes `<stem>.npz` ("samples": 2-D points, or uint8 images [N, H, W, C]) and a picture:
     a scatter plot (points; next to `data` if given) or a grid of the first 64 images."""
-    os.makedirs(os.path.dirname(os.path.abspath(path_stem)), exist_ok=True)
-    np.savez(path_stem + ".npz", samples=samples)
+    fs.save_npz(path_stem + ".npz", samples=samples)
     if samples.ndim == 2 and samples.shape[1] == 2:
         panels = {"data": data, "samples": samples} if data is not None else {"samples": samples}
         save_scatter(path_stem + ".png", panels)

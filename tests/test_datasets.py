@@ -296,3 +296,30 @@ def test_prefetch_yields_the_same_batches(npz_path):
     assert len(got) == 6
     for step, b in zip(range(3, 9), got, strict=True):
         np.testing.assert_array_equal(b["x"], ds.batch(step)["x"])
+
+
+def test_labels_are_matched_to_the_images_they_belong_to(tmp_path):
+    """Labels of another length: an error when they are these images' (y_<split>, or a shared
+    name next to shared images); a shared name next to x_<split> may be another split's."""
+    x = np.zeros((5, 8, 8, 3), np.uint8)
+    path = str(tmp_path / "d.npz")
+    np.savez(path, x_train=x, x_test=x[:2], labels=np.arange(5))
+    train = datasets.get_dataset(_config(path=path), "train", batch_size=5, seed=0)
+    np.testing.assert_array_equal(np.sort(train.batch(0)["label"]), np.arange(5))
+    test = datasets.get_dataset(_config(path=path), "test", batch_size=2, seed=0)
+    assert "label" not in test.batch(0)  # as before: `labels` are the train split's
+    np.savez(path, x=x, labels=np.arange(4))
+    with pytest.raises(ValueError, match="array 'labels' of shape \\(4,\\) does not match"):
+        datasets.get_dataset(_config(path=path), "train", batch_size=5, seed=0)
+    np.savez(path, x_test=x, y_test=np.arange(4))
+    with pytest.raises(ValueError, match="array 'y_test' of shape"):
+        datasets.get_dataset(_config(path=path), "test", batch_size=5, seed=0)
+
+
+def test_tfds_channels_are_checked_against_the_config(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(datasets, "_tfds_decoders", lambda tfds: None)
+    cfg = _config(dataset="cifar10", image_size=32, num_channels=1)
+    with tfds.testing.mock_data(num_examples=4):
+        with pytest.raises(ValueError, match="TFDS 'cifar10' split 'train' holds 3-channel"):
+            datasets.get_dataset(cfg, "train", batch_size=2, seed=0)
