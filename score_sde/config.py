@@ -192,6 +192,12 @@ class EvalConfig:
     enable_fid: bool = True
     inception_weights: str | None = None  # None: $SCORE_SDE_INCEPTION_WEIGHTS or ~/.cache/...
     fid_stats: str | None = None  # None: assets/stats/<dataset>[_<category>]_<size>_train_stats.npz
+    # Wait for the snapshots of begin_ckpt..end_ckpt as training writes them (the original's eval
+    # job): poll every poll_seconds; stop when end_ckpt is evaluated or nothing new came within
+    # wait_timeout seconds.
+    wait_for_checkpoints: bool = False
+    poll_seconds: float = 60.0
+    wait_timeout: float = 3600.0
 
     def __post_init__(self):
         for name in ("batch_size", "num_samples", "num_repeats"):
@@ -201,7 +207,7 @@ class EvalConfig:
         )
         for s in self.samplers:
             _one_of("each entry of config.eval.samplers", s, SAMPLING_METHODS)
-        for name in ("rtol", "atol"):
+        for name in ("rtol", "atol", "poll_seconds", "wait_timeout"):
             _positive(f"config.eval.{name}", getattr(self, name))
 
 
@@ -250,6 +256,8 @@ class DataConfig:
     data_dir: str | None = None  # TFDS data directory (default $TFDS_DATA_DIR)
     category: str | None = None  # LSUN category, e.g. 'church_outdoor'
     tfrecords_path: str | None = None  # original CelebA-HQ / FFHQ configs: read as config.data.path
+    # image folders: leave out (with a warning) files that cannot be decoded, instead of failing
+    skip_bad_images: bool = False
 
     def __post_init__(self):
         if self.dim is None and (self.image_size is None or self.num_channels is None):
@@ -800,15 +808,67 @@ def _check_across_sections(s: dict) -> None:
 # --------------------------------------------------------------------- files and command line
 
 
+def configs_dir() -> str:
+    """The shipped configs: `configs/` of a checkout, or `score_sde/configs/` of an installed wheel."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for root in (os.path.join(os.path.dirname(here), "configs"), os.path.join(here, "configs")):
+        if os.path.isfile(os.path.join(root, "default.py")):
+            return root
+    raise ValueError(f"the shipped configs are missing next to {here}; reinstall score_sde")
+
+
+def shipped_configs() -> list[str]:
+    """Names accepted by `--config=NAME`: every shipped file defining get_config(), e.g.
+    'vp/cifar10_ddpmpp_continuous', sorted."""
+    root, names = configs_dir(), []
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            if f.endswith(".py") and "def get_config(" in open(path).read():
+                names.append(os.path.relpath(path, root)[: -len(".py")].replace(os.sep, "/"))
+    return sorted(names)
+
+
+def resolve_config_path(path: str) -> str:
+    """A config file's path: `path` itself when it is a file, else the shipped config named `path`
+    ('toy/gmm', 'configs/toy/gmm.py' from any directory). One ValueError naming the choices."""
+    if os.path.isfile(path):
+        return path
+    name = path.removeprefix("configs/").removesuffix(".py")
+    candidate = os.path.join(configs_dir(), *name.split("/")) + ".py"
+    if os.path.isfile(candidate):
+        return candidate
+    close = difflib.get_close_matches(name, shipped_configs(), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(
+        f"--config={path}: no such config file and no shipped config of that name.{hint} Pass a "
+        "Python file defining get_config() "
+        "(--config=configs/toy/gmm.py) or a shipped name (--config=toy/gmm)"
+        "; the list: python -c 'from score_sde import config; print(config.shipped_configs())'"
+    )
+
+
+def _make_configs_importable() -> None:
+    """Config files import their bases as `configs.*`: that package is the shipped configs
+    directory wherever the process runs (a checkout's root need not be on sys.path)."""
+    import importlib.util
+    import sys
+
+    if "configs" in sys.modules:
+        return
+    if importlib.util.find_spec("configs") is None:
+        package = types.ModuleType("configs")
+        package.__path__ = [configs_dir()]
+        sys.modules["configs"] = package
+
+
 def load_file(path: str):
-    """Runs a config file's `get_config()`; returns its ConfigDict. One ValueError on failure."""
+    """Runs a config file's `get_config()` (a path, or a shipped name: resolve_config_path);
+    returns its ConfigDict. One ValueError on failure."""
     import runpy
 
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"--config={path}: no such config file; pass a Python file defining get_config(), "
-            "e.g. --config=configs/toy/gmm.py"
-        )
+    path = resolve_config_path(path)
+    _make_configs_importable()
     try:
         namespace = runpy.run_path(path)
     except Exception as e:  # noqa: BLE001 - any error in the user's file: reported as the cause

@@ -90,13 +90,21 @@ def jax_module_names(config) -> list[str]:
 # ------------------------------------------------------------------------------ key maps
 
 
+def _jax_leaf(path: tuple) -> tuple:
+    """The original's name of our leaf: its FIR-resampling `Conv2d` (StyleGAN2's layer, under
+    Upsample / Downsample) calls its kernel 'weight'; every other leaf keeps its name."""
+    if len(path) >= 2 and str(path[-2]).startswith("Conv2d_") and path[-1] == "kernel":
+        return (*path[:-1], "weight")
+    return path
+
+
 def _jax_map(like: dict, config) -> dict[tuple, tuple]:
-    """Our flat path -> JAX path (leaf names and shapes are the same)."""
+    """Our flat path -> JAX path (shapes are the same)."""
     names = jax_module_names(config)
     out = {}
     for path in flatten(like):
         if path[0] == "all_modules":
-            out[path] = (names[path[1]], *path[2:])
+            out[path] = _jax_leaf((names[path[1]], *path[2:]))
         else:  # our additions (class_embed) keep their own names
             out[path] = path
     return out

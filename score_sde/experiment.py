@@ -202,7 +202,7 @@ class Experiment:
         samples are drawn (the last round's surplus included; trim it)."""
         method = method or self.cfg.sampling.method
         b = self.round_size(num, batch or self.cfg.sampling.batch_size)
-        run = _unconditional(self, method, b)
+        run = unconditional_sampler(self, method, b)
         yield from self.draw(functools.partial(run, params), key, num, b)
 
     def sample(self, params, key, num: int, method: str | None = None, batch=None):
@@ -215,8 +215,9 @@ class Experiment:
 
 
 @functools.cache
-def _unconditional(exp: Experiment, method: str, batch: int):
-    """jit((params, key) -> (x, nfe)), compiled once per (experiment, method, batch)."""
+def unconditional_sampler(exp: Experiment, method: str, batch: int):
+    """jit((params, key) -> (x [batch, *shape], nfe)) of the unconditional sampler `method`,
+    compiled once per (experiment, method, batch)."""
     sampler = exp.sampler(method, batch)
     return jax.jit(lambda params, key: sampler(key, exp.score_fn(params), None, None))
 

@@ -1,161 +1,69 @@
-"""Metrics to stdout (a progress line), a JSONL file and TensorBoard event files.
+"""Metrics to stdout (a progress line), a JSONL file and TensorBoard (tensorboardX, no TensorFlow).
 
-The TensorBoard writer is self-contained (about 40 lines: the TFRecord framing with masked CRC-32C
-and the two protobuf messages it needs, `Event` and `Summary.Value.simple_value`), so logging needs
-neither TensorFlow nor tensorboardX. Only process 0 writes; other processes get a no-op logger.
+    with MetricsLogger(workdir, total_steps=n) as log:
+        log.progress(step, {"training_loss": 0.9, "grad_norm": 1.2}, batch_size=128)
+        log.write(step, {"eval_loss": 0.8})            # JSONL + TensorBoard scalars
+        log.image(step, "samples", grid)               # uint8 [H, W, C] -> TensorBoard image
+
+Tags are the original score_sde's: `training_loss`, `eval_loss` (plus `grad_norm`,
+`steps_per_sec`, `examples_per_sec`, `eval/...` from eval mode and the `samples` grids of the
+snapshots). Only process 0 writes; other processes get a disabled logger. The TensorBoard event
+file is opened at the first scalar or image, so a run that records none (sample mode) leaves no
+empty event file. A remote work directory (gs://, score_sde.fs) has no append: there the JSONL
+file and the event file are rewritten whole at each flush (they stay small).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
-import socket
-import struct
 import sys
 import time
 
-# ---------------------------------------------------------------------------- TensorBoard events
+import numpy as np
+
+from score_sde import fs
 
 
-def _crc32c_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
+_WRITERS = itertools.count()
 
 
-_CRC_TABLE = _crc32c_table()
+class _RemoteFile:
+    """A file of a remote work directory opened for appending: its old content plus what is
+    written, uploaded whole at every flush (object stores have no append)."""
 
+    def __init__(self, path: str):
+        self.path = path
+        p = fs.path(path)
+        self._data = bytearray(p.read_bytes() if p.exists() else b"")
 
-def crc32c(data: bytes) -> int:
-    c = 0xFFFFFFFF
-    for b in data:
-        c = _CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
+    def write(self, data) -> None:
+        self._data += data.encode() if isinstance(data, str) else data
 
-
-def _masked_crc(data: bytes) -> int:
-    c = crc32c(data)
-    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field_bytes(num: int, payload: bytes) -> bytes:
-    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _event(wall_time: float, step: int, *, file_version: str | None = None, scalars=None) -> bytes:
-    """Serialized tensorflow.Event {1: wall_time, 2: step, 3: file_version, 5: summary}."""
-    msg = _varint(1 << 3 | 1) + struct.pack("<d", wall_time) + _varint(2 << 3) + _varint(step)
-    if file_version is not None:
-        msg += _field_bytes(3, file_version.encode())
-    if scalars:
-        values = b"".join(
-            _field_bytes(
-                1, _field_bytes(1, tag.encode()) + _varint(2 << 3 | 5) + struct.pack("<f", v)
-            )
-            for tag, v in scalars.items()
-        )
-        msg += _field_bytes(5, values)
-    return msg
-
-
-class EventFileWriter:
-    """Appends scalar summaries to `logdir/events.out.tfevents.<time>.<host>`."""
-
-    def __init__(self, logdir: str):
-        os.makedirs(logdir, exist_ok=True)
-        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
-        self.path = os.path.join(logdir, name)
-        self._f = open(self.path, "ab")
-        self._write(_event(time.time(), 0, file_version="brain.Event:2"))
-
-    def _write(self, record: bytes) -> None:
-        header = struct.pack("<Q", len(record))
-        self._f.write(header + struct.pack("<I", _masked_crc(header)))
-        self._f.write(record + struct.pack("<I", _masked_crc(record)))
-        self._f.flush()
-
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        self._write(
-            _event(time.time(), int(step), scalars={k: float(v) for k, v in values.items()})
-        )
+    def flush(self) -> None:
+        fs.write_bytes(self.path, bytes(self._data))
 
     def close(self) -> None:
-        self._f.close()
+        self.flush()
 
 
-def read_events(path: str) -> list[tuple[int, dict[str, float]]]:
-    """(step, {tag: value}) of every scalar event in an event file (for tests)."""
-    out = []
-    with open(path, "rb") as f:
-        data = f.read()
-    pos = 0
-    while pos < len(data):
-        (n,) = struct.unpack_from("<Q", data, pos)
-        rec = data[pos + 12 : pos + 12 + n]
-        if struct.unpack_from("<I", data, pos + 12 + n)[0] != _masked_crc(rec):
-            raise ValueError(f"{path}: corrupt record at byte {pos}")
-        pos += 16 + n
-        step, scalars = _parse_event(rec)
-        if scalars:
-            out.append((step, scalars))
-    return out
+class _RemoteEventFiles:
+    """tensorboardX's writer factory for remote schemes, through score_sde.fs."""
+
+    def open(self, path):
+        return _RemoteFile(path)
+
+    def directory_check(self, path):
+        pass  # object stores need no directories
 
 
-def _read_varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, i
+def _register_remote_event_files() -> None:
+    from tensorboardX import record_writer
 
-
-def _fields(buf: bytes):
-    i = 0
-    while i < len(buf):
-        key, i = _read_varint(buf, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            v, i = _read_varint(buf, i)
-        elif wire == 1:
-            v, i = buf[i : i + 8], i + 8
-        elif wire == 5:
-            v, i = buf[i : i + 4], i + 4
-        else:
-            n, i = _read_varint(buf, i)
-            v, i = buf[i : i + n], i + n
-        yield num, v
-
-
-def _parse_event(rec: bytes):
-    step, scalars = 0, {}
-    for num, v in _fields(rec):
-        if num == 2:
-            step = v
-        elif num == 5:
-            for _, value in _fields(v):
-                fields = dict(_fields(value))
-                scalars[fields[1].decode()] = struct.unpack("<f", fields[2])[0]
-    return step, scalars
-
-
-# ---------------------------------------------------------------------------- the logger
+    for scheme in ("gs", "s3"):
+        record_writer.register_writer_factory(scheme, _RemoteEventFiles())
 
 
 class MetricsLogger:
@@ -166,13 +74,29 @@ class MetricsLogger:
         self, workdir: str, *, enabled: bool = True, total_steps: int | None = None, stream=None
     ):
         self.enabled = enabled
+        self.workdir = workdir
         self.total_steps = total_steps
         self.stream = stream or sys.stdout
         self._jsonl = self._tb = None
         if enabled:
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-            self._tb = EventFileWriter(os.path.join(workdir, "tensorboard"))
+            path = os.path.join(workdir, "metrics.jsonl")
+            self._jsonl = _RemoteFile(path) if fs.is_remote(path) else open(path, "a")
         self._last = None  # (time, step) of the previous progress line
+
+    def _writer(self):
+        if self._tb is None:
+            from tensorboardX import SummaryWriter
+
+            if fs.is_remote(self.workdir):
+                _register_remote_event_files()
+            # tensorboardX names event files by the second: the suffix keeps a second logger
+            # opened within the same second (eval right after training) from truncating it
+            self._tb = SummaryWriter(
+                os.path.join(self.workdir, "tensorboard"),
+                flush_secs=10,
+                filename_suffix=f".{os.getpid()}.{next(_WRITERS)}",
+            )
+        return self._tb
 
     def write(self, step: int, metrics: dict[str, float], *, prefix: str = "") -> None:
         """Records scalars (JSONL + TensorBoard) without printing."""
@@ -181,7 +105,29 @@ class MetricsLogger:
         metrics = {prefix + k: float(v) for k, v in metrics.items()}
         self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **metrics}) + "\n")
         self._jsonl.flush()
-        self._tb.scalars(step, metrics)
+        writer = self._writer()
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value, int(step))
+        writer.flush()
+
+    def image(self, step: int, tag: str, image: np.ndarray) -> None:
+        """An image summary of a uint8 image [H, W, C] (C = 1 or 3), PNG-encoded."""
+        if not self.enabled:
+            return
+        from tensorboardX.proto import summary_pb2
+
+        from score_sde import image_io
+
+        image = np.asarray(image)
+        h, w = image.shape[:2]
+        channels = 1 if image.ndim == 2 else image.shape[-1]
+        png = summary_pb2.Summary.Image(
+            height=h, width=w, colorspace=channels, encoded_image_string=image_io.encode_png(image)
+        )
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=png)])
+        writer = self._writer()
+        writer._get_file_writer().add_summary(summary, int(step))
+        writer.flush()
 
     def progress(self, step: int, metrics: dict[str, float], *, batch_size: int) -> None:
         """Writes training metrics plus steps/s, img/s, ETA and prints one progress line."""
@@ -215,10 +161,12 @@ class MetricsLogger:
             print(text, file=self.stream, flush=True)
 
     def close(self) -> None:
-        if self._jsonl:
+        if self._jsonl is not None:
             self._jsonl.close()
+            self._jsonl = None
+        if self._tb is not None:
             self._tb.close()
-            self._jsonl = self._tb = None
+            self._tb = None
 
     def __enter__(self) -> MetricsLogger:
         return self

@@ -113,6 +113,7 @@ SETTINGS = {
     "vp/ddpm/celebahq.py": ("vpsde", False, "ddpm", 0.9999, "ancestral_sampling", "none", 0.075, 1, 1000, None),
     "vp/ddpm/church.py": ("vpsde", False, "ddpm", 0.9999, "ancestral_sampling", "none", 0.075, 1, 1000, None),
     "vp/ddpm/cifar10.py": ("vpsde", False, "ddpm", 0.9999, "ancestral_sampling", "none", 0.16, 1, 1000, None),
+    "vp/ddpm/cifar10_unconditional.py": ("vpsde", False, "ddpm", 0.9999, "ancestral_sampling", "none", 0.16, 1, 1000, None),
     "vp/ddpm/cifar10_continuous.py": ("vpsde", True, "ddpm", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
 }
 
@@ -167,6 +168,7 @@ DATA_AND_SCHEDULE = {
     "vp/ddpm/celebahq.py": ("CelebAHQ", None, 256, True, True, 64, 2400001, 2e-5),
     "vp/ddpm/church.py": ("LSUN", "church_outdoor", 256, True, True, 64, 2400001, 2e-5),
     "vp/ddpm/cifar10.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
+    "vp/ddpm/cifar10_unconditional.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
     "vp/ddpm/cifar10_continuous.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
 }
 # fmt: on

@@ -113,3 +113,52 @@ def test_missing_weights_or_statistics_say_how_to_make_them(setup, missing, tmp_
     else:
         assert "python -m score_sde.evaluation.reference_stats --config=" in message
         assert "--split=train" in message
+
+
+@pytest.mark.slow
+def test_a_killed_eval_resumes_at_the_next_round_with_the_same_result(setup, tmp_path):
+    """Eval in rounds: SIGKILL once some round files exist, rerun: the finished rounds are read
+    back, the rest computed, and results.json equals an uninterrupted eval's."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    root, weights, stats, _ = setup
+    workdir = tmp_path / "run"
+    config = digits_config(weights, stats)
+    config.eval.num_samples, config.eval.enable_bpd = 40, False  # 5 rounds of 8
+    modes.run("train", config, str(workdir), stream=io.StringIO())
+    shutil.copytree(workdir, tmp_path / "reference")
+    (reference,) = modes.run("eval", config, str(tmp_path / "reference"), stream=io.StringIO())
+
+    code = textwrap.dedent(f"""
+        import io
+        from tests.test_eval_fid import digits_config
+        from score_sde import modes
+        config = digits_config({str(weights)!r}, {str(stats)!r})
+        config.eval.num_samples, config.eval.enable_bpd = 40, False
+        modes.run("eval", config, {str(workdir)!r}, stream=io.StringIO())
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(__file__) + "/..",
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    pattern = os.path.join(workdir, "eval", "2")
+    deadline = time.time() + 240
+    while time.time() < deadline and child.poll() is None:
+        done = [f for d, _, fs in os.walk(pattern) for f in fs if f.startswith("round_")]
+        if len(done) >= 2:
+            break
+        time.sleep(0.05)
+    assert child.poll() is None, child.communicate()[1][-2000:]
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+    assert not os.path.exists(os.path.join(pattern, "results.json"))  # killed before the end
+    out = io.StringIO()
+    (resumed,) = modes.run("eval", config, str(workdir), stream=out)
+    assert "resumed" in out.getvalue()
+    assert resumed == reference
+    saved = json.load(open(os.path.join(pattern, "results.json")))
+    assert saved == json.loads(json.dumps(reference))

@@ -116,6 +116,26 @@ def test_statistics_file_round_trip(tmp_path):
         fid.load_statistics(tmp_path / "missing.npz")
 
 
+def test_statistics_from_raw_pool3_features(tmp_path):
+    """The original score_sde's <dataset>_stats.npz holds only pool_3 features: mu and sigma are
+    computed from them, and FID against the features' own mu / sigma is 0."""
+    rng = np.random.default_rng(7)
+    feats = rng.standard_normal((300, 2048)).astype(np.float32)
+    np.savez(tmp_path / "cifar10_stats.npz", pool_3=feats)
+    stats = fid.load_statistics(tmp_path / "cifar10_stats.npz")
+    mu, sigma = fid.compute_statistics(feats)
+    np.testing.assert_allclose(stats["mu"], mu)
+    np.testing.assert_allclose(stats["sigma"], sigma)
+    # 300 features in 2048-D: a rank-deficient sigma, whose square root costs ~1e-4 of accuracy
+    assert abs(fid.frechet_distance(stats["mu"], stats["sigma"], mu, sigma)) < 1e-3
+    np.savez(tmp_path / "bad.npz", logits=feats)
+    with pytest.raises(ValueError, match="'pool_3' features"):
+        fid.load_statistics(tmp_path / "bad.npz")
+    np.savez(tmp_path / "bad2.npz", pool_3=feats[:, :10])
+    with pytest.raises(ValueError, match=r"\[N >= 2, 2048\]"):
+        fid.load_statistics(tmp_path / "bad2.npz")
+
+
 def _npz_config(tmp_path, n=13):
     from score_sde.config import DataConfig
 

@@ -76,7 +76,7 @@ def test_each_family_runs_a_train_step_through_the_launcher(family, images, tmp_
     assert int(parallel.to_host(state.step)) == 1
     assert (tmp_path / "checkpoints" / "1").is_dir()
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
-    losses = [r["loss"] for r in records if "loss" in r]
+    losses = [r["training_loss"] for r in records if "training_loss" in r]
     assert len(losses) == 1 and np.isfinite(losses[0]) and losses[0] > 0
     # the step moved the parameters away from their initialization
     fresh = experiment.build(cfg).new_state()

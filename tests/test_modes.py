@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from configs.toy import base
-from score_sde import checkpoint, experiment, metrics_log, modes, parallel
+from score_sde import checkpoint, experiment, modes, parallel
 from score_sde.config import from_config
+from tests.tb_events import read_events
 
 
 def tiny_config():
@@ -45,27 +46,27 @@ def test_train_logs_progress_jsonl_tensorboard_and_ema_samples(run):
     workdir, stdout = run
     progress = [line for line in stdout.splitlines() if line.startswith("[")]
     assert len(progress) == 4  # steps 2, 4, 6, 8
-    assert progress[1].startswith("[##########..........] 4/8  loss ")
+    assert progress[1].startswith("[##########..........] 4/8  training_loss ")
     for part in ("steps/s", "img/s", "ETA"):
         assert part in progress[1], progress[1]
     assert "step 4: eval loss (EMA params)" in stdout and "step 8: eval loss" in stdout
 
     records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-    assert [r["step"] for r in records if "loss" in r] == [2, 4, 6, 8]
+    assert [r["step"] for r in records if "training_loss" in r] == [2, 4, 6, 8]
     assert [r["step"] for r in records if "eval_loss" in r] == [4, 8]
-    assert all(np.isfinite(r["loss"]) for r in records if "loss" in r)
+    assert all(np.isfinite(r["training_loss"]) for r in records if "training_loss" in r)
     assert "examples_per_sec" in records[-2] or "examples_per_sec" in records[-1]
 
     # TensorBoard: a readable event file (CRC-checked records) with the same scalars.
     tb = os.path.join(workdir, "tensorboard")
     (name,) = os.listdir(tb)
     assert name.startswith("events.out.tfevents.")
-    events = metrics_log.read_events(os.path.join(tb, name))
-    losses = {s: v["loss"] for s, v in events if "loss" in v}
+    events = read_events(os.path.join(tb, name))
+    losses = {s: v["training_loss"] for s, v in events if "training_loss" in v}
     assert sorted(losses) == [2, 4, 6, 8]
     for r in records:
-        if "loss" in r:
-            assert losses[r["step"]] == pytest.approx(r["loss"], rel=1e-6)  # float32 in the event
+        if "training_loss" in r:
+            assert losses[r["step"]] == pytest.approx(r["training_loss"], rel=1e-6)  # float32
     assert {s for s, v in events if "eval_loss" in v} == {4, 8}
 
     # The snapshot's sample picture is drawn from the EMA params.
@@ -183,3 +184,29 @@ def test_eval_mode_with_few_step_samplers_reports_their_exact_nfe(run):
     for method in c.eval.samplers:
         saved = np.load(os.path.join(workdir, "eval", "8", f"{method}.npz"))["samples"]
         assert saved.shape == (64, 2) and np.isfinite(saved).all()
+
+
+def test_eval_waits_for_the_checkpoints_training_writes(tmp_path):
+    """config.eval.wait_for_checkpoints: the eval job (here a thread) evaluates snapshots 1..3 as
+    the training run writes them and stops after snapshot 3 (end_ckpt)."""
+    import threading
+
+    workdir = str(tmp_path / "run")
+    c = tiny_config()
+    t = c.training
+    t.n_iters, t.snapshot_freq, t.snapshot_freq_for_preemption = 4, 2, 100
+    t.snapshot_sampling = False
+    modes.run("train", c, workdir, stream=io.StringIO())  # snapshots 1 (step 2) and 2 (step 4)
+    e = c.eval
+    e.begin_ckpt, e.end_ckpt, e.wait_for_checkpoints, e.poll_seconds = 1, 3, True, 0.2
+    e.enable_bpd, e.samplers, e.num_samples = False, ("pc",), 16
+    results = []
+    job = threading.Thread(target=lambda: results.extend(modes.run("eval", c, workdir)))
+    job.start()
+    t.n_iters = 6  # the run goes on to snapshot 3 (step 6) while eval waits
+    modes.run("train", c, workdir, stream=io.StringIO())
+    job.join(timeout=300)
+    assert not job.is_alive()
+    assert [r["step"] for r in results] == [2, 4, 6]
+    for step in (2, 4, 6):
+        assert os.path.isfile(os.path.join(workdir, "eval", str(step), "results.json"))

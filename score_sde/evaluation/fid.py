@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from score_sde import fs
+
 
 def compute_statistics(activations) -> tuple[np.ndarray, np.ndarray]:
     """Mean [D] and unbiased covariance [D, D] (float64) of `activations` [N, D], N >= 2."""
@@ -121,20 +123,32 @@ def save_statistics(path: str | os.PathLike, activations, *, keep_activations: i
     arrays = {"mu": mu, "sigma": sigma}
     if keep_activations:
         arrays["pool_3"] = act[:keep_activations].astype(np.float32)
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    fs.save_npz(path, **arrays)
 
 
 def load_statistics(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """{'mu', 'sigma', 'pool_3'?} from a statistics `.npz` (pytorch-fid's files work)."""
-    if not os.path.isfile(path):
+    """{'mu', 'sigma', 'pool_3'?} from a statistics `.npz`: pytorch-fid's layout (mu, sigma),
+    ours (mu, sigma, pool_3), or raw Inception features only (`pool_3` [N, 2048], as in the
+    original score_sde's `cifar10_stats.npz`), whose mu and sigma are computed here."""
+    if not fs.path(path).is_file():
         raise ValueError(
             f"no reference statistics at {str(path)!r}; compute them with "
             "python -m score_sde.evaluation.reference_stats --config=... --out=PATH, or use a "
-            "published pytorch-fid .npz (fid_stats_cifar10_train.npz)"
+            "published pytorch-fid .npz (fid_stats_cifar10_train.npz) or the original "
+            "score_sde's <dataset>_stats.npz (pool_3 features)"
         )
-    with np.load(path) as f:
-        if "mu" not in f.files or "sigma" not in f.files:
-            raise ValueError(f"{str(path)!r} has arrays {f.files}; expected 'mu' and 'sigma'")
-        return {k: f[k] for k in f.files}
+    arrays = fs.load_npz(path)
+    if "mu" in arrays and "sigma" in arrays:
+        return arrays
+    if "pool_3" in arrays:
+        pool = np.asarray(arrays["pool_3"], np.float64)
+        if pool.ndim != 2 or pool.shape[1] != 2048 or len(pool) < 2:
+            raise ValueError(
+                f"{str(path)!r}: pool_3 must be Inception features [N >= 2, 2048], got {pool.shape}"
+            )
+        arrays["mu"], arrays["sigma"] = compute_statistics(pool)
+        return arrays
+    raise ValueError(
+        f"{str(path)!r} has arrays {sorted(arrays)}; expected 'mu' and 'sigma' (pytorch-fid) or "
+        "'pool_3' features (the original score_sde)"
+    )

@@ -10,7 +10,7 @@ Preprocessing as pytorch-fid: bilinear resize to 299x299 (half-pixel centers, no
 
 Weights: download pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`
 (https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth)
-and convert it once (needs torch on that machine only):
+and convert it once (no torch needed: score_sde.torch_format reads the file):
 
     python -m score_sde.evaluation.inception pt_inception-2015-12-05-6726825d.pth \
         --out ~/.cache/score_sde/inception_fid.npz
@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from score_sde import fs
 
 INPUT_SIZE = 299
 NUM_CLASSES = 1008
@@ -352,29 +354,25 @@ def weights_path(path: str | os.PathLike | None = None) -> str:
 def load_inception(path: str | os.PathLike | None = None) -> InceptionV3:
     """The FID InceptionV3 with converted pytorch-fid weights (see the module docstring)."""
     path = weights_path(path)
-    if not os.path.isfile(path):
+    if not fs.path(path).is_file():
         raise ValueError(
             f"Inception weights not found at {path!r}. Download {WEIGHTS_URL} and convert it "
             f"once: python -m score_sde.evaluation.inception pt_inception-2015-12-05-6726825d.pth "
             f"--out {path}  (needs torch on that machine), or set $SCORE_SDE_INCEPTION_WEIGHTS"
         )
-    with np.load(path) as f:
-        return model_from_flat({k: f[k] for k in f.files})
+    return model_from_flat(fs.load_npz(path))
 
 
 def convert(pth_path: str, out_path: str) -> None:
-    """pytorch-fid `.pth` -> our `.npz` (torch is imported here only)."""
-    try:
-        import torch
-    except ImportError as e:
-        raise ValueError("converting the .pth weights needs torch: pip install torch") from e
-    state_dict = torch.load(pth_path, map_location="cpu", weights_only=True)
-    flat = torch_state_dict_to_flat({k: v.numpy() for k, v in state_dict.items()})
+    """pytorch-fid `.pth` -> our `.npz`, read without torch (score_sde.torch_format)."""
+    from score_sde import torch_format
+
+    state_dict = torch_format.load(pth_path)
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"{pth_path}: expected pytorch-fid's Inception state dict")
+    flat = torch_state_dict_to_flat({k: np.asarray(v) for k, v in state_dict.items()})
     model_from_flat(flat)  # validates names and shapes
-    out_path = os.path.expanduser(out_path)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with open(out_path, "wb") as f:
-        np.savez(f, **flat)
+    fs.save_npz(out_path, **flat)
 
 
 def main(argv=None) -> None:

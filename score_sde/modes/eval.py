@@ -20,18 +20,20 @@ FID / IS / KID against `config.eval.fid_stats` (`fid_<method>`, `inception_score
 from __future__ import annotations
 
 import os
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from score_sde import datasets, experiment, image_io, likelihood, parallel, toy_data
+from score_sde import datasets, experiment, fs, image_io, likelihood, parallel, toy_data
 from score_sde import workdir as wd
 from score_sde.checkpoint import Checkpoints
 from score_sde.config import Config
 from score_sde.evaluation import inception as inception_lib
 from score_sde.metrics_log import MetricsLogger
+from score_sde.rounds import Rounds, fingerprint
 
 
 def checkpoint_steps(cfg: Config, ckpts) -> list[int]:
@@ -50,17 +52,24 @@ def checkpoint_steps(cfg: Config, ckpts) -> list[int]:
 
 
 def evaluate(cfg: Config, workdir: str, *, mesh: Mesh | None = None, stream=None) -> list[dict]:
-    """Evaluates the configured checkpoints of `workdir`; one results dict per checkpoint."""
+    """Evaluates the configured checkpoints of `workdir`; one results dict per checkpoint.
+
+    begin_ckpt < 0: the newest intact checkpoint (a damaged newer one is skipped with a line).
+    A range: each snapshot in it; a damaged one is reported and skipped. With
+    config.eval.wait_for_checkpoints the range is awaited as training writes it.
+    """
+    from score_sde.checkpoint import DamagedCheckpointError
+
     workdir = wd.prepare(workdir)
     exp = experiment.build(cfg, mesh)
+    e = cfg.eval
     sample_quality = fid_inputs(cfg, exp.shape)  # fails early when weights or stats are missing
     with Checkpoints(workdir, read_only=True) as ckpts:
-        steps = checkpoint_steps(cfg, ckpts)
-        if not steps:
+        if not e.wait_for_checkpoints and not checkpoint_steps(cfg, ckpts):
             raise ValueError(
                 f"no checkpoint to evaluate in {workdir} "
-                f"(config.eval.begin_ckpt={cfg.eval.begin_ckpt}, "
-                f"end_ckpt={cfg.eval.end_ckpt}: snapshot numbers, step // snapshot_freq "
+                f"(config.eval.begin_ckpt={e.begin_ckpt}, "
+                f"end_ckpt={e.end_ckpt}: snapshot numbers, step // snapshot_freq "
                 f"({cfg.training.snapshot_freq}); snapshot steps: {ckpts.snapshot_steps()}); "
                 f"train first with --mode=train --workdir={workdir}, widen the range, or pass "
                 "--config.eval.begin_ckpt=-1 for the newest checkpoint"
@@ -70,15 +79,57 @@ def evaluate(cfg: Config, workdir: str, *, mesh: Mesh | None = None, stream=None
             from score_sde.evaluation import evaluator
 
             inception_fn = evaluator.get_inception_fn(mesh=exp.mesh, weights=sample_quality[0])
-        all_results = []
+        all_results, done = [], set()
         like = exp.state_like()
-        with MetricsLogger(workdir, enabled=parallel.is_main_process(), stream=stream) as log:
-            for step in steps:
-                state = ckpts.restore(like, step)
-                results = evaluate_params(
-                    exp, state.ema_params, workdir, step, log, inception_fn=inception_fn
+        main = parallel.is_main_process()
+        with (
+            wd.RunLock(workdir, "eval.lock", enabled=main),  # training may run meanwhile
+            MetricsLogger(workdir, enabled=main, stream=stream) as log,
+        ):
+
+            def run(step: int | None) -> None:
+                if step is None:  # no intact checkpoint at all: an error, not a skip
+                    state, step = ckpts.restore_newest(like)
+                    done.add(step)
+                else:
+                    try:
+                        state = ckpts.restore(like, step)
+                    except DamagedCheckpointError as err:
+                        log.info(f"skipped: {' '.join(str(err).split())}")
+                        done.add(step)
+                        return
+                    done.add(step)
+                if state is not None:
+                    all_results.append(
+                        evaluate_params(
+                            exp, state.ema_params, workdir, step, log, inception_fn=inception_fn
+                        )
+                    )
+
+            if e.begin_ckpt < 0:
+                run(None)
+                return all_results
+            last_new = time.time()
+            while True:
+                if e.wait_for_checkpoints:
+                    ckpts.refresh()
+                todo = [s for s in checkpoint_steps(cfg, ckpts) if s not in done]
+                for step in todo:
+                    run(step)
+                if todo:
+                    last_new = time.time()
+                reached = e.end_ckpt >= 0 and any(
+                    s // cfg.training.snapshot_freq >= e.end_ckpt for s in done
                 )
-                all_results.append(results)
+                if not e.wait_for_checkpoints or reached:
+                    break
+                if time.time() - last_new > e.wait_timeout:
+                    log.info(
+                        f"no new checkpoint in {workdir} for {e.wait_timeout:g} s: stopping "
+                        f"(evaluated {sorted(done)})"
+                    )
+                    break
+                time.sleep(e.poll_seconds)
     return all_results
 
 
@@ -99,7 +150,7 @@ def fid_inputs(cfg: Config, shape: tuple[int, ...]) -> tuple[str, str] | None:
     if len(shape) != 3 or not (e.enable_sampling and e.enable_fid):
         return None
     weights = inception_lib.weights_path(e.inception_weights)
-    if not os.path.isfile(weights):
+    if not fs.path(weights).is_file():
         raise ValueError(
             f"FID/IS/KID need the Inception weights, not found at {weights}: download "
             f"{inception_lib.WEIGHTS_URL} and convert it once with `python -m "
@@ -109,7 +160,7 @@ def fid_inputs(cfg: Config, shape: tuple[int, ...]) -> tuple[str, str] | None:
             "skips sample quality"
         )
     stats = os.path.expanduser(e.fid_stats or default_fid_stats(cfg.data))
-    if not os.path.isfile(stats):
+    if not fs.path(stats).is_file():
         raise ValueError(
             f"FID/KID need reference statistics of the data, not found at {stats}: make them "
             "once with `python -m score_sde.evaluation.reference_stats --config=<this run's "
@@ -119,26 +170,35 @@ def fid_inputs(cfg: Config, shape: tuple[int, ...]) -> tuple[str, str] | None:
     return weights, stats
 
 
+def _features(exp: experiment.Experiment, x, valid: int, inception_fn) -> dict:
+    """Inception features of the first `valid` rows of a global model-space image batch
+    [b, H, W, C]: {'pool_3' [valid, 2048], 'logits' [valid, 1008], 'images' uint8}."""
+    images = datasets.to_images(x, exp.cfg.data)
+    feats = parallel.to_host(inception_fn(images))
+    return {
+        "pool_3": feats["pool_3"][:valid].astype(np.float32),
+        "logits": feats["logits"][:valid].astype(np.float32),
+        "images": image_io.to_uint8(parallel.to_host(images)[:valid]),
+    }
+
+
 def sample_quality_metrics(
     exp: experiment.Experiment, batches, num: int, inception_fn, stats_path: str, keep: int = 0
 ) -> tuple[dict, np.ndarray]:
     """FID / IS / KID of the first `num` rows of `batches` (global model-space image arrays
-    [b, H, W, C], e.g. `exp.sample_batches`), and the first `keep` rows as uint8 images."""
+    [b, H, W, C]), and the first `keep` rows as uint8 images."""
     from score_sde.evaluation import evaluator
 
-    acc, kept, seen = evaluator.FeatureAccumulator(), [], 0
+    parts, seen = [], 0
     for x in batches:
         valid = min(len(x), num - seen)
         if valid <= 0:
             break
-        images = datasets.to_images(x, exp.cfg.data)
-        acc.add(inception_fn(images), mask=np.arange(len(x)) < valid)
-        if seen < keep:
-            rows = min(valid, keep - seen)
-            kept.append(np.round(parallel.to_host(images)[:rows] * 255.0).astype(np.uint8))
+        parts.append(_features(exp, x, valid, inception_fn))
         seen += valid
-    metrics = evaluator.compute_metrics(acc, stats_path, num_samples=num)
-    return metrics, (np.concatenate(kept) if kept else np.zeros((0, *exp.shape), np.uint8))
+    pool, logits = (np.concatenate([p[k] for p in parts]) for k in ("pool_3", "logits"))
+    metrics = evaluator.compute_metrics((pool, logits), stats_path, num_samples=num)
+    return metrics, np.concatenate([p["images"] for p in parts])[:keep]
 
 
 def evaluate_params(
@@ -153,13 +213,13 @@ def evaluate_params(
     cfg, e = exp.cfg, exp.cfg.eval
     out = os.path.join(workdir, "eval", str(step))
     if parallel.is_main_process():
-        os.makedirs(out, exist_ok=True)
+        fs.path(out).mkdir(parents=True, exist_ok=True)
     results: dict = {"step": int(step)}
     if e.enable_loss:
         results["eval_loss"] = _eval_loss(exp, params, step)
         log.info(f"checkpoint {step}: eval loss {results['eval_loss']:.5g}")
     if e.enable_bpd:
-        lik = _likelihood(exp, params)
+        lik = _likelihood(exp, params, out, step)
         results.update(lik.pop("results"))
         for k, v in results.items():
             if k.startswith(("test_", "bpd", "gaussian", "true")) and isinstance(v, float):
@@ -184,26 +244,49 @@ MAX_SAVED_SAMPLES = 10_000
 
 
 def _samples(exp, params, key, method: str, out: str, log, step: int, inception_fn):
-    """Draws config.eval.num_samples samples with `method`; writes <out>/<method>.npz and .png;
-    with `inception_fn` (image data) also FID / IS / KID against the reference statistics.
-    Returns ({metric: value}, the samples kept on the host)."""
+    """Draws config.eval.num_samples samples with `method` in rounds of config.sampling.
+    batch_size (each round's samples, or Inception features for images, kept under
+    <out>/rounds-<settings>/<method>/ as they finish: a killed eval resumes there); writes
+    <out>/<method>.npz and .png; with `inception_fn` also FID / IS / KID against the reference
+    statistics. Returns ({metric: value}, the samples kept on the host)."""
+    from score_sde.evaluation import evaluator
+
     cfg, e = exp.cfg, exp.cfg.eval
-    batches = exp.sample_batches(params, key, e.num_samples, method)
-    nfe = [0]
+    num = e.num_samples
+    b = exp.round_size(num, cfg.sampling.batch_size)
+    run = experiment.unconditional_sampler(exp, method, b)
 
-    def xs():
-        for x, n in batches:
-            nfe[0] = n
-            yield x
+    def compute(i):
+        x, nfe = run(params, jax.random.fold_in(key, i))
+        valid = min(b, num - i * b)
+        if inception_fn is None:
+            return {"samples": parallel.to_host(x)[:valid], "nfe": parallel.to_host(nfe)}
+        arrays = _features(exp, x, valid, inception_fn)
+        if i * b >= MAX_SAVED_SAMPLES:
+            del arrays["images"]
+        return {**arrays, "nfe": parallel.to_host(nfe)}
 
+    rounds = Rounds(
+        os.path.join(_rounds_dir(exp, out), method),
+        "round",
+        -(-num // b),
+        desc=f"checkpoint {step}: {method} samples",
+        unit="img",
+        per_round=b,
+        total=num,
+    )
+    parts = [arrays for _, arrays in rounds.items(compute)]
+    if rounds.resumed:
+        log.info(f"checkpoint {step}: {method}: resumed {rounds.resumed} finished rounds")
+    nfe = int(parts[-1]["nfe"])
     results = {}
     if inception_fn is None:
-        samples = np.concatenate([parallel.to_host(x) for x in xs()])[: e.num_samples]
+        samples = np.concatenate([p["samples"] for p in parts])
     else:
         stats = fid_inputs(cfg, exp.shape)[1]
-        metrics, samples = sample_quality_metrics(
-            exp, xs(), e.num_samples, inception_fn, stats, keep=MAX_SAVED_SAMPLES
-        )
+        pool, logits = (np.concatenate([p[k] for p in parts]) for k in ("pool_3", "logits"))
+        metrics = evaluator.compute_metrics((pool, logits), stats, num_samples=num)
+        samples = np.concatenate([p["images"] for p in parts if "images" in p])
         for k, v in metrics.items():
             results[f"{k}_{method}"] = v
         log.info(
@@ -212,14 +295,22 @@ def _samples(exp, params, key, method: str, out: str, log, step: int, inception_
             + (f", KID {metrics['kid']:.4g}" if "kid" in metrics else "")
             + f" ({metrics['num_samples']} samples vs {stats})"
         )
-    results[f"nfe_{method}"] = int(parallel.to_host(nfe[0]))
+    results[f"nfe_{method}"] = nfe
     if parallel.is_main_process():
         image_io.save_samples(os.path.join(out, method), exp.saved_samples(samples))
     log.info(
-        f"checkpoint {step}: {e.num_samples} {method} samples ({nfe[0]} score evaluations) "
+        f"checkpoint {step}: {num} {method} samples ({nfe} score evaluations) "
         f"-> {os.path.join(out, method)}.png"
     )
     return results, samples
+
+
+def _rounds_dir(exp: experiment.Experiment, out: str) -> str:
+    """<out>/rounds-<hash of the settings the rounds depend on>."""
+    c = exp.cfg.to_dict()
+    return os.path.join(
+        out, "rounds-" + fingerprint(c["seed"], c["eval"], c["sampling"], c["data"], c["model"])
+    )
 
 
 def _eval_loss(exp: experiment.Experiment, params, step: int, num_batches: int = 8) -> float:
@@ -238,7 +329,7 @@ def _eval_loss(exp: experiment.Experiment, params, step: int, num_batches: int =
     return float(np.mean(values))
 
 
-def _likelihood(exp: experiment.Experiment, params) -> dict:
+def _likelihood(exp: experiment.Experiment, params, out: str, step: int) -> dict:
     """Mean log-likelihood over (up to config.eval.num_bpd_examples of) the bpd split."""
     cfg, e = exp.cfg, exp.cfg.eval
     n_dev = exp.mesh.devices.size
@@ -261,23 +352,45 @@ def _likelihood(exp: experiment.Experiment, params) -> dict:
         logp, _, nfe = lik_fn(key, lambda y, t: score_apply(params, y, t), x)
         return jax.lax.with_sharding_constraint(logp, rep), nfe
 
+    n_examples = ds.num_examples
+    if e.num_bpd_examples > 0:
+        n_examples = min(n_examples, e.num_bpd_examples)
+    n_batches = -(-n_examples // b)
+    rounds_dir = _rounds_dir(exp, out)
+
     def one_pass(repeat: int):
-        """log p of every example of the split (dequantization draw `repeat`), in order."""
+        """log p of every example of the split (dequantization draw `repeat`), in order; each
+        batch's values kept under <rounds>/likelihood/ as they finish."""
         logps, xs, nfes = [], [], []
         base = jax.random.fold_in(exp.key(experiment.KEY_LIKELIHOOD), repeat)
-        for i, batch in enumerate(ds.epoch(b // jax.process_count(), repeat=repeat)):
-            gb = parallel.global_batch(batch, exp.mesh)
-            logp, nfe = logp_fn(params, jax.random.fold_in(base, i), gb["x"])
-            mask = parallel.to_host(gb["mask"])
-            logps.append(parallel.to_host(logp)[mask])
-            if not image:
-                xs.append(parallel.to_host(gb["x"])[mask])
-            nfes.append(int(parallel.to_host(nfe)))
-            if e.num_bpd_examples > 0 and sum(len(v) for v in logps) >= e.num_bpd_examples:
-                break
-        logp = np.concatenate(logps)
-        if e.num_bpd_examples > 0:
-            logp = logp[: e.num_bpd_examples]
+        rounds = Rounds(
+            os.path.join(rounds_dir, "likelihood"),
+            f"repeat{repeat}",
+            n_batches,
+            desc=f"checkpoint {step}: log-likelihood, draw {repeat + 1}/{e.num_repeats}",
+            unit="img",
+            per_round=b,
+            total=n_examples,
+        )
+        batches = ds.epoch(b // jax.process_count(), repeat=repeat)
+        with rounds:
+            for i, batch in zip(range(n_batches), batches, strict=False):
+
+                def compute(i=i, batch=batch):
+                    gb = parallel.global_batch(batch, exp.mesh)
+                    logp, nfe = logp_fn(params, jax.random.fold_in(base, i), gb["x"])
+                    mask = parallel.to_host(gb["mask"])
+                    out = {"logp": parallel.to_host(logp)[mask], "nfe": parallel.to_host(nfe)}
+                    if not image:
+                        out["x"] = parallel.to_host(gb["x"])[mask]
+                    return out
+
+                arrays = rounds.get(i, compute)
+                logps.append(arrays["logp"])
+                nfes.append(int(arrays["nfe"]))
+                if not image:
+                    xs.append(arrays["x"])
+        logp = np.concatenate(logps)[:n_examples]
         return logp, xs, nfes
 
     passes = [one_pass(r) for r in range(e.num_repeats)]
@@ -326,6 +439,6 @@ def _toy_scatter(exp: experiment.Experiment, params, out: str, num: int) -> None
     panels = {"data": np.asarray(data)}
     for method in exp.cfg.eval.samplers or (exp.cfg.sampling.method,):
         path = os.path.join(out, method + ".npz")
-        if os.path.exists(path):
-            panels[method] = np.load(path)["samples"]
+        if fs.path(path).exists():
+            panels[method] = fs.load_npz(path)["samples"]
     image_io.save_scatter(os.path.join(out, "scatter.png"), panels)

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from score_sde import controllable, datasets, experiment, guidance, image_io, parallel
+from score_sde import controllable, datasets, experiment, fs, guidance, image_io, parallel
 from score_sde import workdir as wd
 from score_sde.checkpoint import Checkpoints
 from score_sde.config import Config
@@ -74,8 +74,7 @@ def sample(
         saved, tag, nfe = _sample_conditional(exp, params, step, workdir)
         stem = os.path.join(workdir, "samples", f"ckpt_{step}_{tag}_{s.method}")
         if parallel.is_main_process():
-            os.makedirs(os.path.dirname(stem), exist_ok=True)
-            np.savez(stem + ".npz", **saved)
+            fs.save_npz(stem + ".npz", **saved)
             image_io.save_png(stem + ".png", _grid(cond, saved, cfg.model.num_classes))
         log.info(
             f"{s.num_samples} {tag} samples from checkpoint {step} with {s.method} ({nfe} score "
