@@ -6,8 +6,8 @@
         --workdir runs/ve_cifar10_pub --mode sample
 
 Sources: the original JAX checkpoints (flax msgpack `checkpoint_<n>`: `optimizer.target` params and
-`params_ema`) and the PyTorch port's `.pth` (`model` / `ema` state_dicts; torch is imported only
-when such a file is read). The result is a snapshot at the source's step in <workdir>/checkpoints/
+`params_ema`) and the PyTorch port's `.pth` (`model` / `ema` state_dicts; read without torch,
+score_sde.torch_format). The result is a snapshot at the source's step in <workdir>/checkpoints/
 with params, EMA params and a fresh optimizer state; sample and eval modes use the EMA params.
 Supported networks: ncsnpp (NCSN++ / DDPM++) and ddpm; the config must be the checkpoint's.
 
@@ -93,20 +93,16 @@ def read_jax_checkpoint(path: str) -> tuple[dict, dict, int]:
 
 
 def read_torch_checkpoint(path: str) -> tuple[dict, dict, int]:
-    """PyTorch-port `.pth` -> (model state_dict, EMA state_dict, step) as numpy arrays."""
+    """PyTorch-port `.pth` -> (model state_dict, EMA state_dict, step) as numpy arrays; read
+    without torch (score_sde.torch_format)."""
+    from score_sde import torch_format
+
     try:
-        import torch
-    except ImportError:
+        ckpt = torch_format.load(path)
+    except (ValueError, OSError) as e:
+        cause = " ".join(str(e).split())[:200]
         raise ValueError(
-            f"reading {path} needs PyTorch: pip install torch (CPU build is enough), "
-            "or convert it where torch is installed"
-        ) from None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - pickle, zip and torch errors alike
-        cause = " ".join(f"{type(e).__name__}: {e}".split())[:200]
-        raise ValueError(
-            f"--source {path} is not a PyTorch checkpoint torch can read ({cause}); pass {EXPECTED}"
+            f"--source {path} is not a PyTorch checkpoint ({cause}); pass {EXPECTED}"
         ) from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
@@ -116,7 +112,7 @@ def read_torch_checkpoint(path: str) -> tuple[dict, dict, int]:
         )
 
     def to_np(x):
-        return x.detach().cpu().numpy() if hasattr(x, "detach") else x
+        return np.asarray(x)
 
     model = {k: to_np(v) for k, v in ckpt["model"].items()}
     ema = model

@@ -26,7 +26,6 @@ import numpy as np
 
 from score_sde import fs
 
-
 _WRITERS = itertools.count()
 
 

@@ -5,6 +5,7 @@ checkpoint that sample mode loads. No torch needed (the .pth file test skips wit
 
 import dataclasses
 import importlib.util
+import os
 import pathlib
 import sys
 import types
@@ -222,15 +223,25 @@ def test_converted_jax_checkpoint_loads_in_sample_mode(tmp_path):
         convert.convert(wide, str(src), str(tmp_path / "run2"))
 
 
-def test_pth_reader_needs_torch_only_when_used(tmp_path):
-    if "torch" in sys.modules:
-        pytest.skip("torch was already imported by another test")
-    import score_sde.convert  # noqa: F401 - importing the converter must not import torch
-
-    assert "torch" not in sys.modules
-    if importlib.util.find_spec("torch") is None:
-        with pytest.raises(ValueError, match="needs PyTorch"):
-            convert.read_torch_checkpoint(str(tmp_path / "x.pth"))
+def test_port_pth_reads_without_torch(monkeypatch):
+    """tests/data/port_checkpoint_9.pth: the port's checkpoint layout (optimizer, model, ema with
+    shadow_params, step) for VARIANTS['ncsnpp'], written by PyTorch 2.13; the expected arrays are
+    torch's own (tests/data/README.md)."""
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails
+    data = os.path.join(os.path.dirname(__file__), "data")
+    model, ema, step = convert.read_torch_checkpoint(os.path.join(data, "port_checkpoint_9.pth"))
+    expected = np.load(os.path.join(data, "port_checkpoint_9_expected.npz"))
+    assert step == 9
+    assert sorted(model) == sorted(k[len("model/") :] for k in expected if k.startswith("model/"))
+    for k, v in model.items():
+        np.testing.assert_array_equal(v, expected["model/" + k])
+    c, params = _params(VARIANTS["ncsnpp"])
+    converted = layout.from_torch_layout(ema, params)  # the port's EMA in our tree
+    assert layout.flatten(converted).keys() == layout.flatten(params).keys()
+    shadow = [expected[f"ema/{i}"] for i in range(sum(k.startswith("ema/") for k in expected))]
+    assert sum(np.asarray(v).size for v in layout.flatten(converted).values()) >= sum(
+        s.size for s in shadow
+    )
 
 
 def test_pth_file_round_trip(tmp_path):

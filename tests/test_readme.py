@@ -62,3 +62,117 @@ def test_readme_launcher_command_parses_and_builds(argv):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "parameters, mode" in proc.stdout.splitlines()[-1], proc.stdout[-2000:]
+
+
+def _all_commands() -> list[list[str]]:
+    """Every command of README's bash blocks (continuations joined, `&&` chains split)."""
+    import shlex
+
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                argv = shlex.split(part, comments=True)
+                if argv:
+                    out.append(argv)
+    return out
+
+
+def _kind(argv: list[str]) -> str:
+    """Which test covers a README command."""
+    if argv[:2] == ["python", "launch.py"]:
+        return "launch"  # test_readme_launcher_command_parses_and_builds
+    if argv[:3] == ["python", "-m", "score_sde.prepare"]:
+        return "prepare"  # test_readme_prepare_commands_run
+    if argv[:3] == ["python", "-m", "score_sde.convert"]:
+        return "convert"  # test_readme_convert_commands_parse
+    if (
+        argv[:3]
+        in (
+            ["python", "-m", "score_sde.evaluation.inception"],
+            ["python", "-m", "score_sde.evaluation.reference_stats"],
+        )
+        or argv[0] == "wget"
+    ):
+        return "researcher_path"  # tests/test_researcher_path.py runs (or replaces) these
+    if argv[0] == "python" and argv[1].startswith("benchmarks/"):
+        return "benchmark"  # test_readme_benchmark_flags_exist
+    if argv[0] in ("python3", ".", "pip") or argv[:2] == ["python", "-m"] and argv[2] == "pytest":
+        return "install"  # the two first commands: .ci/run installs and tests; tests/test_demo.py
+    return "unknown"
+
+
+def test_every_readme_command_has_a_test():
+    unknown = [" ".join(a) for a in _all_commands() if _kind(a) == "unknown"]
+    assert not unknown, unknown
+    kinds = {_kind(a) for a in _all_commands()}
+    assert {"launch", "prepare", "convert", "researcher_path", "benchmark"} <= kinds
+
+
+def _run(argv, cwd, timeout=300):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def test_readme_prepare_commands_run(tmp_path):
+    """Each `python -m score_sde.prepare` line, run as written on small sources at its paths."""
+    import numpy as np
+    from scipy import io as sio
+
+    from score_sde import image_io
+    from tests.test_prepare import _cifar_archive
+
+    commands = [a for a in _all_commands() if _kind(a) == "prepare"]
+    assert {a[3] for a in commands} == {"cifar10", "svhn", "folder"}
+    rng = np.random.default_rng(0)
+    for argv in commands:
+        source = tmp_path / argv[argv.index("--source") + 1]
+        if argv[3] == "cifar10" and not source.exists():
+            _cifar_archive(source)
+        elif argv[3] == "svhn":
+            source.mkdir(parents=True, exist_ok=True)
+            for split in ("train", "test"):
+                x = rng.integers(0, 256, (32, 32, 3, 4), np.uint8)
+                sio.savemat(source / f"{split}_32x32.mat", {"X": x, "y": np.ones((4, 1))})
+        elif argv[3] == "folder":
+            for i in range(4):
+                image_io.save_png(
+                    str(source / f"{i}.png"), rng.integers(0, 256, (80, 72, 3), np.uint8)
+                )
+        proc = _run(argv, tmp_path)
+        assert proc.returncode == 0, (argv, proc.stderr[-2000:])
+        with np.load(tmp_path / argv[argv.index("--out") + 1]) as f:
+            assert f["x_train"].dtype == np.uint8 and f["x_train"].ndim == 4
+
+
+def test_readme_convert_commands_parse(tmp_path):
+    """Each `python -m score_sde.convert` line: its flags and config load, and with the source
+    not downloaded the one error names the --source path (nothing else is wrong)."""
+    commands = [a for a in _all_commands() if _kind(a) == "convert"]
+    assert len(commands) >= 2
+    for argv in commands:
+        proc = _run(argv, tmp_path)
+        source = argv[argv.index("--source") + 1]
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+        assert lines[0].startswith("error: ") and source in lines[0], lines[0]
+        assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [a for a in _all_commands() if _kind(a) == "benchmark"],
+    ids=lambda a: " ".join(a)[:60],
+)
+def test_readme_benchmark_flags_exist(argv):
+    """Benchmarks measure (not tests): their README flags must be ones the script accepts."""
+    proc = _run([argv[0], argv[1], "--help"], ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for flag in (a.split("=")[0] for a in argv[2:] if a.startswith("--")):
+        assert flag in proc.stdout, (flag, proc.stdout[-2000:])

@@ -358,7 +358,7 @@ def load_inception(path: str | os.PathLike | None = None) -> InceptionV3:
         raise ValueError(
             f"Inception weights not found at {path!r}. Download {WEIGHTS_URL} and convert it "
             f"once: python -m score_sde.evaluation.inception pt_inception-2015-12-05-6726825d.pth "
-            f"--out {path}  (needs torch on that machine), or set $SCORE_SDE_INCEPTION_WEIGHTS"
+            f"--out {path} (no torch needed), or set $SCORE_SDE_INCEPTION_WEIGHTS"
         )
     return model_from_flat(fs.load_npz(path))
 

@@ -21,7 +21,9 @@ from absl import app, flags
 
 flags.DEFINE_string("split", "train", "Dataset split: train | test.")
 flags.DEFINE_string("out", None, "Output .npz path.", required=True)
-flags.DEFINE_integer("batch_size", 250, "Global batch size (divisible by the device count).")
+flags.DEFINE_integer(
+    "batch_size", 250, "Global batch size (rounded up to a multiple of the device count)."
+)
 flags.DEFINE_string(
     "weights", None, "Converted Inception weights (.npz); default as load_inception."
 )
@@ -48,17 +50,26 @@ def main(argv, config_path: str, overrides: dict) -> None:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         sys.exit(2)
     mesh = parallel.make_mesh()
+    if FLAGS.batch_size < 1:
+        print(f"error: --batch_size={FLAGS.batch_size} must be positive", file=sys.stderr)
+        sys.exit(2)
+    n_dev = mesh.devices.size
+    batch = -(-FLAGS.batch_size // n_dev) * n_dev  # a multiple of the devices (padded, masked)
     start = time.time()
-    stats = compute_dataset_statistics(
-        data,
-        FLAGS.split,
-        FLAGS.out,
-        batch_size=FLAGS.batch_size,
-        weights=FLAGS.weights,
-        mesh=mesh,
-        max_examples=FLAGS.max_examples,
-        keep_activations=FLAGS.keep_activations,
-    )
+    try:
+        stats = compute_dataset_statistics(
+            data,
+            FLAGS.split,
+            FLAGS.out,
+            batch_size=batch,
+            weights=FLAGS.weights,
+            mesh=mesh,
+            max_examples=FLAGS.max_examples,
+            keep_activations=FLAGS.keep_activations,
+        )
+    except ValueError as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        sys.exit(2)
     if jax.process_index() == 0:
         n = len(stats["pool_3"]) if "pool_3" in stats else "?"
         print(f"wrote {FLAGS.out} ({n} activations kept) in {time.time() - start:.1f}s")

@@ -155,7 +155,7 @@ def fid_inputs(cfg: Config, shape: tuple[int, ...]) -> tuple[str, str] | None:
             f"FID/IS/KID need the Inception weights, not found at {weights}: download "
             f"{inception_lib.WEIGHTS_URL} and convert it once with `python -m "
             f"score_sde.evaluation.inception pt_inception-2015-12-05-6726825d.pth --out "
-            f"{weights}` (needs torch), or point config.eval.inception_weights (or "
+            f"{weights}` (no torch needed), or point config.eval.inception_weights (or "
             "$SCORE_SDE_INCEPTION_WEIGHTS) at the converted .npz; --config.eval.enable_fid=False "
             "skips sample quality"
         )
