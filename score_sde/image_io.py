@@ -1,8 +1,8 @@
-"""Reading and writing 8-bit images without extra dependencies.
+"""Reading and writing 8-bit images.
 
-`save_image_grid(path, images, nrow)` writes a tiled PNG of a batch `[N, H, W, C]`. PNG encoding
-and decoding use only zlib + struct; Pillow (or OpenCV) is used when installed, and is needed only
-for formats other than 8-bit PNG (JPEG folders, TFDS datasets stored as JPEG such as CelebA/LSUN).
+`save_image_grid(path, images, nrow)` writes a tiled PNG of a batch `[N, H, W, C]`. 8-bit PNGs are
+encoded and checked with zlib + struct (the folder check probes every file fast); other formats
+(JPEG folders, TFDS datasets stored as JPEG such as CelebA/LSUN) and the plot labels use Pillow.
 """
 
 from __future__ import annotations
@@ -325,16 +325,27 @@ def scatter_image(
 
 
 def save_scatter(path: str, panels: dict[str, np.ndarray], size: int = 256) -> None:
-    """Side-by-side scatter plots [n, 2] (one per panel, axes fitted to the first) as one PNG."""
+    """Side-by-side scatter plots [n, 2] (one per panel, axes fitted to the first, each labelled
+    with its key) as one PNG."""
     first = np.asarray(next(iter(panels.values())))
     finite = first[np.isfinite(first).all(-1)]
     extent = float(np.quantile(np.abs(finite), 0.999)) * 1.25 if len(finite) else 1.0
     colors = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
     tiles = [
-        scatter_image([p], [colors[i % 4]], size=size, extent=extent)
-        for i, p in enumerate(panels.values())
+        label(scatter_image([p], [colors[i % 4]], size=size, extent=extent), name)
+        for i, (name, p) in enumerate(panels.items())
     ]
     save_image_grid(path, np.stack(tiles), nrow=len(tiles), padding=4)
+
+
+def label(image: np.ndarray, text: str) -> np.ndarray:
+    """`image` (uint8 [H, W, 3]) with `text` written in its top-left corner (Pillow's default
+    font, dark gray)."""
+    from PIL import Image, ImageDraw
+
+    out = Image.fromarray(np.asarray(image, np.uint8))
+    ImageDraw.Draw(out).text((6, 4), text, fill=(40, 40, 40))
+    return np.asarray(out)
 
 
 def save_samples(path_stem: str, samples: np.ndarray, data: np.ndarray | None = None) -> None:

@@ -103,6 +103,14 @@ def test_save_samples_writes_arrays_and_a_picture(tmp_path):
     scatter = image_io.read_image(stem + ".png")
     assert scatter.shape == (256 + 8, 2 * 256 + 12, 3)  # two panels, padding 4
     assert (scatter[4:260, 4:260] < 255).any() and (scatter[4:260, 264:520] < 255).any()
+    # each panel is labelled with its key in the top-left corner, nowhere else differs
+    extent = float(np.quantile(np.abs(points + 1), 0.999)) * 1.25  # save_scatter's: the first's
+    plain = image_io.scatter_image([points + 1], [(31, 119, 180)], extent=extent)
+    data = image_io.label(plain, "data")
+    rows, cols = np.nonzero((data != plain).any(-1))
+    assert len(rows) > 20 and rows.max() < 20 and cols.max() < 40
+    np.testing.assert_array_equal(scatter[4:260, 4:260], data)
+    assert not np.array_equal(image_io.label(plain, "samples"), data)
     images = rng.integers(0, 256, (5, 4, 3, 3), dtype=np.uint8)
     stem = str(tmp_path / "images")
     image_io.save_samples(stem, images)
