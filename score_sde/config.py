@@ -900,6 +900,8 @@ def parse_value(text: str, hint):
         origin = typing.get_origin(hint)
     if hint is str:
         return text
+    if hint is float and text.strip().lower() in ("nan", "inf", "-inf", "+inf"):
+        return float(text)  # read, so that the section's check names the field: "must be finite"
     if hint is bool:
         if text.lower() in ("true", "1", "yes"):
             return True

@@ -304,6 +304,25 @@ def test_unwritable_workdir(tmp_path):
     assert blocker.read_text() == "keep me"
 
 
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        ("model.nf", "-1", "config.model.nf (-1) must be positive"),
+        ("sampling.num_samples", "0", "config.sampling.num_samples (0) must be positive"),
+        ("eval.num_samples", "0", "config.eval.num_samples (0) must be positive"),
+        ("sampling.snr", "-0.1", "config.sampling.snr (-0.1) must be >= 0"),
+        ("optim.grad_clip", "nan", "config.optim.grad_clip (nan) must be a finite"),
+        ("optim.lr", "inf", "config.optim.lr (inf) must be a finite number"),
+        ("training.batch_size", "0", "config.training.batch_size (0) must be positive"),
+    ],
+)
+def test_values_the_issue_found_accepted_silently_are_rejected(field, value, needle):
+    """The bad values of issue 12 ('silently wrong' or a traceback), as command-line flags."""
+    with pytest.raises(ValueError) as info:
+        config.load("toy/gmm", {field: value})
+    assert_one_clear_line(str(info.value), needle)
+
+
 # ---------------------------------------------------------------------------- launch.py itself
 
 
