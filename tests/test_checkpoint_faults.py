@@ -24,24 +24,14 @@ import pytest
 from configs.toy import gmm
 from score_sde import checkpoint, experiment, modes, parallel
 from score_sde.config import from_config
+from tests import test_checkpoint
+from tests.test_launch import assert_one_clear_line as _one_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # 24 steps, 2 per dispatch: snapshots checkpoints/{10,20,24}, the rolling preemption slot keeps
 # checkpoints-meta/16. Newest first: 24, 20, 16 (preemption), 10.
-OVERRIDES = {
-    "training.n_iters": 24,
-    "training.n_jitted_steps": 2,
-    "training.batch_size": 16,
-    "training.snapshot_freq": 10,
-    "training.snapshot_freq_for_preemption": 4,
-    "training.log_freq": 1000,
-    "training.eval_freq": 1000,
-    "training.snapshot_sampling": False,
-    "training.eval_after_training": False,
-    "model.nf": 16,
-    "model.num_layers": 1,
-}
+OVERRIDES = test_checkpoint.OVERRIDES  # the same tiny run
 STEPS = {
     "checkpoints/10": 10,
     "checkpoints/20": 20,
@@ -157,13 +147,6 @@ def _assert_equal(a, b):
     assert len(la) == len(lb)
     for u, v in zip(la, lb, strict=True):
         np.testing.assert_array_equal(u, v)
-
-
-def _one_line(message: str, *needles: str):
-    assert "\n" not in message.strip(), message
-    assert "Traceback" not in message
-    for n in needles:
-        assert n in message, f"{n!r} not in {message!r}"
 
 
 # ---------------------------------------------------------------------------- damaged data
