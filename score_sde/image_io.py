@@ -324,9 +324,9 @@ def scatter_image(
     return img
 
 
-def save_scatter(path: str, panels: dict[str, np.ndarray], size: int = 256) -> None:
+def scatter_panels(panels: dict[str, np.ndarray], size: int = 256) -> np.ndarray:
     """Side-by-side scatter plots [n, 2] (one per panel, axes fitted to the first, each labelled
-    with its key) as one PNG."""
+    with its key) as one uint8 image."""
     first = np.asarray(next(iter(panels.values())))
     finite = first[np.isfinite(first).all(-1)]
     extent = float(np.quantile(np.abs(finite), 0.999)) * 1.25 if len(finite) else 1.0
@@ -335,7 +335,12 @@ def save_scatter(path: str, panels: dict[str, np.ndarray], size: int = 256) -> N
         label(scatter_image([p], [colors[i % 4]], size=size, extent=extent), name)
         for i, (name, p) in enumerate(panels.items())
     ]
-    save_image_grid(path, np.stack(tiles), nrow=len(tiles), padding=4)
+    return make_grid(np.stack(tiles), len(tiles), padding=4)
+
+
+def save_scatter(path: str, panels: dict[str, np.ndarray], size: int = 256) -> None:
+    """scatter_panels(panels) as a PNG."""
+    save_png(path, scatter_panels(panels, size))
 
 
 def label(image: np.ndarray, text: str) -> np.ndarray:
@@ -348,13 +353,22 @@ def label(image: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(out)
 
 
-def save_samples(path_stem: str, samples: np.ndarray, data: np.ndarray | None = None) -> None:
-    """Writes `<stem>.npz` ("samples": 2-D points, or uint8 images [N, H, W, C]) and a picture:
-    a scatter plot (points; next to `data` if given) or a grid of the first 64 images."""
-    fs.save_npz(path_stem + ".npz", samples=samples)
+def samples_picture(samples: np.ndarray, data: np.ndarray | None = None) -> np.ndarray | None:
+    """What save_samples draws (uint8 [H, W, 3]): a scatter plot of 2-D points (next to `data`
+    if given) or a grid of the first 64 images; None for other shapes."""
     if samples.ndim == 2 and samples.shape[1] == 2:
         panels = {"data": data, "samples": samples} if data is not None else {"samples": samples}
-        save_scatter(path_stem + ".png", panels)
-    elif samples.ndim == 4:
+        return scatter_panels(panels)
+    if samples.ndim == 4:
         n = min(len(samples), 64)
-        save_image_grid(path_stem + ".png", samples[:n], nrow=int(np.ceil(np.sqrt(n))))
+        return make_grid(samples[:n], int(np.ceil(np.sqrt(n))), 2)
+    return None
+
+
+def save_samples(path_stem: str, samples: np.ndarray, data: np.ndarray | None = None) -> None:
+    """Writes `<stem>.npz` ("samples": 2-D points, or uint8 images [N, H, W, C]) and
+    `<stem>.png`, samples_picture(samples, data)."""
+    fs.save_npz(path_stem + ".npz", samples=samples)
+    picture = samples_picture(samples, data)
+    if picture is not None:
+        save_png(path_stem + ".png", picture)

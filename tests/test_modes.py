@@ -5,13 +5,14 @@ every sampler."""
 import io
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
 from configs.toy import base
-from score_sde import checkpoint, experiment, modes, parallel
+from score_sde import checkpoint, experiment, image_io, modes, parallel
 from score_sde.config import from_config
 from tests.tb_events import read_events
 
@@ -80,6 +81,10 @@ def test_train_logs_progress_jsonl_tensorboard_and_ema_samples(run):
     key = jax.random.fold_in(exp.key(experiment.KEY_SAMPLES), 8)
     again, _ = exp.sample(state.ema_params, key, len(saved), "pc", 64)
     np.testing.assert_allclose(saved, again, rtol=1e-5, atol=1e-5)
+    # ... and the same picture is in TensorBoard at the snapshot step
+    (grid,) = [v["samples"] for step, v in events if "samples" in v and step == 8]
+    picture = image_io.decode_png(grid.encoded_image_string)
+    np.testing.assert_array_equal(picture, image_io.read_image(stem + ".png"))
     params, ema = parallel.to_host((state.params, state.ema_params))
     assert any(
         not np.allclose(a, b)
@@ -101,6 +106,14 @@ def test_eval_mode_writes_results_and_pictures(run):
     for name in ("pc.png", "ode.png", "scatter.png"):
         assert _is_png(os.path.join(path, name)), name
     assert np.load(os.path.join(path, "ode.npz"))["samples"].shape == (64, 2)
+
+
+def test_sample_mode_writes_no_event_file(run, tmp_path):
+    workdir = shutil.copytree(run[0], tmp_path / "run")
+    shutil.rmtree(workdir / "tensorboard")
+    modes.run("sample", tiny_config(), str(workdir), stream=io.StringIO())
+    assert list((workdir / "samples").glob("ckpt_8_*.npz"))
+    assert not (workdir / "tensorboard").exists()
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,11 @@ def train_and_evaluate(
             samples, _ = exp.sample(state.ema_params, key, num)
             if main:
                 stem = os.path.join(workdir, "samples", f"iter_{step}", "sample")
-                image_io.save_samples(stem, exp.saved_samples(samples))
+                saved = exp.saved_samples(samples)
+                image_io.save_samples(stem, saved)
+                picture = image_io.samples_picture(saved)
+                if picture is not None:
+                    log.image(step, "samples", picture)
 
         state, signum = loop.run(
             state,
