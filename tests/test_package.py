@@ -90,8 +90,7 @@ def test_the_installed_command_runs_outside_the_checkout(installed, tmp_path):
     train = _run(
         venv,
         [
-            str(script),
-            "--config=toy/gmm",
+            str(script),  # the embedded default (configs/default.py), shortened
             f"--workdir={workdir}",
             "--config.training.n_iters=40",
             "--config.training.snapshot_freq=40",
@@ -102,6 +101,12 @@ def test_the_installed_command_runs_outside_the_checkout(installed, tmp_path):
     assert train.returncode == 0, train.stderr[-2000:]
     assert (workdir / "config.json").is_file()
     assert sorted(os.listdir(workdir / "checkpoints")) == ["40"]
+
+    sample = _run(  # the default's config by name, in another mode
+        venv, [str(script), "--config=toy/gmm", f"--workdir={workdir}", "--mode=sample"], tmp_path
+    )
+    assert sample.returncode == 0, sample.stderr[-2000:]
+    assert list((workdir / "samples").glob("ckpt_40_*.npz"))
 
     bad = _run(venv, [str(script), "--config=toy/gmn"], tmp_path)
     assert bad.returncode == 2
