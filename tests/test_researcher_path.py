@@ -98,6 +98,8 @@ def test_from_the_archive_to_results_json(tmp_path):
             _argv(argv), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
         )
         assert proc.returncode == 0, (argv, proc.stderr[-3000:])
+        if "score_sde.evaluation.reference_stats" in argv:
+            assert "reference statistics: train split" in proc.stderr  # its progress bar
     assert (tmp_path / "assets/stats/cifar10_32_train_stats.npz").is_file()
     assert (tmp_path / "runs/c10/checkpoints/2").is_dir()
 

@@ -155,14 +155,24 @@ def dataset_features(
     *,
     mesh: Mesh | None = None,
     max_examples: int = 0,
+    total: int | None = None,
+    desc: str = "Inception features",
 ) -> FeatureAccumulator:
-    """Features of `Dataset.epoch(...)` batches ({"x" model space, "mask"}) from every process."""
+    """Features of `Dataset.epoch(...)` batches ({"x" model space, "mask"}) from every process,
+    with a tqdm bar (process 0) over `total` images."""
+    from tqdm import tqdm
+
     acc = FeatureAccumulator()
-    for batch in batches:
-        images = _global_batch(np.asarray(inverse_scaler(batch["x"]), np.float32), mesh)
-        acc.add(inception_fn(images), mask=_global_batch(batch["mask"], mesh))
-        if max_examples and len(acc) >= max_examples:
-            break
+    total = min(total, max_examples) if total and max_examples else total or max_examples or None
+    bar = tqdm(total=total, desc=desc, unit="img", disable=jax.process_index() != 0, leave=False)
+    with bar:
+        for batch in batches:
+            images = _global_batch(np.asarray(inverse_scaler(batch["x"]), np.float32), mesh)
+            before = len(acc)
+            acc.add(inception_fn(images), mask=_global_batch(batch["mask"], mesh))
+            bar.update(len(acc) - before)
+            if max_examples and len(acc) >= max_examples:
+                break
     return acc
 
 
@@ -196,6 +206,8 @@ def compute_dataset_statistics(
         inception_fn,
         mesh=mesh,
         max_examples=max_examples,
+        total=ds.num_examples,
+        desc=f"reference statistics: {split} split",
     )
     pool = acc.pool_3[:max_examples] if max_examples else acc.pool_3
     mu, sigma = fid_lib.compute_statistics(pool)
