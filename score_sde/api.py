@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from score_sde import experiment, likelihood
+from score_sde import experiment, fs, likelihood
 from score_sde.config import Config, apply_overrides, from_config
 
 
@@ -81,13 +81,12 @@ def load(
     from score_sde.modes.sample import restore_ema
 
     path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
+    if not fs.path(path).is_file():
         raise ValueError(
             f"{path} not found: score_sde.load takes a work directory written by --mode=train "
             "or by python -m score_sde.convert"
         )
-    with open(path) as f:
-        cfg = from_config(apply_overrides(json.load(f), overrides or {}))
+    cfg = from_config(apply_overrides(json.loads(fs.path(path).read_text()), overrides or {}))
     exp = experiment.build(cfg)
     params, step = restore_ema(exp, workdir, step)
     return Model(exp, params, step)

@@ -35,7 +35,7 @@ import tarfile
 import numpy as np
 from tqdm import tqdm
 
-from score_sde import image_io
+from score_sde import fs, image_io
 
 SOURCES = ("cifar10", "svhn", "folder")
 
@@ -178,13 +178,8 @@ def read_folder(source: str, size: int, test_fraction: float = 0.0, seed: int = 
 
 
 def write(out_path: str, arrays: dict[str, np.ndarray]) -> None:
-    """Writes the arrays as an uncompressed .npz (atomically: a temporary file, then a rename)."""
-    directory = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = out_path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, out_path)
+    """Writes the arrays as an uncompressed .npz, atomically (a local path or gs://: fs)."""
+    fs.save_npz(out_path, **arrays)
 
 
 def main(argv=None) -> None:

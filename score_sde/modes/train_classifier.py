@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from score_sde import datasets, experiment, guidance, loop, parallel, train
+from score_sde import datasets, experiment, fs, guidance, loop, parallel, train
 from score_sde import workdir as wd
 from score_sde.checkpoint import Checkpoints
 from score_sde.config import Config
@@ -68,7 +68,7 @@ def train_classifier(
     `dataset` overrides the training data (anything with `.batch(step)` -> {"x", "label"}).
     """
     workdir = os.path.join(wd.prepare(workdir), CLASSIFIER_DIR)
-    os.makedirs(workdir, exist_ok=True)
+    fs.path(workdir).mkdir(parents=True, exist_ok=True)
     mesh = mesh or parallel.make_mesh()
     c = cfg.classifier
     parallel.check_batch_size(c.batch_size, mesh, field="config.classifier.batch_size")
