@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 
 from score_sde import fs
 
@@ -22,7 +23,7 @@ def prepare(workdir: str) -> str:
     path = fs.path(workdir)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test_{os.getpid()}"
+        probe = path / f".write_test_{uuid.uuid4().hex}"  # unique: runs may share a process
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
