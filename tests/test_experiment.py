@@ -67,6 +67,7 @@ def test_each_family_runs_a_train_step_through_the_launcher(family, images, tmp_
         "training.n_iters": "1",
         "training.snapshot_sampling": "False",
         "training.eval_after_training": "False",
+        "model.ema_rate": "0.5",  # NCSN's 0 (no EMA) would hide whether the step moved params
         **shrink,
     }
     if "toy" not in path:
@@ -78,12 +79,12 @@ def test_each_family_runs_a_train_step_through_the_launcher(family, images, tmp_
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     losses = [r["training_loss"] for r in records if "training_loss" in r]
     assert len(losses) == 1 and np.isfinite(losses[0]) and losses[0] > 0
-    # the step moved the parameters away from their initialization
-    fresh = experiment.build(cfg).new_state()
+    # the step moved the parameters away from their initialization: after one step
+    # ema = r init + (1 - r) params, so params - ema = r (params - init)
     moved = jax.tree.map(
         lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
         parallel.to_host(state.params),
-        parallel.to_host(fresh.params),
+        parallel.to_host(state.ema_params),
     )
     assert max(jax.tree.leaves(moved)) > 0
     assert json.load(open(tmp_path / "config.json"))["model"]["name"] == cfg.model.name
