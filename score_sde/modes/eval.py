@@ -187,7 +187,6 @@ def sample_quality_metrics(
 ) -> tuple[dict, np.ndarray]:
     """FID / IS / KID of the first `num` rows of `batches` (global model-space image arrays
     [b, H, W, C]), and the first `keep` rows as uint8 images."""
-    from score_sde.evaluation import evaluator
 
     parts, seen = [], 0
     for x in batches:
@@ -196,9 +195,16 @@ def sample_quality_metrics(
             break
         parts.append(_features(exp, x, valid, inception_fn))
         seen += valid
-    pool, logits = (np.concatenate([p[k] for p in parts]) for k in ("pool_3", "logits"))
-    metrics = evaluator.compute_metrics((pool, logits), stats_path, num_samples=num)
+    metrics = _quality(parts, stats_path, num)
     return metrics, np.concatenate([p["images"] for p in parts])[:keep]
+
+
+def _quality(parts: list[dict], stats_path: str, num: int) -> dict:
+    """FID / IS / KID of the `_features` parts of `num` samples against `stats_path`."""
+    from score_sde.evaluation import evaluator
+
+    pool, logits = (np.concatenate([p[k] for p in parts]) for k in ("pool_3", "logits"))
+    return evaluator.compute_metrics((pool, logits), stats_path, num_samples=num)
 
 
 def evaluate_params(
@@ -249,7 +255,6 @@ def _samples(exp, params, key, method: str, out: str, log, step: int, inception_
     <out>/rounds-<settings>/<method>/ as they finish: a killed eval resumes there); writes
     <out>/<method>.npz and .png; with `inception_fn` also FID / IS / KID against the reference
     statistics. Returns ({metric: value}, the samples kept on the host)."""
-    from score_sde.evaluation import evaluator
 
     cfg, e = exp.cfg, exp.cfg.eval
     num = e.num_samples
@@ -284,8 +289,7 @@ def _samples(exp, params, key, method: str, out: str, log, step: int, inception_
         samples = np.concatenate([p["samples"] for p in parts])
     else:
         stats = fid_inputs(cfg, exp.shape)[1]
-        pool, logits = (np.concatenate([p[k] for p in parts]) for k in ("pool_3", "logits"))
-        metrics = evaluator.compute_metrics((pool, logits), stats, num_samples=num)
+        metrics = _quality(parts, stats, num)
         samples = np.concatenate([p["images"] for p in parts if "images" in p])
         for k, v in metrics.items():
             results[f"{k}_{method}"] = v
