@@ -12,6 +12,7 @@ The sampler and the ODE tolerances are the run's config (config.sampling, config
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -44,17 +45,20 @@ class Model:
         x, _ = self.exp.sample(self.params, key, num, method)
         return np.asarray(datasets.to_images(x, self.cfg.data)) if x.ndim == 4 else x
 
-    def log_likelihood(self, key: jax.Array, x) -> np.ndarray:
-        """log p(x) [B] (nats) of model-space inputs x [B, *shape] through the probability-flow
-        ODE at config.eval's tolerances and Hutchinson probe."""
+    @functools.cached_property
+    def _logp_fn(self):
+        """jit((params, key, x) -> (logp, z, nfe)), compiled once per Model and input shape."""
         e = self.cfg.eval
         lik_fn = likelihood.get_likelihood_fn(
             self.exp.sde, hutchinson_type=e.hutchinson_type, rtol=e.rtol, atol=e.atol
         )
         score_apply = self.exp.score_apply
-        logp, _, _ = jax.jit(lambda p, k, y: lik_fn(k, lambda z, t: score_apply(p, z, t), y))(
-            self.params, key, jnp.asarray(x, jnp.float32)
-        )
+        return jax.jit(lambda p, k, y: lik_fn(k, lambda z, t: score_apply(p, z, t), y))
+
+    def log_likelihood(self, key: jax.Array, x) -> np.ndarray:
+        """log p(x) [B] (nats) of model-space inputs x [B, *shape] through the probability-flow
+        ODE at config.eval's tolerances and Hutchinson probe."""
+        logp, _, _ = self._logp_fn(self.params, key, jnp.asarray(x, jnp.float32))
         return np.asarray(logp)
 
     def bits_per_dim(self, key: jax.Array, pixels) -> np.ndarray:

@@ -90,7 +90,6 @@ def _initialize(where: str, timeout: int, **kwargs) -> None:
     XLA's own start-up timeout aborts the process with a C++ stack trace; a watchdog thread
     (armed a little before it) prints the line that names the coordinator instead.
     """
-    import os
     import sys
     import threading
 
