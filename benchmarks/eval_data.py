@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from score_sde import datasets
 from score_sde.config import DataConfig
+from score_sde.data import datasets
 
 
 def main() -> None:

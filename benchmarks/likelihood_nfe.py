@@ -32,8 +32,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from score_sde import config as config_lib  # noqa: E402
-from score_sde import experiment, likelihood, models  # noqa: E402
+from score_sde import likelihood, models  # noqa: E402
 from score_sde import score_fn as score_lib  # noqa: E402
+from score_sde.run import experiment  # noqa: E402
 
 
 def _time(fn, *args, reps: int) -> float:

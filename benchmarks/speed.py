@@ -10,7 +10,7 @@ Configs: vp/cifar10_ddpmpp_continuous, ve/cifar10_ncsnpp_continuous, vp/cifar10_
 (the published widths unless --nf), dtype = config.model.dtype (compute dtype; params stay fp32).
 One row per (config, dtype, batch), at --batch (128) and at the batch of the --search list with the
 highest train img/s ('best'). Each row, on one device of a 1-device ('data',) mesh:
-- train: one optimizer step (score_sde.train.train_step: the config's DSM loss, Adam, clipping,
+- train: one optimizer step (score_sde.run.train.train_step: the config's DSM loss, Adam, clipping,
   EMA; jit, state donated; the launcher's per-step executable), img/s and ms;
 - mfu: the step's FLOPs (XLA cost_analysis of the compiled step) per second over the peak of a
   large bf16 matmul measured here (also fp32's peak, for reference); forward_mfu likewise;
@@ -97,7 +97,7 @@ def _exec_bytes(compiled) -> int | None:
     """Arguments + outputs + temporaries - aliased (donated) bytes of an executable."""
     try:
         m = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001 - not every backend implements it
+    except Exception:  # not every backend implements it
         return None
     if m is None:
         return None
@@ -131,7 +131,7 @@ class Bench:
 
     def __init__(self, name: str, dtype: str, overrides: dict, args):
         from score_sde import config as config_lib
-        from score_sde import experiment, parallel
+        from score_sde.run import experiment, parallel
 
         self.name, self.dtype, self.args = name, dtype, args
         self.overrides = {**overrides, "model.dtype": dtype}
@@ -147,7 +147,7 @@ class Bench:
         """Train img/s, FLOPs, MFU inputs and executable bytes at `batch` (cached)."""
         if batch in self.trains:
             return self.trains[batch]
-        from score_sde import train
+        from score_sde.run import train
 
         exp = self.exp
         loss_fn = exp.loss_fn(train=True)
@@ -206,7 +206,7 @@ class Bench:
 
     def samplers(self, batch: int) -> dict:
         """PC over pc_steps steps and the adaptive ODE, one batch each (the second call timed)."""
-        from score_sde import experiment
+        from score_sde.run import experiment
 
         out = {}
         pc_exp = dataclasses.replace(
@@ -395,7 +395,7 @@ def main() -> None:
                 continue
             try:
                 img_s = bench.train(b)["train_img_s"]
-            except Exception as e:  # noqa: BLE001 - only out-of-memory ends the search
+            except Exception as e:  # only out-of-memory ends the search
                 if not _is_oom(e):
                     raise
                 break

@@ -12,7 +12,7 @@ venv: PYTHONPATH to a torch install's site-packages of the same Python version a
 
 Our parameters are initialized from `--seed`, perturbed (every leaf + 0.01 N(0, 1), so that the
 zero-initialized output layers do not hide a difference) and converted to the port's state_dict
-with score_sde.convert_layout. The forward outputs and the likelihood's drift and divergence are
+with score_sde.convert.layout. The forward outputs and the likelihood's drift and divergence are
 compared first (max abs diff). Then, timed A, B, A, B, ... (`--rounds` times each, after warm-up):
 - forward: one network evaluation, labels 999 t (ours: jit(apply_fn); the port: model.eval(),
   no_grad);
@@ -143,8 +143,9 @@ def main() -> None:
     import numpy as np
     from flax import nnx
 
-    from score_sde import config, experiment, likelihood, parallel, train
-    from score_sde import convert_layout as layout
+    from score_sde import config, likelihood
+    from score_sde.convert import layout
+    from score_sde.run import experiment, parallel, train
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)

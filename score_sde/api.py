@@ -21,8 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from score_sde import experiment, fs, likelihood
+from score_sde import likelihood
 from score_sde.config import Config, apply_overrides, from_config
+from score_sde.run import experiment
+from score_sde.store import fs
+from score_sde.store.checkpoint import Checkpoints, restore_ema
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +43,7 @@ class Model:
     def sample(self, key: jax.Array, num: int, method: str | None = None) -> np.ndarray:
         """`num` samples of the configured sampler (or `method`): images [num, H, W, C] in [0, 1],
         points [num, D] as the data are."""
-        from score_sde import datasets
+        from score_sde.data import datasets
 
         x, _ = self.exp.sample(self.params, key, num, method)
         return np.asarray(datasets.to_images(x, self.cfg.data)) if x.ndim == 4 else x
@@ -82,8 +85,6 @@ def load(
 ) -> Model:
     """The model of `workdir`: its config.json and checkpoint `step` (default: the newest intact
     one). One ValueError naming what is missing."""
-    from score_sde.modes.sample import restore_ema
-
     path = os.path.join(workdir, "config.json")
     if not fs.path(path).is_file():
         raise ValueError(
@@ -92,5 +93,6 @@ def load(
         )
     cfg = from_config(apply_overrides(json.loads(fs.path(path).read_text()), overrides or {}))
     exp = experiment.build(cfg)
-    params, step = restore_ema(exp, workdir, step)
+    with Checkpoints(workdir, read_only=True) as ckpts:
+        params, step = restore_ema(ckpts, exp.state_like(), step)
     return Model(exp, params, step)

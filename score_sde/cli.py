@@ -26,8 +26,9 @@ import sys
 
 from absl import app, flags, logging
 
+from score_sde.config.command_line import fail
+
 DEFAULT_CONFIG = "default"
-EXIT_BAD_INPUT = 2
 
 flags.DEFINE_string(
     "workdir", "runs/default", "Directory (or gs:// URL) for checkpoints, logs, samples."
@@ -48,21 +49,16 @@ flags.DEFINE_integer(
 FLAGS = flags.FLAGS
 
 
-def _fail(message: str) -> None:
-    print("error: " + " ".join(str(message).split()), file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
-
-
 def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it touches at INFO
     from score_sde import config as config_lib
 
     try:
         cfg = config_lib.load(config_path, overrides)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     if FLAGS.dry_run:
         from score_sde import models
 
@@ -70,7 +66,7 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
         print(json.dumps(cfg.to_dict(), indent=2))
         print(f"{config_path}: {cfg.model.name} with {n:,} parameters, mode {FLAGS.mode}")
         return
-    from score_sde import modes, parallel
+    from score_sde.run import modes, parallel
 
     try:
         parallel.maybe_initialize_distributed(
@@ -82,7 +78,7 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
         )
         modes.run(FLAGS.mode, cfg, FLAGS.workdir)
     except (ValueError, FloatingPointError) as e:
-        _fail(str(e))
+        fail(str(e))
     except modes.Preempted as e:
         print(str(e), file=sys.stderr)
         sys.exit(128 + e.signum)
@@ -95,7 +91,7 @@ def _parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        _fail(f"{e}; see {argv[0]} --helpfull")
+        fail(f"{e}; see {argv[0]} --helpfull")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ def trained_digits(tmp_path_factory):
     import io
 
     from configs.digits import conditional
-    from score_sde import modes
+    from score_sde.run import modes
 
     c = conditional.get_config()
     t = c.training
@@ -46,7 +46,7 @@ def trained_digits_edm(tmp_path_factory):
     import io
 
     from configs.digits import edm
-    from score_sde import modes
+    from score_sde.run import modes
 
     c = edm.get_config()
     t = c.training

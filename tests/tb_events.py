@@ -8,8 +8,8 @@ from tensorboardX.proto import event_pb2
 
 def read_events(path: str) -> list[tuple[int, dict]]:
     """(step, {tag: float or the encoded image bytes}) of every summary event of `path` (local
-    or remote, score_sde.fs)."""
-    from score_sde import fs
+    or remote, score_sde.store.fs)."""
+    from score_sde.store import fs
 
     out = []
     data = fs.path(path).read_bytes()

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import score_sde
-from score_sde import api, experiment, modes
+from score_sde import api
 from score_sde import config as config_lib
+from score_sde.run import experiment, modes
 from tests.test_modes import tiny_config
 
 EPS = 1e-5  # likelihood.get_likelihood_fn's starting time

@@ -17,8 +17,10 @@ import zlib
 import numpy as np
 import pytest
 
-from score_sde import datasets, image_io, modes
 from score_sde.config import DataConfig
+from score_sde.data import datasets
+from score_sde.run import modes
+from score_sde.store import image_io
 from tests.test_launch import assert_kept, assert_one_clear_line, snapshot, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

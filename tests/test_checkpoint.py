@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from score_sde import checkpoint, experiment, parallel
+from score_sde.run import experiment, parallel
+from score_sde.store import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,7 +45,8 @@ def _driver(workdir, signal_name, at_step, timeout=240):
     code = textwrap.dedent(f"""
         import os, signal, sys
         from configs.toy import gmm
-        from score_sde import datasets, modes
+        from score_sde.data import datasets
+        from score_sde.run import modes
         from score_sde.config import from_config
 
         config = gmm.get_config()

@@ -9,9 +9,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from score_sde import guidance, train
+from score_sde import guidance
 from score_sde.config import ClassifierConfig
 from score_sde.models import classifier as classifier_lib
+from score_sde.run import train
 from score_sde.sde import VPSDE
 
 
@@ -108,9 +109,9 @@ def test_train_classifier_mode_trains_saves_and_loads(tmp_path):
     """--mode train_classifier on the digits data with a tiny classifier: checkpoint, metrics,
     accuracy well above chance at low noise after 200 steps, and load_classifier restores it."""
     from configs.toy import base
-    from score_sde import modes
     from score_sde.config import from_config
-    from score_sde.modes import train_classifier
+    from score_sde.run import modes
+    from score_sde.run.modes import train_classifier
 
     c = base.get_config("digits")
     c.classifier = ml_collections.ConfigDict()
@@ -131,7 +132,7 @@ def test_train_classifier_mode_trains_saves_and_loads(tmp_path):
     assert acc > 0.6, text  # measured 0.82 (t = 0.25: 0.55); chance is 0.1
     assert os.path.isdir(tmp_path / "classifier" / "checkpoints" / "200")
     cfg = from_config(c)
-    from score_sde.parallel import make_mesh
+    from score_sde.run.parallel import make_mesh
 
     apply, params = train_classifier.load_classifier(cfg, str(tmp_path / "classifier"), make_mesh())
     np.testing.assert_allclose(

@@ -328,7 +328,7 @@ def test_a_model_typo_is_rejected_with_the_closest_name(rel):
     config.model.nff = 64
     with pytest.raises(
         ValueError,
-        match=r"config\.model\.nff is not a known field; did you mean config\.model\.nf\?",
+        match=r"config\.model\.nff is not a known field \(did you mean config\.model\.nf\?\)",
     ):
         config_lib.from_config(config)
 

@@ -142,9 +142,9 @@ def _tiny_config(tmp_path, rgb=False):
 
 
 def _save_initial_checkpoint(c, workdir):
-    from score_sde import experiment
-    from score_sde.checkpoint import Checkpoints
     from score_sde.config import from_config
+    from score_sde.run import experiment
+    from score_sde.store.checkpoint import Checkpoints
 
     exp = experiment.build(from_config(c))
     with Checkpoints(workdir) as ckpts:
@@ -152,7 +152,8 @@ def _save_initial_checkpoint(c, workdir):
 
 
 def test_launcher_conditional_sample_modes(tmp_path):
-    from score_sde import image_io, modes
+    from score_sde.run import modes
+    from score_sde.store import image_io
 
     workdir = str(tmp_path / "run")
     c = _tiny_config(tmp_path)
@@ -198,7 +199,7 @@ def test_launcher_conditional_sample_modes(tmp_path):
 
 
 def test_launcher_colorization_keeps_the_gray_image(tmp_path):
-    from score_sde import modes
+    from score_sde.run import modes
 
     workdir = str(tmp_path / "run")
     c = _tiny_config(tmp_path, rgb=True)
@@ -210,8 +211,8 @@ def test_launcher_colorization_keeps_the_gray_image(tmp_path):
     assert out["samples"].shape == (8, 8, 8, 3)
     # the gray image is kept (in model space, up to float rounding: an untrained model's VP samples
     # grow like 1 / alpha(t), to ~500)
-    from score_sde import datasets
     from score_sde.config import from_config
+    from score_sde.data import datasets
 
     scaler = datasets.get_data_scaler(from_config(c).data)
     gray = scaler(out["originals"].astype(np.float32) / 255.0).mean(-1)
@@ -230,7 +231,7 @@ def test_trained_class_conditional_digits_with_classifier_free_guidance(trained_
 
     Measured on 2 busy CPU cores: 600 steps (this test, ~2.6 min): accuracy 0.705 at w = 0 and
     0.855 at w = 1; 1,500 steps (~10 min): 1.00 at w = 1."""
-    from score_sde import modes
+    from score_sde.run import modes
 
     c, workdir = trained_digits  # 600 steps (tests/conftest.py)
     c = c.copy_and_resolve_references()

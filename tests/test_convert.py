@@ -18,7 +18,7 @@ from flax import nnx
 
 from score_sde import config as config_lib
 from score_sde import convert, models
-from score_sde import convert_layout as layout
+from score_sde.convert import layout
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BASE = dict(
@@ -182,9 +182,10 @@ def _digits_config():
 def test_converted_jax_checkpoint_loads_in_sample_mode(tmp_path):
     from flax import serialization
 
-    from score_sde import checkpoint, experiment
     from score_sde.config import from_config
-    from score_sde.modes.sample import sample
+    from score_sde.run import experiment
+    from score_sde.run.modes.sample import sample
+    from score_sde.store import checkpoint
 
     c = from_config(_digits_config())
     p = nnx.to_pure_dict(models.init_model(c.model, c.data, jax.random.key(1))[1])

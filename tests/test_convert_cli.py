@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 from flax import nnx, serialization
 
-from score_sde import checkpoint, convert, experiment, models
 from score_sde import config as config_lib
-from score_sde import convert_layout as layout
+from score_sde import convert, models
+from score_sde.convert import layout
+from score_sde.run import experiment
+from score_sde.store import checkpoint
 from tests.test_launch import assert_kept, assert_one_clear_line, snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,7 +3,7 @@ trees, for every original config file of those families.
 
 tests/data/original_param_trees.json.gz holds the parameter paths and shapes of the original's
 flax models (models/ncsnpp.py, models/ddpm.py of yang-song/score_sde), initialized with
-jax.eval_shape from each original config file. The layout map of score_sde.convert_layout must
+jax.eval_shape from each original config file. The layout map of score_sde.convert.layout must
 produce exactly those names (e.g. the FIR `Conv2d` kernel is 'weight') with those shapes, so a
 published JAX checkpoint converts (our own round trip cannot see a naming mismatch: both
 directions share the map).
@@ -18,7 +18,7 @@ import pytest
 from flax import nnx
 
 from score_sde import config, models
-from score_sde import convert_layout as layout
+from score_sde.convert import layout
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = json.load(gzip.open(ROOT / "tests" / "data" / "original_param_trees.json.gz", "rt"))
@@ -82,8 +82,8 @@ def test_a_converted_original_ncsnpp_checkpoint_samples(tmp_path):
     import jax
     from flax import serialization
 
-    from score_sde import experiment
-    from score_sde.modes.sample import restore_ema
+    from score_sde.run import experiment, sample_files
+    from score_sde.store.checkpoint import Checkpoints, restore_ema
 
     _, overrides, _ = config.split_argv(NCSNPP_SMALL, "")
     cfg = config.load("ve/cifar10_ncsnpp_continuous", overrides)
@@ -113,7 +113,8 @@ def test_a_converted_original_ncsnpp_checkpoint_samples(tmp_path):
     got = np.load(path)["samples"]
 
     exp = experiment.build(cfg)
-    restored, step = restore_ema(exp, str(workdir))
+    with Checkpoints(str(workdir), read_only=True) as ckpts:
+        restored, step = restore_ema(ckpts, exp.state_like())
     assert step == 24
     flat = layout.flatten(jax.tree.map(np.asarray, nnx.to_pure_dict(restored)))
     assert flat.keys() == layout.flatten(ema).keys()
@@ -122,4 +123,4 @@ def test_a_converted_original_ncsnpp_checkpoint_samples(tmp_path):
     key = jax.random.fold_in(jax.random.fold_in(exp.key(experiment.KEY_SAMPLES), 24), 2)
     x, _ = exp.sample(restored, key, 4)
     assert got.shape == (4, 32, 32, 3)
-    np.testing.assert_array_equal(got, exp.saved_samples(x))
+    np.testing.assert_array_equal(got, sample_files.on_host(x, cfg.data))

@@ -5,8 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from score_sde import datasets, image_io
 from score_sde.config import DataConfig
+from score_sde.data import datasets
+from score_sde.store import image_io
 
 
 def _config(**data) -> DataConfig:
@@ -187,7 +188,7 @@ def test_digits():
 
 @pytest.mark.skipif(
     not os.path.exists(os.path.join(os.path.dirname(datasets.__file__), "toy_data.py")),
-    reason="score_sde/toy_data.py (launcher) not present yet",
+    reason="score_sde/data/toy_data.py (launcher) not present yet",
 )
 def test_toy():
     cfg = _config(dataset="toy/eight_gaussians", image_size=None, num_channels=None, dim=2)

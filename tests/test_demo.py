@@ -10,7 +10,7 @@ import io
 import pytest
 
 from configs import default
-from score_sde import modes
+from score_sde.run import modes
 
 
 @pytest.mark.slow

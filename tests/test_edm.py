@@ -89,7 +89,7 @@ def test_edm_loss_weight_makes_the_network_target_unit_scale():
     c_skip^2 sigma^2 D] / c_out^2 per example; at sigma_data = the data's std it is ~D per dim."""
     p = score_fn.Preconditioning("edm", sigma_data=1.0)
     x = jax.random.normal(jax.random.key(0), (50_000, 2))  # unit variance, like sigma_data
-    zero = lambda params, u, c, **kw: jnp.zeros_like(u)  # noqa: E731
+    zero = lambda params, u, c, **kw: jnp.zeros_like(u)
     value = losses.get_edm_loss_fn(zero, p, train=False)(None, jax.random.key(1), {"x": x})
     # D = c_skip (x + n): D - x = (c_skip - 1) x + c_skip n; E|.|^2 = ((c_skip-1)^2 + c_skip^2
     # sigma^2) per dim = sigma^2 / (1 + sigma^2) = c_out^2 (sigma_data = 1): loss = 1 per dim.

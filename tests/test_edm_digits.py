@@ -12,8 +12,9 @@ import jax
 import numpy as np
 import pytest
 
-from score_sde import config, experiment
-from score_sde.checkpoint import Checkpoints
+from score_sde import config
+from score_sde.run import experiment
+from score_sde.store.checkpoint import Checkpoints
 from tests.test_digits import _classifier, _confidence
 
 N = 2048

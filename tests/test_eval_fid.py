@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from configs.vp.ddpm import cifar10
-from score_sde import datasets, experiment, modes, parallel
 from score_sde.config import from_config
+from score_sde.data import datasets
 from score_sde.evaluation import evaluator, fid, inception
-from score_sde.modes import eval as eval_mode
+from score_sde.run import experiment, modes, parallel
+from score_sde.run.modes import eval as eval_mode
 
 DIGITS_TEST = 1797 - 1500  # datasets.py: train = the first 1500
 
@@ -137,7 +138,7 @@ def test_a_killed_eval_resumes_at_the_next_round_with_the_same_result(setup, tmp
     code = textwrap.dedent(f"""
         import io
         from tests.test_eval_fid import digits_config
-        from score_sde import modes
+        from score_sde.run import modes
         config = digits_config({str(weights)!r}, {str(stats)!r})
         config.eval.num_samples, config.eval.enable_bpd = 40, False
         modes.run("eval", config, {str(workdir)!r}, stream=io.StringIO())

@@ -180,7 +180,7 @@ def test_dataset_statistics_see_every_example_once(tmp_path):
 def test_evaluate_split_drops_padding(tmp_path):
     import jax
 
-    from score_sde import datasets
+    from score_sde.data import datasets
     from score_sde.evaluation import evaluator
 
     cfg = _npz_config(tmp_path)

@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from score_sde import config, experiment, models, modes, parallel
+from score_sde import config, models
+from score_sde.run import experiment, modes, parallel
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHIPPED = sorted(

@@ -15,7 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from score_sde import checkpoint, parallel, workdir
+from score_sde.run import parallel
+from score_sde.store import checkpoint, workdir
 from tests.test_launch import assert_one_clear_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -196,7 +197,8 @@ def test_sigterm_to_one_of_two_processes_at_a_snapshot_step(tmp_path):
 
 
 def _toy_state_like():
-    from score_sde import config, experiment
+    from score_sde import config
+    from score_sde.run import experiment
 
     overrides = dict(a.removeprefix("--config.").split("=", 1) for a in TOY[1:])
     cfg = config.load(os.path.join(REPO, "configs", "toy", "gmm.py"), overrides)

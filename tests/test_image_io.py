@@ -5,7 +5,7 @@ import zlib
 import numpy as np
 import pytest
 
-from score_sde import image_io
+from score_sde.store import image_io
 
 
 @pytest.mark.parametrize("c", [1, 2, 3, 4])

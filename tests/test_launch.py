@@ -15,7 +15,8 @@ import sys
 import pytest
 
 from configs.toy import base
-from score_sde import config, modes
+from score_sde import config
+from score_sde.run import modes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

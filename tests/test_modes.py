@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from configs.toy import base
-from score_sde import checkpoint, experiment, image_io, modes, parallel
 from score_sde.config import from_config
+from score_sde.run import experiment, modes, parallel
+from score_sde.store import checkpoint, image_io
 from tests.tb_events import read_events
 
 
@@ -149,7 +150,7 @@ def test_sample_mode_any_sampler_across_devices(run, method, predictor, correcto
 
 def test_checkpoint_range_counts_snapshots_as_the_original():
     """begin_ckpt..end_ckpt number snapshots (step // snapshot_freq), the final one included."""
-    from score_sde.modes.eval import checkpoint_steps
+    from score_sde.run.modes.eval import checkpoint_steps
 
     class Ckpts:
         def snapshot_steps(self):

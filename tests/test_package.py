@@ -110,4 +110,4 @@ def test_the_installed_command_runs_outside_the_checkout(installed, tmp_path):
 
     bad = _run(venv, [str(script), "--config=toy/gmn"], tmp_path)
     assert bad.returncode == 2
-    assert "Did you mean toy/gmm" in bad.stderr and "Traceback" not in bad.stderr
+    assert "did you mean toy/gmm" in bad.stderr and "Traceback" not in bad.stderr

@@ -9,7 +9,8 @@ import sys
 import jax
 import numpy as np
 
-from score_sde import checkpoint, experiment, parallel
+from score_sde.run import experiment, parallel
+from score_sde.store import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,7 +44,7 @@ def _env(devices):
 
 
 def test_two_processes_match_one_process(tmp_path):
-    from score_sde import toy_data
+    from score_sde.data import toy_data
 
     data = tmp_path / "points.npz"
     pts = np.asarray(toy_data.sample_toy("gmm", jax.random.key(0), 600))

@@ -1,4 +1,4 @@
-"""`python -m score_sde.prepare`: the standard download formats -> the .npz the configs read.
+"""`python -m score_sde.data.prepare`: the standard download formats -> the .npz the configs read.
 
 Small archives are built here in the real formats (CIFAR-10's tar.gz of pickled batches with
 bytes keys and R/G/B planes, SVHN's .mat files, an image folder with class subfolders); labels and
@@ -16,7 +16,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from score_sde import config, datasets, image_io
+from score_sde import config
+from score_sde.data import datasets
+from score_sde.store import image_io
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_CONFIG = os.path.join(REPO, "configs", "vp", "cifar10_ddpmpp_continuous.py")
@@ -24,7 +26,7 @@ CIFAR_CONFIG = os.path.join(REPO, "configs", "vp", "cifar10_ddpmpp_continuous.py
 
 def _prepare(*args):
     proc = subprocess.run(
-        [sys.executable, "-m", "score_sde.prepare", *args],
+        [sys.executable, "-m", "score_sde.data.prepare", *args],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     return proc.returncode, proc.stdout, proc.stderr

@@ -82,7 +82,7 @@ def _kind(argv: list[str]) -> str:
     """Which test covers a README command."""
     if argv[:2] == ["python", "launch.py"]:
         return "launch"  # test_readme_launcher_command_parses_and_builds
-    if argv[:3] == ["python", "-m", "score_sde.prepare"]:
+    if argv[:3] == ["python", "-m", "score_sde.data.prepare"]:
         return "prepare"  # test_readme_prepare_commands_run
     if argv[:3] == ["python", "-m", "score_sde.convert"]:
         return "convert"  # test_readme_convert_commands_parse
@@ -121,11 +121,11 @@ def _run(argv, cwd, timeout=300):
 
 
 def test_readme_prepare_commands_run(tmp_path):
-    """Each `python -m score_sde.prepare` line, run as written on small sources at its paths."""
+    """Each `python -m score_sde.data.prepare` line, run as written on small sources at its paths."""
     import numpy as np
     from scipy import io as sio
 
-    from score_sde import image_io
+    from score_sde.store import image_io
     from tests.test_prepare import _cifar_archive
 
     commands = [a for a in _all_commands() if _kind(a) == "prepare"]

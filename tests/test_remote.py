@@ -1,4 +1,4 @@
-"""Work directories, data and statistics on a remote file system (`gs://`), through score_sde.fs.
+"""Work directories, data and statistics on a remote file system (`gs://`), through score_sde.store.fs.
 
 The remote is fsspec's in-memory file system registered as the `gcs` implementation that
 etils.epath opens for gs:// paths (no network, no credentials); every test also runs on a local
@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from score_sde import datasets, fs, image_io, rounds
-from score_sde import workdir as wd
 from score_sde.config import DataConfig, read_section
+from score_sde.data import datasets
 from score_sde.evaluation import fid
-from score_sde.metrics_log import MetricsLogger
+from score_sde.run import rounds
+from score_sde.store import fs, image_io
+from score_sde.store import workdir as wd
+from score_sde.store.metrics_log import MetricsLogger
 from tests.tb_events import read_events
 
 

@@ -61,7 +61,7 @@ def test_the_block_is_the_researchers_path():
     programs = [" ".join(argv[:3]) for argv in readme_block()]
     assert programs == [
         "wget https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        "python -m score_sde.prepare",
+        "python -m score_sde.data.prepare",
         "wget https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
         "python -m score_sde.evaluation.inception",
         "python -m score_sde.evaluation.reference_stats",

@@ -1,4 +1,4 @@
-"""score_sde.torch_format reads PyTorch files without torch: both of torch's formats (zip and
+"""score_sde.store.torch_format reads PyTorch files without torch: both of torch's formats (zip and
 legacy), every dtype a state dict holds, non-contiguous tensors, views into shared storages with
 offsets, nested dicts and lists; it refuses anything that is not plain state-dict data.
 
@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from score_sde import torch_format
+from score_sde.store import torch_format
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 

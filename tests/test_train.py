@@ -7,8 +7,9 @@ import optax
 import pytest
 
 from configs.toy import base
-from score_sde import checkpoint, experiment, parallel, train
 from score_sde.config import OptimConfig, from_config
+from score_sde.run import experiment, parallel, train
+from score_sde.store import checkpoint
 
 
 def tiny_config(**training):
@@ -112,7 +113,7 @@ class _NaNAfter:
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
-    from score_sde.modes.train import train_and_evaluate
+    from score_sde.run.modes.train import train_and_evaluate
 
     c = tiny_config(
         n_iters=20, snapshot_freq=100, snapshot_freq_for_preemption=4, log_freq=100, eval_freq=100

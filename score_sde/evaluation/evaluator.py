@@ -25,9 +25,9 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from score_sde import parallel
 from score_sde.evaluation import fid as fid_lib
 from score_sde.evaluation.inception import InceptionV3, load_inception
+from score_sde.run import parallel
 
 
 def to_inception_input(images: jax.Array, quantize: bool = True) -> jax.Array:
@@ -194,7 +194,7 @@ def compute_dataset_statistics(
     Returns {"mu", "sigma", "pool_3" (first `keep_activations` rows, for KID)} and writes them to
     `out_path` (process 0 only) in pytorch-fid's layout. `batch_size` is global.
     """
-    from score_sde import datasets
+    from score_sde.data import datasets
 
     ds = datasets.get_process_dataset(
         data, split, global_batch=batch_size, seed=0, uniform_dequantization=False, augment=False

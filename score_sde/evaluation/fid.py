@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from score_sde import fs
+from score_sde.store import fs
 
 
 def compute_statistics(activations) -> tuple[np.ndarray, np.ndarray]:

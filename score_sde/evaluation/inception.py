@@ -10,7 +10,7 @@ Preprocessing as pytorch-fid: bilinear resize to 299x299 (half-pixel centers, no
 
 Weights: download pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`
 (https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth)
-and convert it once (no torch needed: score_sde.torch_format reads the file):
+and convert it once (no torch needed: score_sde.store.torch_format reads the file):
 
     python -m score_sde.evaluation.inception pt_inception-2015-12-05-6726825d.pth \
         --out ~/.cache/score_sde/inception_fid.npz
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from score_sde import fs
+from score_sde.store import fs
 
 INPUT_SIZE = 299
 NUM_CLASSES = 1008
@@ -364,8 +364,8 @@ def load_inception(path: str | os.PathLike | None = None) -> InceptionV3:
 
 
 def convert(pth_path: str, out_path: str) -> None:
-    """pytorch-fid `.pth` -> our `.npz`, read without torch (score_sde.torch_format)."""
-    from score_sde import torch_format
+    """pytorch-fid `.pth` -> our `.npz`, read without torch (score_sde.store.torch_format)."""
+    from score_sde.store import torch_format
 
     state_dict = torch_format.load(pth_path)
     if not isinstance(state_dict, dict):

@@ -35,24 +35,19 @@ FLAGS = flags.FLAGS
 def main(argv, config_path: str, overrides: dict) -> None:
     del argv
     from score_sde import config as config_lib
-    from score_sde import parallel
+    from score_sde.config import fail
     from score_sde.evaluation.evaluator import compute_dataset_statistics
+    from score_sde.run import parallel
 
     if not config_path:
-        print(
-            "error: --config is required (the config whose config.data names the dataset)",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+        fail("--config is required (the config whose config.data names the dataset)")
     try:
         data = config_lib.load(config_path, overrides).data
     except ValueError as e:
-        print("error: " + " ".join(str(e).split()), file=sys.stderr)
-        sys.exit(2)
+        fail(e)
     mesh = parallel.make_mesh()
     if FLAGS.batch_size < 1:
-        print(f"error: --batch_size={FLAGS.batch_size} must be positive", file=sys.stderr)
-        sys.exit(2)
+        fail(f"--batch_size={FLAGS.batch_size} must be positive")
     n_dev = mesh.devices.size
     batch = -(-FLAGS.batch_size // n_dev) * n_dev  # a multiple of the devices (padded, masked)
     start = time.time()
@@ -68,8 +63,7 @@ def main(argv, config_path: str, overrides: dict) -> None:
             keep_activations=FLAGS.keep_activations,
         )
     except ValueError as e:
-        print("error: " + " ".join(str(e).split()), file=sys.stderr)
-        sys.exit(2)
+        fail(e)
     if jax.process_index() == 0:
         n = len(stats["pool_3"]) if "pool_3" in stats else "?"
         print(f"wrote {FLAGS.out} ({n} activations kept) in {time.time() - start:.1f}s")

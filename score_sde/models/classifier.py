@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from score_sde.config import ClassifierConfig
 from score_sde.models import layers
 
 
@@ -47,7 +46,7 @@ class WideBlock(nnx.Module):
 class Classifier(nnx.Module):
     """x [B, H, W, C], t [B] -> logits [B, num_classes]."""
 
-    def __init__(self, cfg: ClassifierConfig, in_channels: int, *, rngs: layers.KeyGen):
+    def __init__(self, cfg, in_channels: int, *, rngs: layers.KeyGen):
         self.cfg = cfg
         nf = cfg.nf
         self.temb0 = layers.dense(nf, 4 * nf, rngs=rngs)
@@ -85,7 +84,7 @@ def make_classifier_apply(graphdef):
     return classifier_apply
 
 
-def init_classifier(cfg: ClassifierConfig, in_channels: int, key: jax.Array):
+def init_classifier(cfg, in_channels: int, key: jax.Array):
     """(classifier_apply, params) of config.classifier for images with `in_channels` channels."""
     graphdef, params = nnx.split(Classifier(cfg, in_channels, rngs=layers.KeyGen(key)))
     return make_classifier_apply(graphdef), params

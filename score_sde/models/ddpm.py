@@ -10,15 +10,15 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from score_sde.config import DataConfig, DDPMConfig
 from score_sde.models import layers
 from score_sde.models.ncsnpp import get_sigmas
+from score_sde.models.spec import DataSpec, ModelSpec
 
 
 class DDPM(nnx.Module):
     """DDPM U-Net."""
 
-    def __init__(self, cfg: DDPMConfig, data: DataConfig, *, rngs: layers.KeyGen):
+    def __init__(self, cfg: ModelSpec, data: DataSpec, *, rngs: layers.KeyGen):
         layers.check_resolution(data.image_size, cfg.ch_mult)
         self.cfg, self.centered = cfg, data.centered
         dt = layers.get_dtype(cfg.dtype)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from score_sde.config import DataConfig, MLPConfig
 from score_sde.models import layers
+from score_sde.models.spec import DataSpec, ModelSpec
 
 
 class MLP(nnx.Module):
     """Residual MLP: x [B, D], labels [B] -> [B, D]."""
 
-    def __init__(self, cfg: MLPConfig, data: DataConfig, *, rngs: layers.KeyGen):
+    def __init__(self, cfg: ModelSpec, data: DataSpec, *, rngs: layers.KeyGen):
         if data.dim is None:
             raise ValueError(
                 f"config.model.name='mlp' needs vector data; data shape is {data.shape}: "

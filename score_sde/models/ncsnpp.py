@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from score_sde.config import DataConfig, NCSNppConfig
 from score_sde.models import layers
 from score_sde.models import up_or_down_sampling as uds
+from score_sde.models.spec import DataSpec, ModelSpec
 
 
 def get_sigmas(sigma_min: float, sigma_max: float, num_scales: int) -> np.ndarray:
@@ -28,7 +28,7 @@ def get_sigmas(sigma_min: float, sigma_max: float, num_scales: int) -> np.ndarra
 class NCSNpp(nnx.Module):
     """NCSN++ / DDPM++ U-Net."""
 
-    def __init__(self, cfg: NCSNppConfig, data: DataConfig, *, rngs: layers.KeyGen):
+    def __init__(self, cfg: ModelSpec, data: DataSpec, *, rngs: layers.KeyGen):
         layers.check_resolution(data.image_size, cfg.ch_mult)
         self.cfg, self.centered = cfg, data.centered
         dt = layers.get_dtype(cfg.dtype)

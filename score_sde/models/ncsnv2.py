@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from score_sde.config import DataConfig, NCSNv2Config
 from score_sde.models import layers
 from score_sde.models import up_or_down_sampling as uds
 from score_sde.models.ncsnpp import get_sigmas
+from score_sde.models.spec import DataSpec, ModelSpec
 
 # Residual stages of each variant: (channel multiplier of nf, first block downsamples, dilation).
 # Every stage has two residual blocks; RefineNet blocks go back up through the stages in reverse.
@@ -289,7 +289,7 @@ class RefineBlock(nnx.Module):
 class NCSNv2(nnx.Module):
     """NCSNv2 / NCSN RefineNet: x [B, H, W, C], labels [B] (noise index) -> [B, H, W, C]."""
 
-    def __init__(self, cfg: NCSNv2Config, data: DataConfig, *, rngs: layers.KeyGen):
+    def __init__(self, cfg: ModelSpec, data: DataSpec, *, rngs: layers.KeyGen):
         variant = variant_for(cfg.name, data.image_size)
         spec = VARIANTS[variant]
         factor = 2 ** sum(1 for _, down, dil in spec if down and dil == 1)

@@ -11,11 +11,11 @@ import os
 import sys
 import uuid
 
-from score_sde import fs
+from score_sde.store import fs
 
 
 def prepare(workdir: str) -> str:
-    """Creates `workdir` (a local path, or a gs:// / s3:// URL: score_sde.fs) and checks it is
+    """Creates `workdir` (a local path, or a gs:// / s3:// URL: score_sde.store.fs) and checks it is
     writable; returns its absolute path. Raises one ValueError naming the path and the fix.
     """
     if not str(workdir).strip():

@@ -27,13 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from score_sde import datasets, experiment, fs, image_io, likelihood, parallel, toy_data
-from score_sde import workdir as wd
-from score_sde.checkpoint import Checkpoints
+from score_sde import likelihood
 from score_sde.config import Config
+from score_sde.data import datasets, toy_data
 from score_sde.evaluation import inception as inception_lib
-from score_sde.metrics_log import MetricsLogger
-from score_sde.rounds import Rounds, fingerprint
+from score_sde.run import experiment, parallel, sample_files
+from score_sde.run.opening import Run, open_run
+from score_sde.run.rounds import Rounds, fingerprint
+from score_sde.store import fs, image_io
+from score_sde.store import workdir as wd
 
 
 def checkpoint_steps(cfg: Config, ckpts) -> list[int]:
@@ -58,22 +60,26 @@ def evaluate(cfg: Config, workdir: str, *, mesh: Mesh | None = None, stream=None
     A range: each snapshot in it; a damaged one is reported and skipped. With
     config.eval.wait_for_checkpoints the range is awaited as training writes it.
     """
-    from score_sde.checkpoint import DamagedCheckpointError
+    from score_sde.store.checkpoint import DamagedCheckpointError
 
-    workdir = wd.prepare(workdir)
     exp = experiment.build(cfg, mesh)
     e = cfg.eval
     sample_quality = fid_inputs(cfg, exp.shape)  # fails early when weights or stats are missing
-    with Checkpoints(workdir, read_only=True) as ckpts:
+
+    def check(ckpts) -> None:
         if not e.wait_for_checkpoints and not checkpoint_steps(cfg, ckpts):
             raise ValueError(
-                f"no checkpoint to evaluate in {workdir} "
+                f"no checkpoint to evaluate in {ckpts.workdir} "
                 f"(config.eval.begin_ckpt={e.begin_ckpt}, "
                 f"end_ckpt={e.end_ckpt}: snapshot numbers, step // snapshot_freq "
                 f"({cfg.training.snapshot_freq}); snapshot steps: {ckpts.snapshot_steps()}); "
-                f"train first with --mode=train --workdir={workdir}, widen the range, or pass "
-                "--config.eval.begin_ckpt=-1 for the newest checkpoint"
+                f"train first with --mode=train --workdir={ckpts.workdir}, widen the range, or "
+                "pass --config.eval.begin_ckpt=-1 for the newest checkpoint"
             )
+
+    # eval.lock, not run.lock: training may run meanwhile
+    with open_run(workdir, lock="eval.lock", read_only=True, check=check, stream=stream) as run:
+        ckpts, log = run.ckpts, run.log
         inception_fn = None
         if sample_quality is not None:
             from score_sde.evaluation import evaluator
@@ -81,55 +87,48 @@ def evaluate(cfg: Config, workdir: str, *, mesh: Mesh | None = None, stream=None
             inception_fn = evaluator.get_inception_fn(mesh=exp.mesh, weights=sample_quality[0])
         all_results, done = [], set()
         like = exp.state_like()
-        main = parallel.is_main_process()
-        with (
-            wd.RunLock(workdir, "eval.lock", enabled=main),  # training may run meanwhile
-            MetricsLogger(workdir, enabled=main, stream=stream) as log,
-        ):
 
-            def run(step: int | None) -> None:
-                if step is None:  # no intact checkpoint at all: an error, not a skip
-                    state, step = ckpts.restore_newest(like)
+        def one(step: int | None) -> None:
+            if step is None:  # no intact checkpoint at all: an error, not a skip
+                state, step = ckpts.restore_newest(like)
+                done.add(step)
+            else:
+                try:
+                    state = ckpts.restore(like, step)
+                except DamagedCheckpointError as err:
+                    log.info(f"skipped: {' '.join(str(err).split())}")
                     done.add(step)
-                else:
-                    try:
-                        state = ckpts.restore(like, step)
-                    except DamagedCheckpointError as err:
-                        log.info(f"skipped: {' '.join(str(err).split())}")
-                        done.add(step)
-                        return
-                    done.add(step)
-                if state is not None:
-                    all_results.append(
-                        evaluate_params(
-                            exp, state.ema_params, workdir, step, log, inception_fn=inception_fn
-                        )
-                    )
-
-            if e.begin_ckpt < 0:
-                run(None)
-                return all_results
-            last_new = time.time()
-            while True:
-                if e.wait_for_checkpoints:
-                    ckpts.refresh()
-                todo = [s for s in checkpoint_steps(cfg, ckpts) if s not in done]
-                for step in todo:
-                    run(step)
-                if todo:
-                    last_new = time.time()
-                reached = e.end_ckpt >= 0 and any(
-                    s // cfg.training.snapshot_freq >= e.end_ckpt for s in done
+                    return
+                done.add(step)
+            if state is not None:
+                all_results.append(
+                    evaluate_params(exp, state.ema_params, run, step, inception_fn=inception_fn)
                 )
-                if not e.wait_for_checkpoints or reached:
-                    break
-                if time.time() - last_new > e.wait_timeout:
-                    log.info(
-                        f"no new checkpoint in {workdir} for {e.wait_timeout:g} s: stopping "
-                        f"(evaluated {sorted(done)})"
-                    )
-                    break
-                time.sleep(e.poll_seconds)
+
+        if e.begin_ckpt < 0:
+            one(None)
+            return all_results
+        last_new = time.time()
+        while True:
+            if e.wait_for_checkpoints:
+                ckpts.refresh()
+            todo = [s for s in checkpoint_steps(cfg, ckpts) if s not in done]
+            for step in todo:
+                one(step)
+            if todo:
+                last_new = time.time()
+            reached = e.end_ckpt >= 0 and any(
+                s // cfg.training.snapshot_freq >= e.end_ckpt for s in done
+            )
+            if not e.wait_for_checkpoints or reached:
+                break
+            if time.time() - last_new > e.wait_timeout:
+                log.info(
+                    f"no new checkpoint in {run.workdir} for {e.wait_timeout:g} s: stopping "
+                    f"(evaluated {sorted(done)})"
+                )
+                break
+            time.sleep(e.poll_seconds)
     return all_results
 
 
@@ -207,18 +206,12 @@ def _quality(parts: list[dict], stats_path: str, num: int) -> dict:
     return evaluator.compute_metrics((pool, logits), stats_path, num_samples=num)
 
 
-def evaluate_params(
-    exp: experiment.Experiment,
-    params,
-    workdir: str,
-    step: int,
-    log: MetricsLogger,
-    *,
-    inception_fn=None,
-):
-    cfg, e = exp.cfg, exp.cfg.eval
-    out = os.path.join(workdir, "eval", str(step))
-    if parallel.is_main_process():
+def evaluate_params(exp: experiment.Experiment, params, run: Run, step: int, *, inception_fn=None):
+    """Evaluates `params` (checkpoint `step`) as config.eval says; writes
+    <workdir>/eval/<step>/results.json and the samples; returns the results."""
+    cfg, e, log = exp.cfg, exp.cfg.eval, run.log
+    out = os.path.join(run.workdir, "eval", str(step))
+    if run.main:
         fs.path(out).mkdir(parents=True, exist_ok=True)
     results: dict = {"step": int(step)}
     if e.enable_loss:
@@ -233,14 +226,14 @@ def evaluate_params(
     if e.enable_sampling:
         for method in e.samplers or (cfg.sampling.method,):
             key = jax.random.fold_in(jax.random.fold_in(exp.key(experiment.KEY_SAMPLES), step), 1)
-            metrics, samples = _samples(exp, params, key, method, out, log, step, inception_fn)
+            metrics, samples = _samples(exp, params, key, method, out, run, step, inception_fn)
             results.update(metrics)
             if cfg.data.is_toy:
                 results[f"samples_{method}_mean"] = np.asarray(samples.mean(0)).tolist()
         if cfg.data.is_toy:
             _toy_scatter(exp, params, out, e.num_samples)
     log.write(step, {k: v for k, v in results.items() if isinstance(v, float)}, prefix="eval/")
-    if parallel.is_main_process():
+    if run.main:
         wd.write_json(os.path.join(out, "results.json"), results)
     return results
 
@@ -249,14 +242,14 @@ def evaluate_params(
 MAX_SAVED_SAMPLES = 10_000
 
 
-def _samples(exp, params, key, method: str, out: str, log, step: int, inception_fn):
+def _samples(exp, params, key, method: str, out: str, run: Run, step: int, inception_fn):
     """Draws config.eval.num_samples samples with `method` in rounds of config.sampling.
     batch_size (each round's samples, or Inception features for images, kept under
     <out>/rounds-<settings>/<method>/ as they finish: a killed eval resumes there); writes
     <out>/<method>.npz and .png; with `inception_fn` also FID / IS / KID against the reference
     statistics. Returns ({metric: value}, the samples kept on the host)."""
 
-    cfg, e = exp.cfg, exp.cfg.eval
+    cfg, e, log = exp.cfg, exp.cfg.eval, run.log
     num = e.num_samples
     b = exp.round_size(num, cfg.sampling.batch_size)
     run = experiment.unconditional_sampler(exp, method, b)
@@ -300,12 +293,10 @@ def _samples(exp, params, key, method: str, out: str, log, step: int, inception_
             + f" ({metrics['num_samples']} samples vs {stats})"
         )
     results[f"nfe_{method}"] = nfe
-    if parallel.is_main_process():
-        image_io.save_samples(os.path.join(out, method), exp.saved_samples(samples))
-    log.info(
-        f"checkpoint {step}: {num} {method} samples ({nfe} score evaluations) "
-        f"-> {os.path.join(out, method)}.png"
-    )
+    # with Inception the kept images are uint8 already; else model-space samples
+    saved = samples if samples.dtype == np.uint8 else sample_files.on_host(samples, cfg.data)
+    what = f"checkpoint {step}: {num} {method} samples ({nfe} score evaluations)"
+    sample_files.write(run, os.path.join(out, method), saved, what)
     return results, samples
 
 
@@ -318,7 +309,7 @@ def _rounds_dir(exp: experiment.Experiment, out: str) -> str:
 
 
 def _eval_loss(exp: experiment.Experiment, params, step: int, num_batches: int = 8) -> float:
-    from score_sde import train
+    from score_sde.run import train
 
     b = exp.cfg.eval.batch_size
     n_dev = exp.mesh.devices.size

@@ -25,7 +25,7 @@ Sources (`config.data.dataset`, case-insensitive):
 - 'npz': `config.data.path`, arrays `x_<split>` / `<split>` / `x` / `images` (uint8 [N,H,W(,C)] or
   float in [0, 1]), labels `y_<split>` / `label` / `labels` optional.
 - 'digits': scikit-learn's 8x8 digits (values 0..16 -> [0, 1]); train = first 1500, test = rest.
-- 'toy/<name>': 2-D toys from `score_sde.toy_data.sample_toy` (fresh samples every step).
+- 'toy/<name>': 2-D toys from `score_sde.data.toy_data.sample_toy` (fresh samples every step).
 
 Checked when opened, before anything trains or writes (`check_against` of the source; one
 ValueError naming the config.data field or the file and the fix): every image of a folder must
@@ -53,8 +53,8 @@ from typing import Any
 
 import numpy as np
 
-from score_sde import fs, image_io
 from score_sde.config import DataConfig
+from score_sde.store import fs, image_io
 
 TFDS_DATASETS = ("cifar10", "svhn", "celeba", "celebahq", "lsun")
 OTHER_DATASETS = ("ffhq", "folder", "npz", "digits", "toy/<name>")
@@ -651,7 +651,7 @@ class ToyDataset:
 
     def check_against(self, data: DataConfig) -> None:
         """The toys are 2-D points: config.data.dim must be 2 and the name a known toy."""
-        from score_sde import toy_data
+        from score_sde.data import toy_data
 
         if self.name not in toy_data.TOY_NAMES:
             raise ValueError(
@@ -670,7 +670,7 @@ class ToyDataset:
             )
 
     def _sample(self, key, n):
-        from score_sde import toy_data
+        from score_sde.data import toy_data
 
         return np.asarray(toy_data.sample_toy(self.name, key, n), np.float32)
 

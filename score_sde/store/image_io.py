@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from score_sde import fs
+from score_sde.store import fs
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPE_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # gray, RGB, gray+alpha, RGBA
@@ -217,7 +217,7 @@ def _decode_pillow(data: bytes) -> np.ndarray:
         raise ValueError(
             f"not an image file Pillow reads: it starts with {bytes(data[:8])!r}"
         ) from None
-    except Exception as e:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError, ...
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, ...
         raise ValueError(f"Pillow cannot decode it: {type(e).__name__}: {e}") from None
     mode = image.mode
     if mode not in ("L", "LA", "RGB", "RGBA"):
@@ -365,10 +365,19 @@ def samples_picture(samples: np.ndarray, data: np.ndarray | None = None) -> np.n
     return None
 
 
-def save_samples(path_stem: str, samples: np.ndarray, data: np.ndarray | None = None) -> None:
-    """Writes `<stem>.npz` ("samples": 2-D points, or uint8 images [N, H, W, C]) and
-    `<stem>.png`, samples_picture(samples, data)."""
-    fs.save_npz(path_stem + ".npz", samples=samples)
-    picture = samples_picture(samples, data)
+def save_samples(
+    path_stem: str, samples, data: np.ndarray | None = None, picture: np.ndarray | None = None
+) -> np.ndarray | None:
+    """Writes `<stem>.npz` and `<stem>.png`; returns the picture written (None: no PNG).
+
+    samples: an array (saved as "samples": 2-D points, or uint8 images [N, H, W, C]) or a dict of
+    arrays (its "samples" drawn). picture: what the PNG shows (default samples_picture(samples,
+    data): a scatter of 2-D points, a grid of images).
+    """
+    arrays = dict(samples) if isinstance(samples, dict) else {"samples": samples}
+    fs.save_npz(path_stem + ".npz", **arrays)
+    if picture is None:
+        picture = samples_picture(np.asarray(arrays["samples"]), data)
     if picture is not None:
         save_png(path_stem + ".png", picture)
+    return picture

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from score_sde import fs, parallel
+from score_sde.run import parallel
+from score_sde.store import fs
 
 
 def fingerprint(*parts) -> str:

@@ -26,22 +26,13 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from score_sde import controllable, datasets, experiment, fs, guidance, image_io, parallel
-from score_sde import workdir as wd
-from score_sde.checkpoint import Checkpoints
+from score_sde import controllable, guidance
 from score_sde.config import Config
-from score_sde.metrics_log import MetricsLogger
-
-
-def restore_ema(exp: experiment.Experiment, workdir: str, step: int | None = None):
-    """(EMA params, step) of checkpoint `step` (default: the newest) of `workdir`."""
-    with Checkpoints(workdir, read_only=True) as ckpts:
-        if ckpts.latest_step() is None:
-            raise ValueError(
-                f"no checkpoint in {workdir}; train first with --mode=train --workdir={workdir}"
-            )
-        state = ckpts.restore(exp.state_like(), step)
-    return state.ema_params, int(parallel.to_host(state.step))
+from score_sde.data import datasets
+from score_sde.run import experiment, parallel, sample_files
+from score_sde.run.opening import open_run
+from score_sde.store import image_io
+from score_sde.store.checkpoint import require_checkpoint, restore_ema
 
 
 def sample(
@@ -49,7 +40,6 @@ def sample(
 ):
     """Draws the samples from checkpoint `step` (default: the newest). Returns the samples
     [N, ...] (unconditional) or the arrays it saved (conditional)."""
-    workdir = wd.prepare(workdir)
     exp = experiment.build(cfg, mesh)
     cond, s = cfg.condition, cfg.sampling
     if cond.guided and cond.guidance == "cfg" and cfg.model.num_classes <= 0:
@@ -58,27 +48,32 @@ def sample(
             "(config.model.num_classes > 0, trained with config.model.class_dropout > 0); "
             "or use config.condition.guidance=classifier"
         )
-    params, step = restore_ema(exp, workdir, step)
-    with MetricsLogger(workdir, enabled=parallel.is_main_process(), stream=stream) as log:
+    with open_run(
+        workdir, lock=None, read_only=True, check=require_checkpoint, stream=stream
+    ) as run:
+        params, step = restore_ema(run.ckpts, exp.state_like(), step)
         if cond.task == "none" and not cond.guided:
             key = jax.random.fold_in(jax.random.fold_in(exp.key(experiment.KEY_SAMPLES), step), 2)
-            samples, nfe = exp.sample(params, key, s.num_samples)
-            stem = os.path.join(workdir, "samples", f"ckpt_{step}_{s.method}")
-            if parallel.is_main_process():
-                image_io.save_samples(stem, exp.saved_samples(samples))
-            log.info(
-                f"{len(samples)} samples from checkpoint {step} with {s.method} "
-                f"({nfe} score evaluations per batch) -> {stem}.npz, {stem}.png"
+            x, nfe = exp.sample(params, key, s.num_samples)
+            what = (
+                f"{len(x)} samples from checkpoint {step} with {s.method} "
+                f"({nfe} score evaluations per batch)"
             )
-            return samples
-        saved, tag, nfe = _sample_conditional(exp, params, step, workdir)
-        stem = os.path.join(workdir, "samples", f"ckpt_{step}_{tag}_{s.method}")
-        if parallel.is_main_process():
-            fs.save_npz(stem + ".npz", **saved)
-            image_io.save_png(stem + ".png", _grid(cond, saved, cfg.model.num_classes))
-        log.info(
+            sample_files.write(
+                run,
+                sample_files.stem(run.workdir, step, s.method),
+                sample_files.on_host(x, cfg.data),
+                what,
+            )
+            return x
+        saved, tag, nfe = _sample_conditional(exp, params, step, run.workdir)
+        what = (
             f"{s.num_samples} {tag} samples from checkpoint {step} with {s.method} ({nfe} score "
-            f"evaluations per batch) -> {stem}.npz, {stem}.png"
+            "evaluations per batch)"
+        )
+        picture = _grid(cond, saved, cfg.model.num_classes)
+        sample_files.write(
+            run, sample_files.stem(run.workdir, step, s.method, tag), saved, what, picture
         )
         return saved
 
@@ -89,7 +84,7 @@ def _sample_conditional(exp: experiment.Experiment, params, step: int, workdir: 
     cond, num = cfg.condition, cfg.sampling.num_samples
     classifier, cparams = None, None
     if cond.guided and cond.guidance == "classifier":
-        from score_sde.modes import train_classifier
+        from score_sde.run.modes import train_classifier
 
         where = cond.classifier_workdir or os.path.join(workdir, train_classifier.CLASSIFIER_DIR)
         classifier, cparams = train_classifier.load_classifier(cfg, where, exp.mesh)
@@ -123,9 +118,9 @@ def _sample_conditional(exp: experiment.Experiment, params, step: int, workdir: 
     for x, n in exp.draw(functools.partial(run, params, cparams), key, num, b, inputs):
         out.append(parallel.to_host(x))
         nfes.append(n)
-    samples, nfe = np.concatenate(out)[:num], nfes[-1]
+    x, nfe = np.concatenate(out)[:num], nfes[-1]
     tag = cond.task if not cond.guided else f"{cond.task}_{cond.guidance}{cond.scale:g}"
-    saved = {"samples": exp.saved_samples(samples), "samples_model": samples}
+    saved = {"samples": sample_files.on_host(x, cfg.data), "samples_model": x}
     if labels is not None:
         saved["labels"] = labels
     if originals is not None:

@@ -23,11 +23,12 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from score_sde import controllable, fast_sampling, parallel, sampling, train
+from score_sde import controllable, fast_sampling, sampling
 from score_sde import losses as losses_lib
 from score_sde import score_fn as score_fn_lib
 from score_sde import sde as sde_lib
 from score_sde.config import Config
+from score_sde.run import parallel, train
 
 KEY_INIT, KEY_EVAL_LOSS, KEY_SAMPLES, KEY_LIKELIHOOD = range(4)
 
@@ -119,14 +120,6 @@ class Experiment:
 
     # ------------------------------------------------------------------------- sampling
 
-    def saved_samples(self, samples: np.ndarray) -> np.ndarray:
-        """What sample files hold: points as they are, images [N, H, W, C] as uint8 (rounded)."""
-        from score_sde import datasets, image_io
-
-        if samples.ndim == 4:
-            return image_io.to_uint8(datasets.to_images(samples, self.cfg.data))
-        return samples
-
     def score_fn(self, params, class_labels=None):
         """The sampler's score_fn(x, t) of the network with `params`."""
         return score_fn_lib.params_score_fn(self.score_apply, params, class_labels=class_labels)
@@ -214,7 +207,7 @@ class Experiment:
         return np.concatenate(out)[:num], int(parallel.to_host(nfe))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)  # bounded: experiments are keyed by identity
 def unconditional_sampler(exp: Experiment, method: str, batch: int):
     """jit((params, key) -> (x [batch, *shape], nfe)) of the unconditional sampler `method`,
     compiled once per (experiment, method, batch)."""

@@ -1,4 +1,4 @@
-"""Train mode: resume from the newest checkpoint, run the training loop (score_sde.loop), log the
+"""Train mode: resume from the newest checkpoint, run the training loop (score_sde.run.loop), log the
 eval loss of the EMA parameters and draw EMA sample grids at snapshots."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import os
 import jax
 from jax.sharding import Mesh
 
-from score_sde import datasets, experiment, image_io, loop, parallel, train
-from score_sde import workdir as wd
-from score_sde.checkpoint import Checkpoints
 from score_sde.config import Config
-from score_sde.metrics_log import MetricsLogger
+from score_sde.data import datasets
+from score_sde.run import experiment, loop, parallel, sample_files, train
+from score_sde.run.opening import open_run
+from score_sde.store import workdir as wd
 
 
 def train_and_evaluate(
@@ -24,7 +24,6 @@ def train_and_evaluate(
     `dataset` overrides the training data (anything with `.batch(step)` giving this process's rows
     of the global batch), for tests.
     """
-    workdir = wd.prepare(workdir)
     exp = experiment.build(cfg, mesh)
     t = cfg.training
     # data first: a missing dataset fails before anything is initialized or written
@@ -34,22 +33,18 @@ def train_and_evaluate(
     eval_ds = datasets.get_process_dataset(
         cfg.data, "test", global_batch=t.batch_size, seed=cfg.seed + 1
     )
-    main = parallel.is_main_process()
-    with (
-        wd.RunLock(workdir, enabled=main),  # one run per work directory
-        MetricsLogger(workdir, enabled=main, total_steps=t.n_iters, stream=stream) as log,
-        Checkpoints(workdir) as ckpts,
-    ):
+    with open_run(workdir, total_steps=t.n_iters, stream=stream) as run:  # one run per workdir
+        ckpts, log = run.ckpts, run.log
         log.info(f"topology: {parallel.topology().describe()}; mesh {dict(exp.mesh.shape)}")
         state = ckpts.restore(exp.state_like())
-        if main:  # after the restore: a config that does not fit keeps the run's config.json
-            wd.write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
+        if run.main:  # after the restore: a config that does not fit keeps the run's config.json
+            wd.write_json(os.path.join(run.workdir, "config.json"), cfg.to_dict())
         if state is None:
             state = exp.new_state()
             n = sum(x.size for x in jax.tree.leaves(state.params))
-            log.info(f"new run in {workdir}; params: {n:,}")
+            log.info(f"new run in {run.workdir}; params: {n:,}")
         else:
-            log.info(f"resumed from step {int(parallel.to_host(state.step))} in {workdir}")
+            log.info(f"resumed from step {int(parallel.to_host(state.step))} in {run.workdir}")
 
         eval_loss = train.make_eval_loss(exp.loss_fn(train=False), exp.mesh)
 
@@ -67,14 +62,12 @@ def train_and_evaluate(
             s = cfg.sampling
             num = min(s.batch_size, 64) if len(exp.shape) == 3 else s.batch_size
             key = jax.random.fold_in(exp.key(experiment.KEY_SAMPLES), step)
-            samples, _ = exp.sample(state.ema_params, key, num)
-            if main:
-                stem = os.path.join(workdir, "samples", f"iter_{step}", "sample")
-                saved = exp.saved_samples(samples)
-                image_io.save_samples(stem, saved)
-                picture = image_io.samples_picture(saved)
-                if picture is not None:
-                    log.image(step, "samples", picture)
+            x, _ = exp.sample(state.ema_params, key, num)
+            stem = os.path.join(run.workdir, "samples", f"iter_{step}", "sample")
+            saved = sample_files.on_host(x, cfg.data)
+            picture = sample_files.write(run, stem, saved, f"step {step}: {len(x)} EMA samples")
+            if picture is not None:
+                log.image(step, "samples", picture)
 
         state, signum = loop.run(
             state,

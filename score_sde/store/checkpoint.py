@@ -44,7 +44,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from score_sde import fs
+from score_sde.store import fs
 
 SNAPSHOT_DIR = "checkpoints"
 PREEMPTION_DIR = "checkpoints-meta"
@@ -233,7 +233,7 @@ def _attempt(what: str, fn: Callable):
     its traceback holds orbax's abandoned coroutines, which must be collected inside _silenced."""
     try:
         return fn(), None
-    except Exception as e:  # noqa: BLE001 - orbax and TensorStore raise many types; one reason
+    except Exception as e:  # orbax and TensorStore raise many types; one reason
         return None, f"{what} ({_reason(e)})"
 
 
@@ -635,3 +635,19 @@ class Checkpoints:
             self.wait()
         finally:
             self.close()
+
+
+def require_checkpoint(ckpts: Checkpoints, fix: str = "", what: str = "checkpoint") -> None:
+    """Raises one ValueError when `ckpts` has no checkpoint at all; `fix` says what to do
+    (default: train first)."""
+    if ckpts.latest_step() is None:
+        fix = fix or f"train first with --mode=train --workdir={ckpts.workdir}"
+        raise ValueError(f"no {what} in {ckpts.workdir}; {fix}")
+
+
+def restore_ema(ckpts: Checkpoints, like, step: int | None = None):
+    """(EMA params, step) of checkpoint `step` (default: the newest intact one); `like` is the
+    train state's structure (abstract or concrete)."""
+    require_checkpoint(ckpts)
+    state = ckpts.restore(like, step)
+    return state.ema_params, int(_host(state.step))

@@ -37,27 +37,27 @@ def run(mode: str, config, workdir: str, **kw):
     cfg = config if isinstance(config, config_lib.Config) else config_lib.from_config(config)
     match mode:
         case "train":
-            from score_sde.modes.train import train_and_evaluate
+            from score_sde.run.modes.train import train_and_evaluate
 
             state, signum = train_and_evaluate(cfg, workdir, **kw)
             if signum is not None:
                 raise Preempted(int(state.step), signum)
             if cfg.training.eval_after_training:
-                from score_sde.modes.eval import evaluate
+                from score_sde.run.modes.eval import evaluate
 
                 kw.pop("dataset", None)
                 return evaluate(cfg, workdir, **kw)
             return state
         case "eval":
-            from score_sde.modes.eval import evaluate
+            from score_sde.run.modes.eval import evaluate
 
             return evaluate(cfg, workdir, **kw)
         case "sample":
-            from score_sde.modes.sample import sample
+            from score_sde.run.modes.sample import sample
 
             return sample(cfg, workdir, **kw)
         case "train_classifier":
-            from score_sde.modes.train_classifier import train_classifier
+            from score_sde.run.modes.train_classifier import train_classifier
 
             state, signum = train_classifier(cfg, workdir, **kw)
             if signum is not None:

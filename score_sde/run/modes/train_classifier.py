@@ -5,26 +5,25 @@
 
 Trains `score_sde.models.classifier` on the config's labelled training data with the cross-entropy
 at x_t ~ p_0t(x_t | x_0), t ~ U(eps, T) under the config's SDE (`guidance.get_classifier_loss_fn`),
-with the same training loop, EMA and checkpoints as the score model (score_sde.loop). Everything
+with the same training loop, EMA and checkpoints as the score model (score_sde.run.loop). Everything
 lives in `<workdir>/classifier/` (checkpoints, metrics), next to the score model it will guide.
 Settings: config.classifier (score_sde.config.ClassifierConfig).
 """
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from score_sde import datasets, experiment, fs, guidance, loop, parallel, train
-from score_sde import workdir as wd
-from score_sde.checkpoint import Checkpoints
+from score_sde import guidance
 from score_sde.config import Config
-from score_sde.metrics_log import MetricsLogger
+from score_sde.data import datasets
+from score_sde.run import experiment, loop, parallel, train
+from score_sde.run.opening import open_run
 from score_sde.sde import batch_mul
+from score_sde.store.checkpoint import Checkpoints, require_checkpoint
 
 CLASSIFIER_DIR = "classifier"
 
@@ -34,11 +33,8 @@ def load_classifier(cfg: Config, workdir: str, mesh: Mesh):
     (the classifier's own directory, e.g. <score workdir>/classifier)."""
     apply_fn, init_params, tx = experiment.classifier(cfg)
     with Checkpoints(workdir, read_only=True) as ckpts:
-        if ckpts.latest_step() is None:
-            raise ValueError(
-                f"no classifier checkpoint in {workdir}; train one first with "
-                "--mode=train_classifier (same --workdir as the score model)"
-            )
+        fix = "train one first with --mode=train_classifier (same --workdir as the score model)"
+        require_checkpoint(ckpts, fix, what="classifier checkpoint")
         state = ckpts.restore(train.state_like(init_params, tx, mesh))
     return apply_fn, state.ema_params
 
@@ -67,8 +63,6 @@ def train_classifier(
 
     `dataset` overrides the training data (anything with `.batch(step)` -> {"x", "label"}).
     """
-    workdir = os.path.join(wd.prepare(workdir), CLASSIFIER_DIR)
-    fs.path(workdir).mkdir(parents=True, exist_ok=True)
     mesh = mesh or parallel.make_mesh()
     c = cfg.classifier
     parallel.check_batch_size(c.batch_size, mesh, field="config.classifier.batch_size")
@@ -81,12 +75,10 @@ def train_classifier(
         ),
         cfg.data.dataset,
     )
-    main = parallel.is_main_process()
-    with (
-        wd.RunLock(workdir, enabled=main),  # one classifier run per work directory
-        MetricsLogger(workdir, enabled=main, total_steps=c.n_iters, stream=stream) as log,
-        Checkpoints(workdir) as ckpts,
-    ):
+    # one classifier run per work directory, in <workdir>/classifier
+    opened = open_run(workdir, subdir=CLASSIFIER_DIR, total_steps=c.n_iters, stream=stream)
+    with opened as run:
+        ckpts, log, workdir = run.ckpts, run.log, run.workdir
         state = ckpts.restore(train.state_like(init_params, tx, mesh))
         if state is None:
             key = jax.random.fold_in(jax.random.key(cfg.seed), experiment.KEY_INIT)

@@ -161,14 +161,14 @@ def _load_zip(path: str):
 
 def _load_legacy(path: str):
     with open(path, "rb") as f:
-        if pickle.load(f) != _LEGACY_MAGIC:  # noqa: S301 - a plain int
+        if pickle.load(f) != _LEGACY_MAGIC:  # a plain int
             raise ValueError(f"{path} is neither a zip nor a legacy PyTorch file")
-        pickle.load(f)  # protocol version  # noqa: S301
-        pickle.load(f)  # system info  # noqa: S301
+        pickle.load(f)  # protocol version
+        pickle.load(f)  # system info
         storages: dict = {}
         unpickler = _Unpickler(f, storages, lambda key, dtype: None)
         obj = unpickler.load()
-        keys = pickle.load(f)  # noqa: S301 - a list of strings
+        keys = pickle.load(f)  # a list of strings
         for key in keys:
             (numel,) = struct.unpack("<q", f.read(8))
             storage = storages[str(key)]
@@ -192,7 +192,7 @@ def load(path: str | os.PathLike):
         return _load_legacy(path)
     except ValueError:
         raise
-    except Exception as e:  # noqa: BLE001 - a damaged file: one message
+    except Exception as e:  # a damaged file: one message
         raise ValueError(
             f"{path} is not a readable PyTorch file ({type(e).__name__}: {e})"
         ) from None

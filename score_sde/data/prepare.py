@@ -1,9 +1,9 @@
 """Datasets from their standard download formats to the `.npz` files the configs read, without
 TensorFlow.
 
-    python -m score_sde.prepare cifar10 --source cifar-10-python.tar.gz --out data/cifar10.npz
-    python -m score_sde.prepare svhn --source DIR --out data/svhn.npz    # train/test_32x32.mat
-    python -m score_sde.prepare folder --source DIR --out data/faces.npz --size 64
+    python -m score_sde.data.prepare cifar10 --source cifar-10-python.tar.gz --out data/cifar10.npz
+    python -m score_sde.data.prepare svhn --source DIR --out data/svhn.npz    # train/test_32x32.mat
+    python -m score_sde.data.prepare folder --source DIR --out data/faces.npz --size 64
 
 then train on it with the published config and one flag:
 
@@ -29,13 +29,12 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
-import sys
 import tarfile
 
 import numpy as np
 from tqdm import tqdm
 
-from score_sde import fs, image_io
+from score_sde.store import fs, image_io
 
 SOURCES = ("cifar10", "svhn", "folder")
 
@@ -45,7 +44,7 @@ def _cifar_batch(data: bytes, what: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = pickle.loads(data, encoding="bytes")
         rows, labels = batch[b"data"], batch[b"labels"]
-    except Exception as e:  # noqa: BLE001 - any unreadable batch: one message
+    except Exception as e:  # any unreadable batch: one message
         raise ValueError(
             f"{what} is not a CIFAR-10 python batch ({type(e).__name__}: {e})"
         ) from None
@@ -112,7 +111,7 @@ def read_svhn(source: str) -> dict[str, np.ndarray]:
         try:
             mat = sio.loadmat(path)
             x, y = mat["X"], mat["y"]
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise ValueError(f"{path} is not an SVHN .mat file ({type(e).__name__}: {e})") from None
         if x.ndim != 4 or x.shape[:3] != (32, 32, 3):
             raise ValueError(f"{path}: expected X [32, 32, 3, N], got {x.shape}")
@@ -129,7 +128,7 @@ def _images_under(root: str) -> list[str]:
 
 
 def _load_folder(files: list[str], root: str, size: int, classes: list[str], what: str):
-    from score_sde import datasets
+    from score_sde.data import datasets
 
     images, labels = [], []
     for path in tqdm(files, desc=f"reading {what}", unit="img", disable=len(files) < 100):
@@ -183,8 +182,10 @@ def write(out_path: str, arrays: dict[str, np.ndarray]) -> None:
 
 
 def main(argv=None) -> None:
+    from score_sde.config import fail
+
     parser = argparse.ArgumentParser(
-        prog="python -m score_sde.prepare", description=__doc__.split("\n\n")[0]
+        prog="python -m score_sde.data.prepare", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("dataset", choices=SOURCES)
     parser.add_argument("--source", required=True, help="the downloaded archive, file or folder")
@@ -192,10 +193,6 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=0, help="folder: square image size")
     parser.add_argument("--test_fraction", type=float, default=0.0, help="folder: test split")
     args = parser.parse_args(argv)
-
-    def fail(message: str):
-        print("error: " + " ".join(str(message).split()), file=sys.stderr)
-        sys.exit(2)
 
     if not os.path.exists(args.source):
         fail(f"--source {args.source} does not exist")

@@ -9,7 +9,7 @@ Tags are the original score_sde's: `training_loss`, `eval_loss` (plus `grad_norm
 `steps_per_sec`, `examples_per_sec`, `eval/...` from eval mode and the `samples` grids of the
 snapshots). Only process 0 writes; other processes get a disabled logger. The TensorBoard event
 file is opened at the first scalar or image, so a run that records none (sample mode) leaves no
-empty event file. A remote work directory (gs://, score_sde.fs) has no append: there the JSONL
+empty event file. A remote work directory (gs://, score_sde.store.fs) has no append: there the JSONL
 file and the event file are rewritten whole at each flush (they stay small).
 """
 
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from score_sde import fs
+from score_sde.store import fs
 
 _WRITERS = itertools.count()
 
@@ -49,7 +49,7 @@ class _RemoteFile:
 
 
 class _RemoteEventFiles:
-    """tensorboardX's writer factory for remote schemes, through score_sde.fs."""
+    """tensorboardX's writer factory for remote schemes, through score_sde.store.fs."""
 
     def open(self, path):
         return _RemoteFile(path)
@@ -115,7 +115,7 @@ class MetricsLogger:
             return
         from tensorboardX.proto import summary_pb2
 
-        from score_sde import image_io
+        from score_sde.store import image_io
 
         image = np.asarray(image)
         h, w = image.shape[:2]

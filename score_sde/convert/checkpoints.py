@@ -7,7 +7,7 @@
 
 Sources: the original JAX checkpoints (flax msgpack `checkpoint_<n>`: `optimizer.target` params and
 `params_ema`) and the PyTorch port's `.pth` (`model` / `ema` state_dicts; read without torch,
-score_sde.torch_format). The result is a snapshot at the source's step in <workdir>/checkpoints/
+score_sde.store.torch_format). The result is a snapshot at the source's step in <workdir>/checkpoints/
 with params, EMA params and a fresh optimizer state; sample and eval modes use the EMA params.
 Supported networks: ncsnpp (NCSN++ / DDPM++) and ddpm; the config must be the checkpoint's.
 
@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-from score_sde import convert_layout as layout
+from score_sde.convert import layout
 
 EXPECTED = (
     "a checkpoint file: the original score_sde's flax msgpack checkpoint_<n> (in "
@@ -68,7 +68,7 @@ def read_jax_checkpoint(path: str) -> tuple[dict, dict, int]:
         data = f.read()
     try:
         state = serialization.msgpack_restore(data)
-    except Exception as e:  # noqa: BLE001 - msgpack raises several types on foreign bytes
+    except Exception as e:  # msgpack raises several types on foreign bytes
         cause = " ".join(f"{type(e).__name__}: {e}".split())[:200]
         raise ValueError(
             f"--source {path} is not a flax msgpack checkpoint ({cause}); pass {EXPECTED}, "
@@ -94,8 +94,8 @@ def read_jax_checkpoint(path: str) -> tuple[dict, dict, int]:
 
 def read_torch_checkpoint(path: str) -> tuple[dict, dict, int]:
     """PyTorch-port `.pth` -> (model state_dict, EMA state_dict, step) as numpy arrays; read
-    without torch (score_sde.torch_format)."""
-    from score_sde import torch_format
+    without torch (score_sde.store.torch_format)."""
+    from score_sde.store import torch_format
 
     try:
         ckpt = torch_format.load(path)
@@ -165,7 +165,7 @@ def convert_params(config, source: str, fmt: str = "auto"):
 
 def _existing_steps(workdir: str) -> tuple[list[int], int | None]:
     """(snapshot steps, newest step of any kind) already in `workdir`; writes nothing."""
-    from score_sde import checkpoint
+    from score_sde.store import checkpoint
 
     if not os.path.isdir(workdir):
         return [], None
@@ -176,7 +176,7 @@ def _existing_steps(workdir: str) -> tuple[list[int], int | None]:
 def _check_target(workdir: str, step: int, source: str, overwrite: bool) -> bool:
     """Whether the save replaces snapshot `step`; a ValueError (before anything is written)
     when it exists without `overwrite`, or when a newer checkpoint would shadow it."""
-    from score_sde import checkpoint
+    from score_sde.store import checkpoint
 
     snapshots, latest = _existing_steps(workdir)
     path = os.path.join(workdir, checkpoint.SNAPSHOT_DIR, str(step))
@@ -203,7 +203,7 @@ def _save(workdir: str, step: int, state, replace: bool) -> None:
     """Saves snapshot `step`. With `replace`, the old one is moved aside first (orbax does not
     write over a step) to <workdir>/.replaced_checkpoint_<step>_<pid>, put back if the save
     fails and removed once it succeeded."""
-    from score_sde import checkpoint
+    from score_sde.store import checkpoint
 
     old = os.path.join(workdir, checkpoint.SNAPSHOT_DIR, str(step))
     aside = os.path.join(workdir, f".replaced_checkpoint_{step}_{os.getpid()}")
@@ -236,8 +236,9 @@ def convert(config, source: str, workdir: str, fmt: str = "auto", *, overwrite: 
     from flax import nnx
 
     from score_sde import config as config_lib
-    from score_sde import experiment, models, train
-    from score_sde import workdir as wd
+    from score_sde import models
+    from score_sde.run import experiment, train
+    from score_sde.store import workdir as wd
 
     cfg = config if isinstance(config, config_lib.Config) else config_lib.from_config(config)
     params, ema, step = convert_params(cfg, source, fmt)
@@ -267,6 +268,7 @@ def main(argv=None) -> None:
     from absl import app, flags, logging
 
     from score_sde import config as config_lib
+    from score_sde.config import fail
 
     argv = sys.argv if argv is None else argv
     path, overrides, rest = config_lib.split_argv(argv[1:], "")
@@ -277,10 +279,6 @@ def main(argv=None) -> None:
         "overwrite", False, "Replace a checkpoint the work directory has at the step."
     )
     FLAGS = flags.FLAGS
-
-    def fail(message: str):
-        print("error: " + " ".join(str(message).split()), file=sys.stderr)
-        sys.exit(2)
 
     def parse(args):
         try:

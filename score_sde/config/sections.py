@@ -1,0 +1,354 @@
+"""The sections of a run's config: frozen dataclasses, each checking its own values.
+
+The defaults are the original score_sde's, so an original config file loads unchanged; the model
+section's dataclass is its network family's (score_sde.config.families).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from score_sde.config.checks import _finite, _one_of, _positive
+from score_sde.config.families import NONLINEARITIES, ModelConfig
+
+SDES = ("vpsde", "subvpsde", "vesde")
+DISCRETIZATIONS = ("default", "edm", "uniform_t", "uniform_lambda")
+TASKS = ("none", "class", "inpaint", "colorize")
+GUIDANCE = ("cfg", "classifier")
+
+
+def sampling_methods() -> tuple[str, ...]:
+    """'pc', 'ode' and the few-step methods of score_sde.fast_sampling."""
+    from score_sde.fast_sampling import METHODS
+
+    return ("pc", "ode", *METHODS)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """config.training: the SDE, the loss, the step schedule (batch_size is global)."""
+
+    sde: str
+    continuous: bool
+    reduce_mean: bool
+    likelihood_weighting: bool
+    batch_size: int
+    n_iters: int
+    snapshot_freq: int
+    log_freq: int
+    eval_freq: int
+    snapshot_freq_for_preemption: int
+    snapshot_sampling: bool
+    importance_weighting: bool = False
+    n_jitted_steps: int = 1  # optimizer steps per dispatch (lax.scan)
+    eval_after_training: bool = False  # run eval mode on the final checkpoint (the toy report)
+    # 'dsm' (denoising score matching; DDPM / SMLD in discrete time) or 'edm' (EDM's loss, with
+    # config.model.preconditioning). The original NCSN configs name their SDE here: that is 'dsm'.
+    loss: str = "dsm"
+    P_mean: float = -1.2  # EDM loss: ln sigma ~ N(P_mean, P_std^2)
+    P_std: float = 1.2
+
+    def __post_init__(self):
+        _one_of("config.training.sde", self.sde, SDES)
+        if self.loss in SDES and self.loss != self.sde:
+            raise ValueError(
+                f"config.training.loss ({self.loss!r}) names an SDE other than "
+                f"config.training.sde ({self.sde!r}); use 'dsm' (or remove the field)"
+            )
+        if self.loss not in SDES:
+            _one_of("config.training.loss", self.loss, ("dsm", "edm"))
+        _finite("config.training.P_mean", self.P_mean)
+        _finite("config.training.P_std", self.P_std)
+        _positive("config.training.P_std", self.P_std)
+        for name in (
+            "batch_size",
+            "n_iters",
+            "snapshot_freq",
+            "log_freq",
+            "eval_freq",
+            "snapshot_freq_for_preemption",
+            "n_jitted_steps",
+        ):
+            _positive(f"config.training.{name}", getattr(self, name))
+        if self.importance_weighting and not self.likelihood_weighting:
+            raise ValueError(
+                "config.training.importance_weighting samples t for the likelihood-weighted "
+                "loss; set config.training.likelihood_weighting=True as well"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """config.sampling: the sampler. 'pc' (predictor, corrector, snr, n_steps_each), 'ode' (the
+    adaptive probability-flow ODE), or a few-step sampler of score_sde.fast_sampling:
+    'edm_heun' (S_churn, S_tmin, S_tmax, S_noise), 'dpmpp_2m', 'dpmpp_2s', 'dpmpp_3m',
+    'dpmpp_2m_sde', 'ddim' (eta), on num_steps noise levels (0: the method's default) of
+    `discretization` ('default': the method's; 'edm' with rho, 'uniform_t', 'uniform_lambda').
+    noise_removal: the final denoising step; eps: the smallest time."""
+
+    method: str
+    predictor: str
+    corrector: str
+    snr: float
+    n_steps_each: int
+    noise_removal: bool
+    probability_flow: bool
+    batch_size: int = 64  # samples per sampler call (global, over all devices)
+    num_samples: int = 64  # sample mode: how many in total
+    eps: float = 1e-3
+    num_steps: int = 0
+    discretization: str = "default"
+    rho: float = 7.0
+    S_churn: float = 0.0
+    S_tmin: float = 0.0
+    S_tmax: float = float("inf")
+    S_noise: float = 1.0
+    eta: float = 0.0
+
+    def __post_init__(self):
+        _one_of("config.sampling.method", self.method, sampling_methods())
+        _one_of("config.sampling.discretization", self.discretization, DISCRETIZATIONS)
+        _finite("config.sampling.snr", self.snr)
+        if self.snr < 0:
+            raise ValueError(f"config.sampling.snr ({self.snr}) must be >= 0")
+        if self.n_steps_each < 0:
+            raise ValueError(f"config.sampling.n_steps_each ({self.n_steps_each}) must be >= 0")
+        _positive("config.sampling.batch_size", self.batch_size)
+        _positive("config.sampling.num_samples", self.num_samples)
+        if not 0 < self.eps < 1:
+            raise ValueError(f"config.sampling.eps ({self.eps}) must lie in (0, 1)")
+        if self.num_steps < 0 or self.num_steps == 1:
+            raise ValueError(
+                f"config.sampling.num_steps ({self.num_steps}) must be 0 (the method's default) "
+                "or >= 2"
+            )
+        for name in ("rho", "S_noise"):
+            _finite(f"config.sampling.{name}", getattr(self, name))
+            _positive(f"config.sampling.{name}", getattr(self, name))
+        for name in ("S_churn", "S_tmin", "eta"):
+            _finite(f"config.sampling.{name}", getattr(self, name))
+            if getattr(self, name) < 0:
+                raise ValueError(f"config.sampling.{name} ({getattr(self, name)}) must be >= 0")
+        if not self.S_tmax >= self.S_tmin:
+            raise ValueError(
+                f"config.sampling.S_tmax ({self.S_tmax}) must be >= S_tmin ({self.S_tmin})"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """config.eval: which checkpoints, eval loss, likelihood (bits/dim), sample quality."""
+
+    begin_ckpt: int  # snapshots k = step // snapshot_freq in [begin, end]; -1: the newest only
+    end_ckpt: int
+    batch_size: int
+    enable_sampling: bool
+    num_samples: int
+    enable_loss: bool
+    enable_bpd: bool
+    bpd_dataset: str
+    num_bpd_examples: int = -1  # -1: the whole split
+    hutchinson_type: str = "rademacher"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    samplers: tuple[str, ...] = ()  # () -> (config.sampling.method,)
+    num_repeats: int = 1  # bits/dim: dequantization draws over the split
+    # Image data, enable_sampling: FID/IS/KID of num_samples samples against reference statistics.
+    enable_fid: bool = True
+    inception_weights: str | None = None  # None: $SCORE_SDE_INCEPTION_WEIGHTS or ~/.cache/...
+    fid_stats: str | None = None  # None: assets/stats/<dataset>[_<category>]_<size>_train_stats.npz
+    # Wait for the snapshots of begin_ckpt..end_ckpt as training writes them (the original's eval
+    # job): poll every poll_seconds; stop when end_ckpt is evaluated or nothing new came within
+    # wait_timeout seconds.
+    wait_for_checkpoints: bool = False
+    poll_seconds: float = 60.0
+    wait_timeout: float = 3600.0
+
+    def __post_init__(self):
+        for name in ("batch_size", "num_samples", "num_repeats"):
+            _positive(f"config.eval.{name}", getattr(self, name))
+        _one_of(
+            "config.eval.hutchinson_type", self.hutchinson_type, ("rademacher", "gaussian", "exact")
+        )
+        for s in self.samplers:
+            _one_of("each entry of config.eval.samplers", s, sampling_methods())
+        for name in ("rtol", "atol", "poll_seconds", "wait_timeout"):
+            _positive(f"config.eval.{name}", getattr(self, name))
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """config.optim: Adam(W) (optionally AMSGrad), linear warmup, gradient clipping (< 0: off)."""
+
+    optimizer: str = "Adam"
+    lr: float = 2e-4
+    beta1: float = 0.9
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup: int = 5000
+    grad_clip: float = 1.0
+    amsgrad: bool = False
+
+    def __post_init__(self):
+        _one_of("config.optim.optimizer", self.optimizer, ("Adam", "AdamW"))
+        for name in ("lr", "beta1", "eps", "weight_decay", "grad_clip"):
+            _finite(f"config.optim.{name}", getattr(self, name))
+        _positive("config.optim.lr", self.lr)
+        if not 0 <= self.beta1 < 1:
+            raise ValueError(f"config.optim.beta1 ({self.beta1}) must lie in [0, 1)")
+        if self.warmup < 0:
+            raise ValueError(f"config.optim.warmup ({self.warmup}) must be >= 0")
+        if self.amsgrad and self.optimizer == "AdamW":
+            raise ValueError(
+                "config.optim.amsgrad=True is supported with optimizer 'Adam' (AMSGrad with "
+                "weight_decay added to the gradient); AdamW's decoupled decay has no AMSGrad here"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """config.data: the dataset and its preprocessing. Images [image_size, image_size,
+    num_channels], or vectors [dim] (the 2-D toys and `npz` points)."""
+
+    dataset: str
+    image_size: int | None = None
+    num_channels: int | None = None
+    dim: int | None = None
+    centered: bool = False  # model space [-1, 1] instead of [0, 1]
+    random_flip: bool = False
+    uniform_dequantization: bool = False
+    path: str | None = None  # .npz file or image folder ('npz', 'folder', or instead of TFDS)
+    data_dir: str | None = None  # TFDS data directory (default $TFDS_DATA_DIR)
+    category: str | None = None  # LSUN category, e.g. 'church_outdoor'
+    tfrecords_path: str | None = None  # original CelebA-HQ / FFHQ configs: read as config.data.path
+    # image folders: leave out (with a warning) files that cannot be decoded, instead of failing
+    skip_bad_images: bool = False
+
+    def __post_init__(self):
+        if self.dim is None and (self.image_size is None or self.num_channels is None):
+            raise ValueError(
+                f"config.data ({self.dataset!r}) needs the example shape: set "
+                "config.data.image_size and config.data.num_channels (images) or "
+                "config.data.dim (vectors)"
+            )
+        for name in ("image_size", "num_channels", "dim"):
+            if getattr(self, name) is not None:
+                _positive(f"config.data.{name}", getattr(self, name))
+
+    @property
+    def is_toy(self) -> bool:
+        return self.dataset.lower().startswith("toy/")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One example: (dim,) or (image_size, image_size, num_channels)."""
+        if self.dim is not None:
+            return (self.dim,)
+        return (self.image_size, self.image_size, self.num_channels)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionConfig:
+    """config.condition (sample mode): what to condition on.
+
+    task: 'none' | 'class' | 'inpaint' | 'colorize'; label: the class (-1: 0..K-1 in turn);
+    guidance: 'cfg' (a class-conditional model) or 'classifier' (--mode=train_classifier);
+    scale: the guidance weight w; image: .npz / .png of the known (or gray) images ('' = the test
+    split); mask: .npz / .png (1 = known) or a named mask; repeats: samples per input;
+    classifier_workdir: where the classifier lives ('' = <workdir>/classifier).
+    """
+
+    task: str = "none"
+    label: int = -1
+    guidance: str = "cfg"
+    scale: float = 1.0
+    image: str = ""
+    mask: str = "keep_top"
+    repeats: int = 4
+    classifier_workdir: str = ""
+
+    def __post_init__(self):
+        _one_of("config.condition.task", self.task, TASKS)
+        _one_of("config.condition.guidance", self.guidance, GUIDANCE)
+        _finite("config.condition.scale", self.scale)
+        _positive("config.condition.repeats", self.repeats)
+
+    @property
+    def guided(self) -> bool:
+        return self.task == "class" or self.label >= 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """config.classifier (--mode=train_classifier): the noise-conditional Wide-ResNet and its
+    training. num_classes 0: config.model.num_classes."""
+
+    num_classes: int = 10
+    nf: int = 32
+    ch_mult: tuple[int, ...] = (1, 2)
+    num_res_blocks: int = 2
+    dropout: float = 0.1
+    nonlinearity: str = "swish"
+    n_iters: int = 2000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_rate: float = 0.999
+    log_freq: int = 250
+    snapshot_freq: int = 2000
+    n_jitted_steps: int = 50
+    eps: float = 1e-5
+
+    def __post_init__(self):
+        if self.num_classes < 2:
+            raise ValueError(
+                f"config.classifier.num_classes ({self.num_classes}) must be >= 2; set it to the "
+                "number of labels of the dataset"
+            )
+        if self.nf % 8 or not self.ch_mult or min(self.ch_mult) < 1:
+            raise ValueError(
+                f"config.classifier.nf ({self.nf}) must be a multiple of 8 (GroupNorm) and "
+                f"ch_mult ({self.ch_mult}) positive"
+            )
+        for name in ("num_res_blocks", "n_iters", "batch_size", "log_freq", "snapshot_freq"):
+            _positive(f"config.classifier.{name}", getattr(self, name))
+        _positive("config.classifier.n_jitted_steps", self.n_jitted_steps)
+        _one_of("config.classifier.nonlinearity", self.nonlinearity, NONLINEARITIES)
+        if not 0.0 <= self.ema_rate < 1.0:
+            raise ValueError(f"config.classifier.ema_rate ({self.ema_rate}) must lie in [0, 1)")
+
+    @property
+    def optim(self) -> OptimConfig:
+        return OptimConfig(lr=self.lr, warmup=self.warmup, grad_clip=self.grad_clip)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole run, typed and checked (see the module docstring)."""
+
+    seed: int
+    training: TrainingConfig
+    sampling: SamplingConfig
+    eval: EvalConfig
+    optim: OptimConfig
+    model: ModelConfig
+    data: DataConfig
+    condition: ConditionConfig
+    classifier: ClassifierConfig
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {
+    "training": TrainingConfig,
+    "sampling": SamplingConfig,
+    "eval": EvalConfig,
+    "optim": OptimConfig,
+    "model": ModelConfig,  # the family's subclass, by config.model.name
+    "data": DataConfig,
+    "condition": ConditionConfig,
+    "classifier": ClassifierConfig,
+}
+_REQUIRED_SECTIONS = ("training", "sampling", "eval", "model", "data")

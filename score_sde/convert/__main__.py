@@ -1,0 +1,3 @@
+from score_sde.convert.checkpoints import main
+
+main()

@@ -1,0 +1,73 @@
+"""Opening a run: the prologue every mode shares, as one context manager.
+
+    with open_run(workdir, lock="run.lock") as run:        # train, train_classifier
+        state = run.ckpts.restore(like)
+    with open_run(workdir, lock="eval.lock", read_only=True, check=fn) as run:   # eval
+    with open_run(workdir, lock=None, read_only=True) as run:                    # sample
+
+Order: the work directory is prepared (created if missing; a remote URL is checked), then
+read-only checkpoints are opened and `check(ckpts)` runs before anything is written, then the
+lock is taken (process 0), read-write checkpoints are opened under it, and the metrics log
+(process 0) last. Everything opened is closed on exit, on error too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+
+from score_sde.run import parallel
+from score_sde.store import fs
+from score_sde.store import workdir as wd
+from score_sde.store.checkpoint import Checkpoints
+from score_sde.store.metrics_log import MetricsLogger
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """An opened run: its directory, whether this process writes files, the log, the checkpoints."""
+
+    workdir: str
+    main: bool
+    log: MetricsLogger
+    ckpts: Checkpoints
+
+
+@contextlib.contextmanager
+def open_run(
+    workdir: str,
+    *,
+    lock: str | None = "run.lock",
+    read_only: bool = False,
+    subdir: str | None = None,
+    check: Callable[[Checkpoints], None] | None = None,
+    total_steps: int | None = None,
+    stream=None,
+) -> Iterator[Run]:
+    """Opens `workdir` (or `<workdir>/<subdir>`) for one mode; yields the `Run`.
+
+    lock: the lock file's name (None: no lock, as for sampling); read_only: checkpoints are only
+    read; check: raises ValueError before anything is written; total_steps, stream: the log's.
+    """
+    workdir = wd.prepare(workdir)
+    if subdir:
+        workdir = os.path.join(workdir, subdir)
+        fs.path(workdir).mkdir(parents=True, exist_ok=True)
+    main = parallel.is_main_process()
+    with contextlib.ExitStack() as stack:
+        if read_only:
+            ckpts = stack.enter_context(Checkpoints(workdir, read_only=True))
+            if check is not None:
+                check(ckpts)
+        if lock is not None:
+            stack.enter_context(wd.RunLock(workdir, lock, enabled=main))
+        if not read_only:
+            ckpts = stack.enter_context(Checkpoints(workdir))
+            if check is not None:
+                check(ckpts)
+        log = stack.enter_context(
+            MetricsLogger(workdir, enabled=main, total_steps=total_steps, stream=stream)
+        )
+        yield Run(workdir, main, log, ckpts)

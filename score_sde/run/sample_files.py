@@ -1,0 +1,45 @@
+"""The one sample writer: model-space samples -> what files hold and what the API returns.
+
+    saved = sample_files.on_host(x, cfg.data)                        # uint8 images / points
+    sample_files.write(run, "samples/ckpt_100_pc", saved, "64 samples")  # .npz + .png, one log line
+
+Images are mapped from model space to [0, 1] and clipped (datasets.to_images), then rounded to
+uint8 for files; points stay as they are. (Denoising is the sampler's last step.)
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from score_sde.data import datasets
+from score_sde.run import parallel
+from score_sde.store import image_io
+
+
+def on_host(x, data, *, uint8: bool = True) -> np.ndarray:
+    """Samples x [N, ...] (a global array or numpy) -> numpy on every process: images
+    [N, H, W, C] in [0, 1] (uint8 when `uint8`), points [N, D] unchanged."""
+    x = np.asarray(parallel.to_host(x))
+    if x.ndim != 4:
+        return x
+    images = datasets.to_images(x, data)
+    return image_io.to_uint8(images) if uint8 else images
+
+
+def stem(workdir: str, step: int, method: str, tag: str = "") -> str:
+    """<workdir>/samples/ckpt_<step>[_<tag>]_<method>: where sample mode writes."""
+    parts = ["ckpt", str(step), *([tag] if tag else []), method]
+    return os.path.join(workdir, "samples", "_".join(parts))
+
+
+def write(run, path_stem: str, saved, what: str, picture=None, data=None) -> np.ndarray | None:
+    """Writes <path_stem>.npz and .png on process 0 (image_io.save_samples: `saved` is an
+    array or a dict of arrays) and logs `what -> files`; returns the picture (process 0)."""
+    out = None
+    if run.main:
+        out = image_io.save_samples(path_stem, saved, data=data, picture=picture)
+    png = f", {path_stem}.png" if out is not None or not run.main else ""
+    run.log.info(f"{what} -> {path_stem}.npz{png}")
+    return out
