@@ -1,7 +1,7 @@
 """Ours against the PyTorch port (yang-song/score_sde_pytorch) on the same CPU, same weights.
 
-    PYTHONPATH=/tmp/torchenv/lib/python3.11/site-packages .venv/bin/python \
-        benchmarks/vs_pytorch_cpu.py --port_dir /tmp/port [--config configs/vp/cifar10_ddpmpp_continuous.py]
+    PYTHONPATH=$TORCH_ENV/lib/python3.11/site-packages .venv/bin/python \
+        benchmarks/vs_pytorch_cpu.py --port_dir $PORT [--config configs/vp/cifar10_ddpmpp_continuous.py]
         [--nf 32] [--batch 8] [--threads 2] [--rounds 7]
 
 `--port_dir` is a checkout of the port (its `models`, `sde_lib`, `losses`, `likelihood` are imported

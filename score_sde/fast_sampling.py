@@ -21,6 +21,7 @@ without `denoise`). Steps run as one lax.fori_loop on the device.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -150,7 +151,9 @@ def get_edm_sampler(
         (sigmas >= S_tmin) & (sigmas <= S_tmax), min(S_churn / num_steps, math.sqrt(2) - 1), 0.0
     )
     hats = sigmas * (1 + gamma)
-    grid = _Grid(sde, sigmas, {"hat": hats, "t_hat": [sde.time_of_noise_level(s) for s in hats]})
+    grid = _Grid(
+        sde, sigmas, {"hat": hats, "t_hat": np.array([sde.time_of_noise_level(s) for s in hats])}
+    )
     stochastic = S_churn > 0
 
     def sampler(key, score_fn):
@@ -201,7 +204,9 @@ def get_dpmpp_sampler(
         raise ValueError(f"DPM-Solver++ variant {solver!r} must be '2m', '3m' or '2s'")
     sigmas = sigma_grid(sde, num_steps, discretization, rho=rho, eps=eps)
     mids = np.sqrt(sigmas[:-1] * sigmas[1:])
-    grid = _Grid(sde, sigmas, {"mid": mids, "t_mid": [sde.time_of_noise_level(s) for s in mids]})
+    grid = _Grid(
+        sde, sigmas, {"mid": mids, "t_mid": np.array([sde.time_of_noise_level(s) for s in mids])}
+    )
 
     def sampler(key, score_fn):
         D = denoiser(sde, score_fn)
@@ -363,9 +368,9 @@ def get_sampler(sde: SDE, shape: tuple[int, ...], method: str, **options):
         steps = options["num_steps"]
     if options.get("discretization", "default") != "default":
         discretization = options["discretization"]
-    common = {"num_steps": steps, "discretization": discretization}
+    common: dict[str, Any] = {"num_steps": steps, "discretization": discretization}
     common |= {k: options[k] for k in ("rho", "eps", "denoise", "sharding") if k in options}
-    pick = lambda *names: {k: options[k] for k in names if k in options}
+    pick = lambda *names: dict[str, Any]({k: options[k] for k in names if k in options})
     match method:
         case "edm_heun":
             return get_edm_sampler(

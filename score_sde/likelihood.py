@@ -15,6 +15,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from score_sde.sde import SDE
 from score_sde.solvers import solve_ode
@@ -94,7 +95,7 @@ def get_likelihood_fn(
     return likelihood_fn
 
 
-def bits_per_dim(logp: jax.Array, num_dims: int, *, centered: bool) -> jax.Array:
+def bits_per_dim(logp: ArrayLike, num_dims: int, *, centered: bool) -> jax.Array:
     """Bits/dim of 8-bit data from the model-space log-density logp [B] (nats).
 
     The data are dequantized as u = (k + U) / 256 with k in {0..255}, U ~ U[0, 1), and fed to the
@@ -103,7 +104,7 @@ def bits_per_dim(logp: jax.Array, num_dims: int, *, centered: bool) -> jax.Array
         bpd = -logp / (D ln 2) + 8 - log2(scale),  scale = 2 if centered else 1.
     """
     scale = 2.0 if centered else 1.0
-    return -logp / (num_dims * math.log(2.0)) + 8.0 - math.log2(scale)
+    return -jnp.asarray(logp) / (num_dims * math.log(2.0)) + 8.0 - math.log2(scale)
 
 
 def dequantize(key: jax.Array, pixels: jax.Array) -> jax.Array:

@@ -19,6 +19,7 @@ from functools import cached_property
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -51,7 +52,7 @@ class SDE(abc.ABC):
         """Returns (drift f(x, t) [B, ...], diffusion g(t) [B])."""
 
     @abc.abstractmethod
-    def marginal_coeffs(self, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def marginal_coeffs(self, t: ArrayLike) -> tuple[jax.Array, jax.Array]:
         """Returns (alpha(t), std(t)) of the perturbation kernel, each shaped like t."""
 
     def marginal_prob(self, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -163,8 +164,8 @@ class VPSDE(SDE):
     def beta(self, t: jax.Array) -> jax.Array:
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
-    def integrated_beta(self, t: jax.Array) -> jax.Array:
-        """B(t) = int_0^t beta(s) ds."""
+    def integrated_beta(self, t):
+        """B(t) = int_0^t beta(s) ds (t: a jax or numpy array, or a float on the host)."""
         return self.beta_min * t + 0.5 * t**2 * (self.beta_max - self.beta_min)
 
     def sde(self, x, t):

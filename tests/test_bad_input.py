@@ -66,8 +66,8 @@ def _images(**fields) -> DataConfig:
 @pytest.mark.parametrize(
     "name, data, why",
     [
-        ("bad.png", image_io.encode_png(RGB[0])[:200], "truncated PNG"),
-        ("bad.png", _damaged_png(), "CRC mismatch"),
+        ("bad.png", image_io.encode_png(RGB[0])[:200], "Truncated File Read"),
+        ("bad.png", _damaged_png(), "bad header checksum in b'IDAT'"),
         ("x.png", b"just some notes, not an image\n", "it starts with b'just som'"),
         ("empty.jpg", b"", "it starts with b''"),
     ],
@@ -309,7 +309,7 @@ def test_launch_exits_2_with_one_line(case, tmp_path):
     assert sorted(os.listdir(workdir)) == ["notes.txt"]
 
 
-# ---------------------------------------------------------------------------- the PNG decoder
+# ----------------------------------------------------------------------------- the image check
 
 
 def test_damaged_pngs_raise_value_errors_saying_why(tmp_path):
@@ -320,16 +320,15 @@ def test_damaged_pngs_raise_value_errors_saying_why(tmp_path):
     )
     short = png[: png.index(b"IDAT") - 4] + idat + png[-12:]
     for data, why in [
-        (png[:40], "truncated PNG"),
-        (_damaged_png(), "CRC mismatch in chunk 'IDAT'"),
-        (b"GIF89a" + png[6:], "not a PNG file"),
-        (short, "the image data has 10 bytes"),
+        (png[:100], "damaged image: OSError: Truncated File Read"),
+        (_damaged_png(), r"bad header checksum in b'IDAT'"),
+        (b"GIF89a" + png[6:], "not an image file|damaged image"),
+        (short, "image file is truncated"),
+        (b"notes", "not an image file: it starts with b'notes'"),
     ]:
+        (tmp_path / "a.png").write_bytes(data)
         with pytest.raises(ValueError, match=why):
-            image_io.decode_png(data)
-        if data.startswith(b"\x89PNG"):  # what the folder check reads, with or without Pillow
-            (tmp_path / "a.png").write_bytes(data)
-            with pytest.raises(ValueError, match=why):
-                image_io.probe_image(tmp_path / "a.png")
+            image_io.probe_image(tmp_path / "a.png")  # what the folder check reads
     (tmp_path / "a.png").write_bytes(png)
     assert image_io.probe_image(tmp_path / "a.png") == (12, 12, 3)
+    np.testing.assert_array_equal(image_io.read_image(tmp_path / "a.png"), RGB[0])

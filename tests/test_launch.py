@@ -317,8 +317,8 @@ def test_unwritable_workdir(tmp_path):
         ("training.batch_size", "0", "config.training.batch_size (0) must be positive"),
     ],
 )
-def test_values_the_issue_found_accepted_silently_are_rejected(field, value, needle):
-    """The bad values of issue 12 ('silently wrong' or a traceback), as command-line flags."""
+def test_bad_values_once_accepted_silently_are_rejected(field, value, needle):
+    """Values that were once accepted silently or ended in a traceback, as command-line flags."""
     with pytest.raises(ValueError) as info:
         config.load("toy/gmm", {field: value})
     assert_one_clear_line(str(info.value), needle)

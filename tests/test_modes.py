@@ -84,7 +84,7 @@ def test_train_logs_progress_jsonl_tensorboard_and_ema_samples(run):
     np.testing.assert_allclose(saved, again, rtol=1e-5, atol=1e-5)
     # ... and the same picture is in TensorBoard at the snapshot step
     (grid,) = [v["samples"] for step, v in events if "samples" in v and step == 8]
-    picture = image_io.decode_png(grid.encoded_image_string)
+    picture = image_io.decode_image(grid.encoded_image_string)
     np.testing.assert_array_equal(picture, image_io.read_image(stem + ".png"))
     params, ema = parallel.to_host((state.params, state.ema_params))
     assert any(

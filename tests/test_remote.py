@@ -104,7 +104,7 @@ def test_samples_stats_and_npz_data(root):
     image_io.save_samples(f"{root}/samples/s", images)
     assert fs.load_npz(f"{root}/samples/s.npz")["samples"].tolist() == images.tolist()
     png = fs.path(f"{root}/samples/s.png").read_bytes()
-    assert image_io.decode_png(png).shape[-1] == 3
+    assert image_io.decode_image(png).shape[-1] == 3
 
     feats = np.random.default_rng(1).normal(size=(10, 2048))
     fid.save_statistics(f"{root}/stats.npz", feats)

@@ -244,6 +244,7 @@ class DataConfig:
         """One example: (dim,) or (image_size, image_size, num_channels)."""
         if self.dim is not None:
             return (self.dim,)
+        assert self.image_size is not None and self.num_channels is not None  # __post_init__
         return (self.image_size, self.image_size, self.num_channels)
 
 

@@ -29,8 +29,8 @@ Sources (`config.data.dataset`, case-insensitive):
 
 Checked when opened, before anything trains or writes (`check_against` of the source; one
 ValueError naming the config.data field or the file and the fix): every image of a folder must
-decode (`image_io.probe_image`: a PNG's chunks, CRCs and decompressed size, 0.7 ms for a 256² RGB
-PNG, in threads; other formats with Pillow), or is left out with a warning if
+decode (`image_io.probe_image`: Pillow's full decode, a PNG's checksums verified, in threads),
+or is left out with a warning if
 `config.data.skip_bad_images`; examples must have config.data's shape after the preprocessing
 (points of `dim`, images of `num_channels`); float images must lie in [0, 1]; a split must not be
 empty and labels must be one per example.
@@ -736,18 +736,6 @@ def _canonical_split(split: str) -> str:
     return {"eval": "test", "validation": "test", "val": "test"}.get(split, split)
 
 
-def _tfds_decoders(tfds):
-    """TFDS decodes images with OpenCV or Pillow; without either, read the encoded bytes and
-    decode PNGs (CIFAR-10, SVHN) with `image_io.decode_png`."""
-    for module in ("cv2", "PIL"):
-        try:
-            __import__(module)
-            return None
-        except ImportError:
-            pass
-    return {"image": tfds.decode.SkipDecoding()}
-
-
 def _tfds_source(name: str, split: str, spec: DataConfig):
     tfds_name, splits = _TFDS[name]
     if name == "lsun" and not spec.category:
@@ -777,7 +765,6 @@ def _tfds_source(name: str, split: str, spec: DataConfig):
             split=tfds_split,
             data_dir=data_dir,
             download=False,
-            decoders=_tfds_decoders(tfds),
         )
     except Exception as e:  # tfds raises several types for a missing / non-array_record dataset
         raise ValueError(
