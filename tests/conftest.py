@@ -16,6 +16,18 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import pytest  # noqa: E402
 
+# Tests sharing a session-trained run go to one xdist worker (`--dist loadgroup`), so each run is
+# trained once per session, not once per worker.
+_GROUPS = {"trained_digits": "digits", "trained_digits_edm": "digits_edm"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, group in _GROUPS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
 
 @pytest.fixture(scope="session")
 def trained_digits(tmp_path_factory):

@@ -1,11 +1,11 @@
 """EDM training on the digits: 600 steps of configs/digits/edm.py (EDM's loss and
-preconditioning) against 600 steps of the same network and data trained by denoising score
-matching (configs/digits/conditional.py, the session's shared run), each judged by a digits
-classifier on 2,048 unconditional (null-label) samples drawn with raw parameters.
+preconditioning, the session's shared run), judged by a digits classifier on 2,048 unconditional
+(null-label) samples drawn with raw parameters.
 
 Measured on 2 CPU cores (1,024 samples): mean max-probability of the judge on EDM's Heun samples
-(35 NFE) 0.734; on the DSM model's samples 0.693 with the same Heun sampler and 0.726 with its own
-Euler-Maruyama sampler at 100 steps (100 NFE); real test digits 0.875.
+(35 NFE) 0.734; on the DSM model's (configs/digits/conditional.py) 0.693 with the same Heun sampler
+and 0.726 with its own Euler-Maruyama sampler at 100 steps; real test digits 0.875. The comparison
+with DSM over training seeds: benchmarks/edm_vs_dsm_digits.py.
 """
 
 import jax
@@ -29,25 +29,34 @@ def _params_and_experiment(c, workdir, **overrides):
     return exp, state.params
 
 
+def _confidences(clf, samples) -> np.ndarray:
+    """The judge's max-probability of each model-space sample [N]."""
+    x = np.clip((np.asarray(samples).reshape(len(samples), 64) + 1.0) / 2.0, 0.0, 1.0)
+    return clf.predict_proba(x).max(axis=1)
+
+
 @pytest.mark.slow
-def test_edm_training_judged_at_least_as_well_as_dsm(trained_digits, trained_digits_edm):
+def test_edm_training_turns_noise_into_digits(trained_digits_edm):
+    """600 steps of EDM's loss: Heun samples at 35 NFE from the same prior draws, trained against
+    the run's own initialization. The paired gain in the judge's confidence must be many standard
+    errors above zero and the trained model's confidence near the DSM model's (0.69-0.73).
+    Whether EDM trains *better* than DSM needs several training seeds: that judgement is
+    benchmarks/edm_vs_dsm_digits.py, not a unit test."""
     judge = _classifier()
-    heun = {"sampling.method": "edm_heun", "sampling.num_steps": "18"}
-    scores = {}
-    for name, (c, workdir), options in (
-        ("edm, Heun 35 NFE", trained_digits_edm, heun),
-        ("dsm, Heun 35 NFE", trained_digits, heun),
-        ("dsm, Euler-Maruyama 100 NFE", trained_digits, {}),
-    ):
-        exp, params = _params_and_experiment(c, workdir, **options)
-        x, nfe = exp.sample(params, jax.random.key(5), N)
-        assert np.isfinite(x).all()
-        scores[name] = (_confidence(judge, x), nfe)
-    print(f"judge confidence (mean max-probability, {N} samples): {scores}")
-    edm, dsm_heun, dsm_em = (v[0] for v in scores.values())
-    assert [v[1] for v in scores.values()] == [35, 35, 100]
-    assert edm > dsm_heun + 0.02, scores  # the same sampler: EDM's training is clearly better
-    assert edm > dsm_em - 0.01, scores  # and as good as DSM with its own, 3x longer sampler
+    c, workdir = trained_digits_edm
+    exp, params = _params_and_experiment(
+        c, workdir, **{"sampling.method": "edm_heun", "sampling.num_steps": "18"}
+    )
+    key = jax.random.key(5)
+    x, nfe = exp.sample(params, key, N)
+    x0, _ = exp.sample(exp.new_state().params, key, N)
+    assert nfe == 35 and np.isfinite(x).all()
+    trained, untrained = _confidences(judge, x), _confidences(judge, x0)
+    gain = trained - untrained
+    z = gain.mean() / (gain.std(ddof=1) / np.sqrt(N))
+    print(f"judge confidence: trained {trained.mean():.3f}, initialization {untrained.mean():.3f}")
+    assert z > 5, (z, trained.mean(), untrained.mean())
+    assert trained.mean() > 0.66, trained.mean()
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import io
 import os
+import pathlib
 import pickle
 import struct
 import zipfile
@@ -36,6 +37,10 @@ _DTYPES = {
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
+class _Refused(ValueError):
+    """What the reader itself found wrong (as opposed to an error of the bytes it parses)."""
+
+
 def _bfloat16():
     import ml_dtypes
 
@@ -49,7 +54,7 @@ class _StorageType:
         elif name in _DTYPES:
             self.dtype = np.dtype(_DTYPES[name])
         else:
-            raise ValueError(f"unsupported tensor storage type torch.{name}")
+            raise _Refused(f"unsupported tensor storage type torch.{name}")
 
 
 class _Storage:
@@ -73,7 +78,7 @@ class _Tensor:
     def array(self) -> np.ndarray:
         data = self.storage.data
         if data is None:
-            raise ValueError("a tensor's storage is missing from the file (truncated?)")
+            raise _Refused("a tensor's storage is missing from the file (truncated?)")
         if not self.size:
             return np.array(data[self.offset])
         itemsize = data.dtype.itemsize
@@ -82,7 +87,7 @@ class _Tensor:
             self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True)) + 1
         )
         if self.offset < 0 or end > len(data) and all(n > 0 for n in self.size):
-            raise ValueError(f"tensor of size {self.size} does not fit its storage")
+            raise _Refused(f"tensor of size {self.size} does not fit its storage")
         view = np.lib.stride_tricks.as_strided(data[self.offset :], self.size, strides)
         return np.array(view)  # a contiguous copy
 
@@ -119,14 +124,14 @@ class _Unpickler(pickle.Unpickler):
             return _ALLOWED[(module, name)]
         if module == "torch" and name.endswith("Storage"):
             return _StorageType(name)
-        raise ValueError(
+        raise _Refused(
             f"the .pth file holds an object of type {module}.{name}, which a state dict does not "
             "contain; refusing to unpickle it"
         )
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise ValueError(f"unsupported persistent id in the .pth file: {pid!r}")
+            raise _Refused(f"unsupported persistent id in the .pth file: {pid!r}")
         storage_type, key = pid[1], str(pid[2])
         dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else np.dtype("u1")
         if key not in self.storages:
@@ -149,7 +154,7 @@ def _load_zip(path: str):
         names = z.namelist()
         pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
         if not pkl:
-            raise ValueError(f"{path}: a zip without data.pkl is not a PyTorch file")
+            raise _Refused(f"{path}: a zip without data.pkl is not a PyTorch file")
         prefix = pkl[0][: -len("data.pkl")]
 
         def read_storage(key, dtype):
@@ -160,22 +165,29 @@ def _load_zip(path: str):
 
 
 def _load_legacy(path: str):
-    with open(path, "rb") as f:
-        if pickle.load(f) != _LEGACY_MAGIC:  # a plain int
-            raise ValueError(f"{path} is neither a zip nor a legacy PyTorch file")
-        pickle.load(f)  # protocol version
-        pickle.load(f)  # system info
+    # in memory: a junk length field then reads what is there instead of allocating it
+    with io.BytesIO(pathlib.Path(path).read_bytes()) as f:
+        # every record through the restricted unpickler: junk can never name a class to call
+        plain = lambda: _Unpickler(f, {}, lambda key, dtype: None).load()
+        if plain() != _LEGACY_MAGIC:  # a plain int
+            raise _Refused(f"{path} is neither a zip nor a legacy PyTorch file")
+        plain()  # protocol version
+        plain()  # system info
         storages: dict = {}
         unpickler = _Unpickler(f, storages, lambda key, dtype: None)
         obj = unpickler.load()
-        keys = pickle.load(f)  # a list of strings
+        keys = plain()  # a list of strings
+        if not isinstance(keys, list):
+            raise _Refused(f"{path} is not a legacy PyTorch file (no storage list)")
         for key in keys:
             (numel,) = struct.unpack("<q", f.read(8))
+            if str(key) not in storages:
+                raise _Refused(f"{path} names a storage {key!r} that no tensor uses")
             storage = storages[str(key)]
             nbytes = numel * storage.dtype.itemsize
             raw = f.read(nbytes)
             if len(raw) != nbytes:
-                raise ValueError(f"{path} is truncated (storage {key})")
+                raise _Refused(f"{path} is truncated (storage {key})")
             storage.data = np.frombuffer(raw, dtype=storage.dtype)
         return _materialize(obj)
 
@@ -190,9 +202,11 @@ def load(path: str | os.PathLike):
         if zipfile.is_zipfile(path):
             return _load_zip(path)
         return _load_legacy(path)
-    except ValueError:
-        raise
-    except Exception as e:  # a damaged file: one message
+    except _Refused as e:
+        message = str(e)
+        raise ValueError(message if path in message else f"{path}: {message}") from None
+    except Exception as e:  # any error of the bytes (pickle's own, zip, struct, numpy): one message
+        reason = " ".join(str(e).encode("ascii", "replace").decode().split())[:160]
         raise ValueError(
-            f"{path} is not a readable PyTorch file ({type(e).__name__}: {e})"
+            f"{path} is not a readable PyTorch file ({type(e).__name__}: {reason})"
         ) from None
