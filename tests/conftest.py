@@ -16,16 +16,18 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import pytest  # noqa: E402
 
-# Tests sharing a session-trained run go to one xdist worker (`--dist loadgroup`), so each run is
-# trained once per session, not once per worker.
+# Tests sharing a session-trained run (about a minute of training each) are slow, and go to one
+# xdist worker (`--dist loadgroup`) so that each run is trained once per session.
 _GROUPS = {"trained_digits": "digits", "trained_digits_edm": "digits_edm"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
 def pytest_collection_modifyitems(items):
     for item in items:
         for fixture, group in _GROUPS.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(pytest.mark.xdist_group(group))
+                item.add_marker(pytest.mark.slow)
                 break
 
 

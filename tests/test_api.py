@@ -45,6 +45,7 @@ def toy(tmp_path_factory):
     return c, workdir
 
 
+@pytest.mark.slow
 def test_load_restores_the_run(toy):
     c, workdir = toy
     model = score_sde.load(workdir)
@@ -64,6 +65,7 @@ def test_toy_log_likelihood_of_a_zero_score(toy):
     np.testing.assert_allclose(got, _zero_score_logp(x, m.beta_min, m.beta_max), rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_bits_per_dim_of_digits(trained_digits):
     from sklearn.datasets import load_digits
 

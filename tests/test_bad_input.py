@@ -275,6 +275,7 @@ def _digits(*args):
     return ["--config=configs/digits/ddpmpp.py", "--config.model.nf=8", *args]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case",
     ["corrupt png", "digits with 3 channels", "float images in [0, 255]", "points of dim 3"],

@@ -8,6 +8,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from score_sde.run import experiment, parallel
 from score_sde.store import checkpoint
@@ -120,6 +121,7 @@ def test_round_trip_and_rolling_preemption_slot(tmp_path):
     assert checkpoint.Checkpoints(str(tmp_path / "empty")).restore(tree) is None
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical_and_sigterm_saves(tmp_path):
     straight = _launch(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-3000:]

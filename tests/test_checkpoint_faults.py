@@ -163,6 +163,7 @@ def _assert_equal(a, b):
 # ---------------------------------------------------------------------------- damaged data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "damage, reason",
     [
@@ -240,6 +241,7 @@ def test_stray_empty_directories_are_skipped_and_saving_still_works(
         assert int(parallel.to_host(ckpts.restore(exp.state_like(), 26).step)) == 26
 
 
+@pytest.mark.slow
 def test_every_checkpoint_damaged_is_one_error_naming_each(trained, exp, tmp_path):
     workdir = _copy(trained, tmp_path)
     for rel in STEPS:
@@ -276,6 +278,7 @@ def test_damaged_newest_is_rewritten_by_the_resumed_run(trained, exp, reference,
 # ---------------------------------------------------------------------------- format and config
 
 
+@pytest.mark.slow
 def test_old_checkpoint_without_checksums_restores_unverified(exp, reference, tmp_path):
     workdir = tmp_path / "old"
     state = jax.device_put(reference[20], parallel.replicated(exp.mesh))
@@ -390,6 +393,7 @@ NOISE = (
 )
 
 
+@pytest.mark.slow
 def test_damaged_restores_keep_orbax_noise_off_stderr(trained, tmp_path):
     """In a fresh process (orbax's threads outlive the restore): fallback over a truncated and a
     deleted file, an explicit damaged step, and every checkpoint damaged."""

@@ -22,6 +22,7 @@ def _init(num_classes=2, channels=1, nf=8, key=0):
     return classifier_lib.init_classifier(c, channels, jax.random.key(key))
 
 
+@pytest.mark.slow
 def test_classifier_shapes_time_dependence_and_dropout():
     apply, params = _init(num_classes=3, channels=3)
     x = jax.random.normal(jax.random.key(1), (5, 8, 8, 3))
@@ -42,6 +43,7 @@ def test_classifier_shapes_time_dependence_and_dropout():
         _init(num_classes=1)
 
 
+@pytest.mark.slow
 def test_classifier_loss_is_cross_entropy_at_noised_data():
     sde = VPSDE()
     apply, params = _init()
@@ -61,6 +63,7 @@ def test_classifier_loss_is_cross_entropy_at_noised_data():
         guidance.get_classifier_loss_fn(sde, apply)(params, key, {"x": x})
 
 
+@pytest.mark.slow
 def test_classifier_learns_noisy_classes_and_guides_towards_them():
     """Two classes (bright top half vs bright bottom half) are learned within a few hundred steps;
     accuracy stays high at moderate noise and falls towards chance at t = T."""
@@ -105,6 +108,7 @@ def test_classifier_learns_noisy_classes_and_guides_towards_them():
     assert np.all(top[:2] > 0) and np.all(top[2:] < 0), top
 
 
+@pytest.mark.slow
 def test_train_classifier_mode_trains_saves_and_loads(tmp_path):
     """--mode train_classifier on the digits data with a tiny classifier: checkpoint, metrics,
     accuracy well above chance at low noise after 200 steps, and load_classifier restores it."""

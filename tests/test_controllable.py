@@ -59,6 +59,7 @@ def _inpaint(method, sde_name, dim, exact, predictor="reverse_diffusion", correc
     return x[:, ~known], gmm.conditional(known, y)
 
 
+@pytest.mark.slow
 def test_conditional_mixture_matches_bayes_rule():
     gmm, known, y = _inpaint_problem(8)
     cond = gmm.conditional(known, y)
@@ -87,6 +88,7 @@ REPLACEMENT_BIAS = {  # (method, sde, dim, corrector): (weight, mean, cov) upper
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,sde_name,dim,corrector", list(REPLACEMENT_BIAS))
 def test_replacement_inpainting_bias_is_bounded(method, sde_name, dim, corrector):
     xh, cond = _inpaint(method, sde_name, dim, False, corrector=corrector)
@@ -155,6 +157,7 @@ def _colorize(method, exact):
 COLOR_BIAS = {"pc": (0.27, 0.74, 0.14), "ode": (0.32, 0.87, 0.08)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["pc", "ode"])
 def test_colorization_keeps_gray_and_bias_is_bounded(method):
     uh, cond = _colorize(method, False)
@@ -164,6 +167,7 @@ def test_colorization_keeps_gray_and_bias_is_bounded(method):
     assert errors[0] > 0.05, errors  # visibly biased (else update the numbers above)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["pc", "ode"])
 def test_colorization_with_exact_conditional_score(method):
     uh, cond = _colorize(method, True)

@@ -151,6 +151,7 @@ def _save_initial_checkpoint(c, workdir):
         ckpts.save(0, exp.new_state(), snapshot=True)  # an untrained model: state.step = 0
 
 
+@pytest.mark.slow
 def test_launcher_conditional_sample_modes(tmp_path):
     from score_sde.run import modes
     from score_sde.store import image_io
@@ -198,6 +199,7 @@ def test_launcher_conditional_sample_modes(tmp_path):
         modes.run("sample", c, workdir, stream=io.StringIO())
 
 
+@pytest.mark.slow
 def test_launcher_colorization_keeps_the_gray_image(tmp_path):
     from score_sde.run import modes
 

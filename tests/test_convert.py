@@ -72,6 +72,7 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_round_trips_are_bit_identical_and_one_to_one(variant):
     c, params = _params(VARIANTS[variant])
@@ -125,6 +126,7 @@ def test_original_module_names():
     } <= keys
 
 
+@pytest.mark.slow
 def test_mismatched_checkpoint_errors_name_keys_and_shapes():
     c, params = _params(VARIANTS["ddpmpp"])
     _, wider = _params(dict(nf=16))
@@ -179,6 +181,7 @@ def _digits_config():
     return c
 
 
+@pytest.mark.slow
 def test_converted_jax_checkpoint_loads_in_sample_mode(tmp_path):
     from flax import serialization
 

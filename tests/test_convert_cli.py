@@ -100,6 +100,7 @@ def _same(a, b) -> bool:
     return fa.keys() == fb.keys() and all(np.array_equal(fa[k], fb[k]) for k in fa)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["directory", "random bytes", "text file", "missing file"])
 def test_bad_source(kind, tmp_path, sources):
     if kind == "directory":
@@ -121,6 +122,7 @@ def test_bad_source(kind, tmp_path, sources):
     assert sorted(os.listdir(workdir)) == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_second_conversion_to_a_step_needs_overwrite(tmp_path, sources):
     (a, ema_a), (b, ema_b) = sources["a"], sources["b"]
     workdir = str(tmp_path / "run")
@@ -162,6 +164,7 @@ def test_second_conversion_to_a_step_needs_overwrite(tmp_path, sources):
     assert os.path.isfile(os.path.join(workdir, "samples", "ckpt_1234_pc.npz"))
 
 
+@pytest.mark.slow
 def test_an_incomplete_step_directory_is_replaced_only_with_overwrite(tmp_path, sources):
     """A step directory orbax would skip saving over (here: empty, from an interrupted copy)."""
     (a, ema_a) = sources["a"]

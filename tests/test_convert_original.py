@@ -24,6 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = json.load(gzip.open(ROOT / "tests" / "data" / "original_param_trees.json.gz", "rt"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rel", sorted(FIXTURE["configs"]))
 def test_layout_names_and_shapes_are_the_originals(rel):
     original = FIXTURE["trees"][FIXTURE["configs"][rel]]

@@ -222,12 +222,9 @@ def test_tfds_missing_dataset_says_how_to_prepare(tmp_path):
 def test_tfds_mock_data(name, size, monkeypatch):
     """TFDS's own mock data through `tfds.data_source`, without TensorFlow.
 
-    Mock examples are generated as decoded numpy arrays; asking for the encoded bytes
-    (SkipDecoding, our no-Pillow path) would make the mock encode PNGs with TensorFlow, so the
-    test uses TFDS's default decoding here. The PNG decoder is tested in test_image_io.py.
+    Mock examples are generated as decoded numpy arrays (TFDS's default decoding, Pillow).
     """
     tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(datasets, "_tfds_decoders", lambda tfds: None)
     cfg = _config(dataset=name, image_size=size, random_flip=True, centered=True)
     with tfds.testing.mock_data(num_examples=10):
         ds = datasets.get_dataset(
@@ -319,7 +316,6 @@ def test_labels_are_matched_to_the_images_they_belong_to(tmp_path):
 
 def test_tfds_channels_are_checked_against_the_config(monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(datasets, "_tfds_decoders", lambda tfds: None)
     cfg = _config(dataset="cifar10", image_size=32, num_channels=1)
     with tfds.testing.mock_data(num_examples=4):
         with pytest.raises(ValueError, match="TFDS 'cifar10' split 'train' holds 3-channel"):

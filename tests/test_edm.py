@@ -46,6 +46,7 @@ def exact_network(p: score_fn.Preconditioning, gmm, perturbation: float = 0.0):
     return apply_fn
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sde_name", list(ALL_SDES))
 @pytest.mark.parametrize("kind", KINDS)
 def test_wrapped_exact_denoiser_gives_the_exact_score(kind, sde_name):
@@ -64,6 +65,7 @@ def test_wrapped_exact_denoiser_gives_the_exact_score(kind, sde_name):
     np.testing.assert_allclose(score, exact, rtol=2e-3, atol=2e-3 / float(std.min()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_edm_loss_is_minimal_at_the_exact_denoiser(kind):
     """L(delta) for F_exact + delta * input, with common random numbers: a parabola whose minimum

@@ -60,6 +60,7 @@ def setup(tmp_path_factory):
     return root, weights, stats, inception_fn
 
 
+@pytest.mark.slow
 def test_fid_of_the_data_against_its_own_statistics_is_zero(setup):
     _, weights, stats, inception_fn = setup
     cfg = from_config(digits_config(weights, stats))

@@ -24,6 +24,7 @@ SHIPPED = sorted(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED)
 def test_every_config_builds_its_experiment(path):
     cfg = config.load(str(ROOT / path))
@@ -60,6 +61,7 @@ def images(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_each_family_runs_a_train_step_through_the_launcher(family, images, tmp_path):
     path, shrink = FAMILIES[family]

@@ -59,6 +59,7 @@ def test_sigma_grids(discretization):
         fast_sampling.sigma_grid(sde, 8, "cosine")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sde_name", list(ALL_SDES))
 @pytest.mark.parametrize("method", list(ORDERS))
 def test_convergence_order(method, sde_name):
@@ -156,6 +157,7 @@ def test_heun_matches_the_mixture_at_99_evaluations(sde_name, dim):
     assert_matches_mixture(x, gmm, slack=0.015)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dim", [2, 16])
 @pytest.mark.parametrize("sde_name", list(ALL_SDES))
 def test_dpmpp_2m_beats_ddim_at_the_same_evaluations(sde_name, dim):
@@ -192,6 +194,7 @@ STOCHASTIC = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dim", [2, 16])
 @pytest.mark.parametrize("sde_name", list(ALL_SDES))
 @pytest.mark.parametrize("variant", list(STOCHASTIC))

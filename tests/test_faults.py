@@ -87,6 +87,7 @@ def test_lock_in_process():
             pass
 
 
+@pytest.mark.slow
 def test_second_run_on_a_workdir_is_refused_and_a_stale_lock_reclaimed(tmp_path):
     run = tmp_path / "run"
     first = _start(
@@ -110,6 +111,7 @@ def test_second_run_on_a_workdir_is_refused_and_a_stale_lock_reclaimed(tmp_path)
     assert not (run / "run.lock").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_preemption_saves_and_exits_128_plus_signal(sig, status, tmp_path):
     run = tmp_path / "run"
@@ -145,6 +147,7 @@ def _multi(workdir, process_id, port, *args):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("process_id", [0, 1], ids=["no peer joins", "no coordinator"])
 def test_multi_process_start_up_failure_ends_within_the_bound(process_id, tmp_path):
     port = _free_port()
@@ -159,6 +162,7 @@ def test_multi_process_start_up_failure_ends_within_the_bound(process_id, tmp_pa
     assert elapsed < 5 + 25, elapsed  # the bound plus interpreter start-up
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_of_two_processes_at_a_snapshot_step(tmp_path):
     """Snapshots at every dispatch: the preemption is agreed after the step's snapshot, both
     processes exit 143 at once (no colliding save barriers), and resuming reproduces the
@@ -205,6 +209,7 @@ def _toy_state_like():
     return experiment.build(cfg, parallel.make_mesh()).state_like()
 
 
+@pytest.mark.slow
 def test_a_peer_that_dies_mid_run_ends_the_other_within_the_heartbeat_bound(tmp_path):
     port = _free_port()
     args = ["--config.training.n_iters=1000000", "--heartbeat_timeout=10"]

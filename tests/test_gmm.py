@@ -8,6 +8,7 @@ import pytest
 from tests.oracles import ALL_SDES, assert_matches_mixture, mixture_2d, mixture_nd
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
 def test_score_is_gradient_of_log_density(name):
     sde = ALL_SDES[name]
@@ -20,6 +21,7 @@ def test_score_is_gradient_of_log_density(name):
     np.testing.assert_allclose(gmm.marginal_score(sde, x, t), auto, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_samples_and_marginal_samples():
     gmm = mixture_2d()
     assert_matches_mixture(gmm.sample(jax.random.key(0), 20000), gmm)

@@ -103,6 +103,7 @@ def _concentration(method):
 
 # Measured mean p(y = 0 | x) at w = 0, 1, 2, 4: PC 0.310, 0.677, 0.863, 0.951;
 # ODE 0.302, 0.666, 0.897, 0.987. Exact at w = 0 and 1: 0.299 and 0.669.
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["pc", "ode"])
 def test_classifier_guidance_concentrates_on_the_class_as_the_weight_grows(method):
     gmm = _overlapping()

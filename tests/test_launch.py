@@ -267,6 +267,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_run_errors_name_the_field_and_keep_the_workdir(case, trained, tmp_path):
     mode, fields, needles = CASES[case]

@@ -17,6 +17,7 @@ def _exact(gmm, sde, x):
     return gmm.marginal_log_prob(sde, x, jnp.full((x.shape[0],), EPS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sde_name", ["vp", "subvp", "ve"])
 @pytest.mark.parametrize("dim", [2, 8])
 def test_exact_trace_log_likelihood_matches_the_mixture(sde_name, dim):

@@ -126,6 +126,7 @@ def test_ncsnpp_options_shape_and_finite(opts):
     assert _all_finite(out) and float(jnp.abs(out).max()) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opts", [COMBOS[2], COMBOS[3]], ids=["ncsnpp_256", "ddpm_blocks_cat"])
 def test_ncsnpp_gradients_finite_with_dropout(opts):
     m = _model(init_scale=0.1, **opts)

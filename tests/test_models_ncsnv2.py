@@ -105,6 +105,7 @@ def _model(name="ncsnv2_64", **model) -> NCSNv2Config:
 CASES = [("ncsn", 8), ("ncsnv2_64", 8), ("ncsnv2_128", 16), ("ncsnv2_256", 16)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,size", CASES)
 def test_shape_finite_grads_and_closed_form_count(name, size):
     apply_fn, params = models.init_model(_model(name), _data(size), jax.random.key(0))
@@ -123,6 +124,7 @@ def test_shape_finite_grads_and_closed_form_count(name, size):
     assert sum(float(jnp.abs(v).sum()) for v in leaves) > 0
 
 
+@pytest.mark.slow
 def test_ncsnv2_divides_by_sigma_and_ncsn_conditions_its_norms():
     x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 3))
     f, p = models.init_model(_model("ncsnv2_64"), _data(), jax.random.key(0))

@@ -93,6 +93,7 @@ def test_train_logs_progress_jsonl_tensorboard_and_ema_samples(run):
     )
 
 
+@pytest.mark.slow
 def test_eval_mode_writes_results_and_pictures(run):
     workdir, _ = run
     out = io.StringIO()
@@ -117,6 +118,7 @@ def test_sample_mode_writes_no_event_file(run, tmp_path):
     assert not (workdir / "tensorboard").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "method, predictor, corrector",
     [
@@ -170,6 +172,7 @@ def test_checkpoint_range_counts_snapshots_as_the_original():
     assert steps(5, 9) == []
 
 
+@pytest.mark.slow
 def test_sample_mode_on_one_and_four_devices_agree_with_the_langevin_corrector(run):
     """One sampling path: the batch is sharded under jit, so the Langevin step's batch norm is
     taken over the whole batch and the samples do not depend on the device count."""
@@ -200,6 +203,7 @@ def test_eval_mode_with_few_step_samplers_reports_their_exact_nfe(run):
         assert saved.shape == (64, 2) and np.isfinite(saved).all()
 
 
+@pytest.mark.slow
 def test_eval_waits_for_the_checkpoints_training_writes(tmp_path):
     """config.eval.wait_for_checkpoints: the eval job (here a thread) evaluates snapshots 1..3 as
     the training run writes them and stops after snapshot 3 (end_ckpt)."""

@@ -66,6 +66,7 @@ def test_the_wheel_holds_every_module_and_config(installed):
     assert not any(n.startswith(("tests/", "configs/", "benchmarks/")) for n in names)
 
 
+@pytest.mark.slow
 def test_the_installed_command_runs_outside_the_checkout(installed, tmp_path):
     _, venv = installed
     where = _run(

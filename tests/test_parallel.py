@@ -8,6 +8,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from score_sde.run import experiment, parallel
 from score_sde.store import checkpoint
@@ -43,6 +44,7 @@ def _env(devices):
     return env
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
     from score_sde.data import toy_data
 

@@ -17,6 +17,7 @@ def test_readme_has_examples():
     assert len(BLOCKS) >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example(index, tmp_path, monkeypatch):
     code = BLOCKS[index]
@@ -49,6 +50,7 @@ def test_readme_has_launcher_commands():
     assert len(LAUNCH_COMMANDS) >= 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", LAUNCH_COMMANDS, ids=lambda a: " ".join(a)[:80])
 def test_readme_launcher_command_parses_and_builds(argv):
     """Every `python launch.py ...` line of the README, run with --dry_run: its flags and config

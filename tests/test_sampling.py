@@ -34,6 +34,7 @@ PC_2D = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sde_name", ["vp", "subvp", "ve"])
 @pytest.mark.parametrize("predictor,corrector,probability_flow", PC_2D)
 def test_pc_sampler_2d(sde_name, predictor, corrector, probability_flow):

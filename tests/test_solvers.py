@@ -8,6 +8,7 @@ import pytest
 from score_sde import solvers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["tsit5", "dopri5", "dopri8", "bosh3"])
 @pytest.mark.parametrize("tol", [1e-3, 1e-6])
 def test_nfe_counts_every_evaluation(method, tol):

@@ -56,6 +56,7 @@ def test_four_devices_equal_one_device(scan):
     assert max(moved) > 1e-4
 
 
+@pytest.mark.slow
 def test_scan_equals_python_loop():
     """k steps in one lax.scan dispatch == k dispatches of the jitted step == k separate calls
     (same keys, same batches), and the metrics line up step by step."""

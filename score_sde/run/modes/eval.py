@@ -252,10 +252,10 @@ def _samples(exp, params, key, method: str, out: str, run: Run, step: int, incep
     cfg, e, log = exp.cfg, exp.cfg.eval, run.log
     num = e.num_samples
     b = exp.round_size(num, cfg.sampling.batch_size)
-    run = experiment.unconditional_sampler(exp, method, b)
+    draw = experiment.unconditional_sampler(exp, method, b)
 
     def compute(i):
-        x, nfe = run(params, jax.random.fold_in(key, i))
+        x, nfe = draw(params, jax.random.fold_in(key, i))
         valid = min(b, num - i * b)
         if inception_fn is None:
             return {"samples": parallel.to_host(x)[:valid], "nfe": parallel.to_host(nfe)}
