@@ -1,5 +1,5 @@
 """EDM training on the digits: 600 steps of configs/digits/edm.py (EDM's loss and
-preconditioning, the session's shared run), judged by a digits classifier on 2,048 unconditional
+preconditioning, the session's shared run), judged by a digits classifier on 1,024 unconditional
 (null-label) samples drawn with raw parameters.
 
 Measured on 2 CPU cores (1,024 samples): mean max-probability of the judge on EDM's Heun samples
@@ -17,7 +17,7 @@ from score_sde.run import experiment
 from score_sde.store.checkpoint import Checkpoints
 from tests.test_digits import _classifier, _confidence
 
-N = 2048
+N = 1024
 
 
 def _params_and_experiment(c, workdir, **overrides):

@@ -11,6 +11,8 @@ and dropout > 0), and `class_labels` [B] int are optional classes (index num_cla
 
 from __future__ import annotations
 
+import functools
+
 import jax
 from flax import nnx
 
@@ -63,12 +65,31 @@ def init_model(model: ModelSpec, data: DataSpec, key: jax.Array):
     return make_apply_fn(graphdef), params
 
 
+def _cached(fn):
+    """`fn(model, data)` memoized on equal (hashable) configs: tracing a large network's init
+    takes seconds, and a run, the launcher's dry run and the tests ask for the same one often.
+    The results are abstract (shapes, a pure apply_fn), so sharing them is safe."""
+    memo = functools.lru_cache(maxsize=64)(fn)
+
+    @functools.wraps(fn)
+    def wrapper(model, data):
+        try:
+            hash((model, data))
+        except TypeError:  # a spec that is not a frozen dataclass
+            return fn(model, data)
+        return memo(model, data)
+
+    return wrapper
+
+
+@_cached
 def abstract_model(model: ModelSpec, data: DataSpec):
     """(apply_fn, init_params(key) -> params) without computing any parameter (eval_shape)."""
     module = nnx.eval_shape(lambda: build_module(model, data, jax.random.key(0)))
     return make_apply_fn(nnx.split(module)[0]), lambda key: init_model(model, data, key)[1]
 
 
+@_cached
 def abstract_params(model: ModelSpec, data: DataSpec):
     """Parameter shapes/dtypes (jax.ShapeDtypeStruct pytree) without allocating anything."""
     return jax.eval_shape(lambda k: init_model(model, data, k)[1], jax.random.key(0))
