@@ -66,6 +66,12 @@ class Model:
 
     def bits_per_dim(self, key: jax.Array, pixels) -> np.ndarray:
         """Bits/dim [B] of 8-bit images pixels [B, H, W, C] (uniformly dequantized with `key`)."""
+        if len(self.exp.shape) != 3:
+            raise ValueError(
+                f"bits_per_dim is for 8-bit images; this model's data are vectors "
+                f"{list(self.exp.shape)} ({self.cfg.data.dataset!r}): use "
+                "model.log_likelihood(key, x), log p(x) in nats"
+            )
         pixels = np.asarray(pixels)
         if pixels.dtype != np.uint8 or pixels.shape[1:] != self.exp.shape:
             raise ValueError(

@@ -59,6 +59,8 @@ def test_load_restores_the_run(toy):
 def test_toy_log_likelihood_of_a_zero_score(toy):
     _, workdir = toy
     model = _zeros(score_sde.load(workdir))
+    with pytest.raises(ValueError, match=r"bits_per_dim is for 8-bit images.*\[2\].*nats"):
+        model.bits_per_dim(jax.random.key(0), np.zeros((4, 2), np.uint8))
     x = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32) * 2
     m = model.cfg.model
     got = model.log_likelihood(jax.random.key(0), x)

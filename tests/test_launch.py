@@ -351,3 +351,17 @@ def test_launch_exits_2_with_one_line(args, needle, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
     assert_one_clear_line(lines[0], needle)
     assert_kept(before, workdir)
+
+
+@pytest.mark.parametrize("begin_ckpt", [-1, 1])
+def test_eval_without_checkpoint_hints_fit_the_range(begin_ckpt, tmp_path):
+    """The newest checkpoint was asked for (-1): the hint is to train, not to pass -1 again; a
+    snapshot range: the range, the snapshot steps found and -1 are named."""
+    config = tiny_config()
+    config.eval.begin_ckpt = begin_ckpt
+    with pytest.raises(ValueError) as info:
+        modes.run("eval", config, str(tmp_path))
+    message = str(info.value)
+    assert_one_clear_line(message, "no checkpoint to evaluate in", "--mode=train --workdir=")
+    assert ("--config.eval.begin_ckpt=-1" in message) == (begin_ckpt >= 0), message
+    assert ("snapshot steps: []" in message) == (begin_ckpt >= 0), message

@@ -67,15 +67,19 @@ def evaluate(cfg: Config, workdir: str, *, mesh: Mesh | None = None, stream=None
     sample_quality = fid_inputs(cfg, exp.shape)  # fails early when weights or stats are missing
 
     def check(ckpts) -> None:
-        if not e.wait_for_checkpoints and not checkpoint_steps(cfg, ckpts):
-            raise ValueError(
-                f"no checkpoint to evaluate in {ckpts.workdir} "
-                f"(config.eval.begin_ckpt={e.begin_ckpt}, "
-                f"end_ckpt={e.end_ckpt}: snapshot numbers, step // snapshot_freq "
-                f"({cfg.training.snapshot_freq}); snapshot steps: {ckpts.snapshot_steps()}); "
-                f"train first with --mode=train --workdir={ckpts.workdir}, widen the range, or "
-                "pass --config.eval.begin_ckpt=-1 for the newest checkpoint"
-            )
+        if e.wait_for_checkpoints or checkpoint_steps(cfg, ckpts):
+            return
+        train = f"train first with --mode=train --workdir={ckpts.workdir}"
+        if e.begin_ckpt < 0:  # the newest of any kind was asked for: there is none at all
+            raise ValueError(f"no checkpoint to evaluate in {ckpts.workdir}; {train}")
+        raise ValueError(
+            f"no checkpoint to evaluate in {ckpts.workdir} "
+            f"(config.eval.begin_ckpt={e.begin_ckpt}, "
+            f"end_ckpt={e.end_ckpt}: snapshot numbers, step // snapshot_freq "
+            f"({cfg.training.snapshot_freq}); snapshot steps: {ckpts.snapshot_steps()}); "
+            f"{train}, widen the range, or pass --config.eval.begin_ckpt=-1 for the newest "
+            "checkpoint"
+        )
 
     # eval.lock, not run.lock: training may run meanwhile
     with open_run(workdir, lock="eval.lock", read_only=True, check=check, stream=stream) as run:
