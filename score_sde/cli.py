@@ -54,8 +54,16 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it touches at INFO
     from score_sde import config as config_lib
+    from score_sde.run import parallel
 
-    try:
+    try:  # every flag and field is checked before anything is created or written
+        parallel.check_process_flags(
+            FLAGS.coordinator,
+            FLAGS.num_processes,
+            FLAGS.process_id,
+            FLAGS.init_timeout,
+            FLAGS.heartbeat_timeout,
+        )
         cfg = config_lib.load(config_path, overrides)
     except ValueError as e:
         fail(str(e))
@@ -66,7 +74,7 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
         print(json.dumps(cfg.to_dict(), indent=2))
         print(f"{config_path}: {cfg.model.name} with {n:,} parameters, mode {FLAGS.mode}")
         return
-    from score_sde.run import modes, parallel
+    from score_sde.run import modes
 
     try:
         parallel.maybe_initialize_distributed(

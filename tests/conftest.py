@@ -5,11 +5,6 @@ import os
 _flag = "--xla_force_host_platform_device_count=4"
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
-# Most tests compile far more than they run: LLVM's optimizations off make XLA:CPU compile about
-# a third faster (the few long trainings run about a fifth slower). The numbers do not change
-# (XLA keeps IEEE semantics at every level), and the launcher subprocesses inherit the flag.
-if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
-    os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One XLA compilation cache for the session and the launcher processes it starts: the same small
 # networks are compiled by many tests (a fresh directory per session: nothing carries over).

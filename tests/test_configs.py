@@ -333,6 +333,16 @@ def test_a_model_typo_is_rejected_with_the_closest_name(rel):
         config_lib.from_config(config)
 
 
+def test_a_field_in_the_wrong_section_names_the_right_one():
+    config = load("toy/gmm.py")
+    config.training.nf = 64  # a model field, in config.training
+    with pytest.raises(
+        ValueError,
+        match=r"config\.training\.nf is not a known field \(did you mean config\.model\.nf\?\)",
+    ):
+        config_lib.from_config(config)
+
+
 # ------------------------------------------------------------------- original score_sde files
 # Self-contained equivalents of two original config files: every field (name, value and type) that
 # the original CIFAR-10 defaults file and the config file set, in the same order.

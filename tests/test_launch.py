@@ -75,6 +75,18 @@ def assert_one_clear_line(message: str, *needles: str) -> None:
             ["--config.training.n_iter=5"],
             ["--config.training.n_iter", "did you mean config.training.n_iters?", "spelling"],
         ),
+        (  # a field of another section: that section is named
+            ["--config.training.nf=5"],
+            ["--config.training.nf", "did you mean config.model.nf?"],
+        ),
+        (  # a field only some model families have (ncsnpp's, on the toy MLP)
+            ["--config.model.ch_mult=(1,2)"],
+            ["config.model (model 'mlp') has no field 'ch_mult'"],
+        ),
+        (
+            ["--config.model.batch_size=5"],
+            ["did you mean config.training.batch_size?"],
+        ),
         (  # a section the config does not have
             ["--config.trainin.n_iters=5"],
             ["--config.trainin.n_iters", "did you mean config.training?"],

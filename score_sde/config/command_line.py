@@ -12,7 +12,14 @@ from collections.abc import Mapping
 
 from score_sde.config.checks import did_you_mean
 from score_sde.config.families import model_class
-from score_sde.config.reader import _as_dict, _coerce, _example, _type_name
+from score_sde.config.reader import (
+    _as_dict,
+    _coerce,
+    _example,
+    _type_name,
+    field_hint,
+    too_large,
+)
 from score_sde.config.sections import SECTIONS
 
 EXIT_BAD_INPUT = 2
@@ -45,10 +52,12 @@ def parse_value(text: str, hint):
         raise TypeError
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        if origin is tuple:  # a bare comma list: 1,2,2
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        if origin is not tuple:
+            raise TypeError from None
+        try:  # a bare comma list: 1,2,2
             value = tuple(ast.literal_eval(v) for v in text.split(",") if v.strip())
-        else:
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise TypeError from None
     if origin is tuple and not isinstance(value, tuple | list):
         value = (value,)
@@ -90,7 +99,7 @@ def apply_overrides(config, overrides: Mapping[str, str]) -> dict:
         cls = model_class(model_name) if name == "model" else SECTIONS[name]
         fields = {f.name: f for f in dataclasses.fields(cls)}
         if field not in fields:
-            hint = did_you_mean(field, fields, f"config.{name}.")
+            hint = field_hint(name, field, fields)
             which = f" (model {model_name!r})" if name == "model" else ""
             raise ValueError(
                 f"{flag}: config.{name}{which} has no field {field!r}{hint}; fix the spelling "
@@ -99,6 +108,8 @@ def apply_overrides(config, overrides: Mapping[str, str]) -> dict:
         hint_type = typing.get_type_hints(cls)[field]
         try:
             value = parse_value(text, hint_type)
+        except OverflowError:
+            raise ValueError(f"{flag}: {too_large(f'config.{name}.{field}', text)}") from None
         except TypeError:
             current = (raw.get(name) or {}).get(field, fields[field].default)
             raise ValueError(

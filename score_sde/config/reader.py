@@ -16,6 +16,14 @@ from score_sde.config.checks import did_you_mean
 from score_sde.config.families import FAMILIES, model_class
 from score_sde.config.sections import _REQUIRED_SECTIONS, SECTIONS, Config
 
+# Every integer field (steps, sizes, counts, seeds) fits in 32 bits: a larger number is a typo, and
+# would overflow an int32 array far from the config.
+INT_LIMIT = 2**31 - 1
+
+
+def too_large(field: str, value) -> str:
+    return f"{field} ({value}) is too large: integer fields take at most {INT_LIMIT}"
+
 
 def _type_name(hint) -> str:
     if typing.get_origin(hint) is tuple:
@@ -45,6 +53,8 @@ def _coerce(value, hint):
             return value
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > INT_LIMIT:
+                raise OverflowError
             return value
     elif hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -59,6 +69,16 @@ def _example(hint, default) -> str:
     if default is not dataclasses.MISSING and default is not None and default != ():
         return str(default)
     return {int: "1", float: "1.0", bool: "True", str: "NAME"}.get(hint, "VALUE")
+
+
+def field_hint(name: str, key: str, fields) -> str:
+    """The hint for an unknown field config.<name>.<key>: the section that has a field of that
+    exact name (' (did you mean config.model.nf?)'), else the closest field of its own section."""
+    for other, cls in SECTIONS.items():
+        classes = set(FAMILIES.values()) if other == "model" else {cls}
+        if other != name and any(key in {f.name for f in dataclasses.fields(c)} for c in classes):
+            return f" (did you mean config.{other}.{key}?)"
+    return did_you_mean(key, fields, f"config.{name}.")
 
 
 def section_class(name: str, section: Mapping) -> type:
@@ -83,7 +103,7 @@ def read_section(name: str, section: Mapping | None, cls: type):
         if key not in fields:
             known = ", ".join(sorted(fields))
             raise ValueError(
-                f"config.{name}.{key} is not a known field{did_you_mean(key, fields, f'config.{name}.')} "
+                f"config.{name}.{key} is not a known field{field_hint(name, key, fields)} "
                 f"(known: {known}); remove or rename it"
             )
     kw = {}
@@ -98,6 +118,8 @@ def read_section(name: str, section: Mapping | None, cls: type):
         value, hint = section[fname], hints[fname]
         try:
             kw[fname] = _coerce(value, hint)
+        except OverflowError:
+            raise ValueError(too_large(f"config.{name}.{fname}", value)) from None
         except TypeError:
             raise ValueError(
                 f"config.{name}.{fname} must be {_type_name(hint)}, got "
@@ -131,8 +153,11 @@ def from_config(config) -> Config:
             )
     if "seed" not in raw:
         raise ValueError("config.seed is missing; add `config.seed = 42` to the config file")
-    if not isinstance(raw["seed"], int) or isinstance(raw["seed"], bool):
-        raise ValueError(f"config.seed must be int, got {raw['seed']!r}; e.g. --config.seed=42")
+    seed = raw["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= INT_LIMIT:
+        raise ValueError(
+            f"config.seed must be an int in [0, {INT_LIMIT}], got {seed!r}; e.g. --config.seed=42"
+        )
     sections = {}
     for name in SECTIONS:
         section = raw.get(name)
@@ -155,7 +180,19 @@ def from_config(config) -> Config:
 
 def _check_across_sections(s: dict) -> None:
     """Checks that involve two sections."""
-    training, model = s["training"], s["model"]
+    training, model, sampling, ev = s["training"], s["model"], s["sampling"], s["eval"]
+    uses_pc = sampling.method == "pc" or "pc" in ev.samplers
+    if uses_pc and sampling.predictor.lower().startswith("ancestral"):
+        if training.sde == "subvpsde":
+            raise ValueError(
+                "config.sampling.predictor='ancestral_sampling' is defined for the VP and VE "
+                "SDEs, not config.training.sde='subvpsde'; use 'reverse_diffusion'"
+            )
+        if sampling.probability_flow:
+            raise ValueError(
+                "config.sampling.predictor='ancestral_sampling' has no probability-flow variant "
+                "(config.sampling.probability_flow=True); use 'reverse_diffusion'"
+            )
     if training.loss == "edm" and model.preconditioning == "none":
         raise ValueError(
             "config.training.loss='edm' trains EDM's denoiser: set config.model.preconditioning "

@@ -17,6 +17,23 @@ TASKS = ("none", "class", "inpaint", "colorize")
 GUIDANCE = ("cfg", "classifier")
 
 
+def _check_pc_names(predictor: str, corrector: str) -> None:
+    """config.sampling.predictor / corrector are names score_sde.sampling knows."""
+    from score_sde import sampling
+
+    for field, name, get, valid in (
+        ("predictor", predictor, sampling.get_predictor, sampling.PREDICTORS),
+        ("corrector", corrector, sampling.get_corrector, sampling.CORRECTORS),
+    ):
+        try:
+            get(name)
+        except ValueError:
+            raise ValueError(
+                f"config.sampling.{field} ({name!r}) is not a {field}; valid names: "
+                f"{', '.join(valid)}"
+            ) from None
+
+
 def sampling_methods() -> tuple[str, ...]:
     """'pc', 'ode' and the few-step methods of score_sde.fast_sampling."""
     from score_sde.fast_sampling import METHODS
@@ -107,6 +124,7 @@ class SamplingConfig:
 
     def __post_init__(self):
         _one_of("config.sampling.method", self.method, sampling_methods())
+        _check_pc_names(self.predictor, self.corrector)
         _one_of("config.sampling.discretization", self.discretization, DISCRETIZATIONS)
         _finite("config.sampling.snr", self.snr)
         if self.snr < 0:

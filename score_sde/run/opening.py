@@ -5,7 +5,8 @@
     with open_run(workdir, lock="eval.lock", read_only=True, check=fn) as run:   # eval
     with open_run(workdir, lock=None, read_only=True) as run:                    # sample
 
-Order: the work directory is prepared (created if missing; a remote URL is checked), then
+Order: the work directory is prepared (created if missing, unless it is only read: then a missing
+one is an error; a remote URL is checked), then
 read-only checkpoints are opened and `check(ckpts)` runs before anything is written, then the
 lock is taken (process 0), read-write checkpoints are opened under it, and the metrics log
 (process 0) last. Everything opened is closed on exit, on error too.
@@ -51,6 +52,11 @@ def open_run(
     lock: the lock file's name (None: no lock, as for sampling); read_only: checkpoints are only
     read; check: raises ValueError before anything is written; total_steps, stream: the log's.
     """
+    if read_only and not fs.path(workdir).is_dir():  # nothing to read: create nothing either
+        raise ValueError(
+            f"--workdir {workdir} does not exist, so it has no checkpoint; train first with "
+            f"--mode=train --workdir={workdir}"
+        )
     workdir = wd.prepare(workdir)
     if subdir:
         workdir = os.path.join(workdir, subdir)

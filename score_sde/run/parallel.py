@@ -51,10 +51,11 @@ def maybe_initialize_distributed(
     others after `heartbeat_timeout` seconds (JAX's coordination service).
     """
     coordinator = coordinator or os.environ.get("SCORE_SDE_COORDINATOR")
-    if num_processes is None and "SCORE_SDE_NUM_PROCESSES" in os.environ:
-        num_processes = int(os.environ["SCORE_SDE_NUM_PROCESSES"])
-    if process_id is None and "SCORE_SDE_PROCESS_ID" in os.environ:
-        process_id = int(os.environ["SCORE_SDE_PROCESS_ID"])
+    if num_processes is None:
+        num_processes = _env_int("SCORE_SDE_NUM_PROCESSES", "--num_processes")
+    if process_id is None:
+        process_id = _env_int("SCORE_SDE_PROCESS_ID", "--process_id")
+    check_process_flags(coordinator, num_processes, process_id, init_timeout, heartbeat_timeout)
     # XLA's own start-up deadline comes after the watchdog of _initialize.
     timeouts = dict(
         initialization_timeout=init_timeout + 30, heartbeat_timeout_seconds=heartbeat_timeout
@@ -82,6 +83,55 @@ def maybe_initialize_distributed(
         process_id=process_id,
         **timeouts,
     )
+
+
+def _env_int(name: str, flag: str) -> int | None:
+    text = os.environ.get(name)
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(
+            f"${name}={text!r} must be an integer (the {flag} of this process)"
+        ) from None
+
+
+def check_process_flags(
+    coordinator: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+    init_timeout: int = 60,
+    heartbeat_timeout: int = 60,
+) -> None:
+    """Checks the multi-process flags before JAX sees them (a malformed address can crash its
+    client): --coordinator is 'auto' or HOST:PORT with a port in 1..65535 ([IPv6]:PORT too),
+    --num_processes >= 1, 0 <= --process_id < --num_processes, both timeouts >= 1 s. One
+    ValueError naming the flag, its value and the expected form."""
+    for flag, value in (
+        ("--init_timeout", init_timeout),
+        ("--heartbeat_timeout", heartbeat_timeout),
+    ):
+        if value < 1:
+            raise ValueError(f"{flag}={value} must be at least 1 (seconds)")
+    if num_processes is not None and num_processes < 1:
+        raise ValueError(f"--num_processes={num_processes} must be >= 1")
+    if process_id is not None:
+        if process_id < 0 or (num_processes is not None and process_id >= num_processes):
+            raise ValueError(
+                f"--process_id={process_id} must lie in [0, --num_processes={num_processes}): "
+                "the processes are numbered 0 .. num_processes - 1"
+            )
+    if coordinator is None or coordinator == "auto":
+        return
+    host, sep, port = coordinator.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2
+    host_ok = bracketed or (host and not any(c in host for c in " /[]:@"))
+    if not sep or not host_ok or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(
+            f"--coordinator={coordinator!r} must be HOST:PORT with a port in 1..65535 (e.g. "
+            "--coordinator=10.0.0.1:1234 or [::1]:1234), or 'auto' on a cluster JAX detects"
+        )
 
 
 def _initialize(where: str, timeout: int, **kwargs) -> None:
