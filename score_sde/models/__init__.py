@@ -68,7 +68,7 @@ def init_model(model: ModelSpec, data: DataSpec, key: jax.Array):
 def _cached(fn):
     """`fn(model, data)` memoized on equal (hashable) configs: tracing a large network's init
     takes seconds, and a run, the launcher's dry run and the tests ask for the same one often.
-    The results are abstract (shapes, a pure apply_fn), so sharing them is safe."""
+    Each call gets its own copy of the pytree (callers may fill an nnx.State in place)."""
     memo = functools.lru_cache(maxsize=64)(fn)
 
     @functools.wraps(fn)
@@ -77,7 +77,7 @@ def _cached(fn):
             hash((model, data))
         except TypeError:  # a spec that is not a frozen dataclass
             return fn(model, data)
-        return memo(model, data)
+        return jax.tree.map(lambda leaf: leaf, memo(model, data))
 
     return wrapper
 
