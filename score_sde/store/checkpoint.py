@@ -157,17 +157,24 @@ def _abstract(tree, dtypes: dict | None = None):
 # ------------------------------------------------------------------------------- quiet orbax
 
 
+# _quiet and _silenced swap process-wide state (absl's verbosity, sys.stderr, hooks) and put it
+# back: one block at a time in a process, or two threads (an eval thread beside training) could
+# each restore what the other had swapped in, leaving absl muted or stderr captured for good.
+_SWAP_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _quiet():
     """absl (orbax) log messages are dropped inside the block (orbax's managers warn about options
     read-only ones ignore, and log an ERROR for a step whose _CHECKPOINT_METADATA they cannot
     parse, which `restore` does not need)."""
-    level = logging.get_verbosity()
-    logging.set_verbosity(logging.FATAL)
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
+    with _SWAP_LOCK:
+        level = logging.get_verbosity()
+        logging.set_verbosity(logging.FATAL)
+        try:
+            yield
+        finally:
+            logging.set_verbosity(level)
 
 
 @contextlib.contextmanager
@@ -180,6 +187,13 @@ def _silenced(settle: float = 0.5, patience: float = 3.0):
     Python-level stderr is captured for the block and, after a failure, until nothing more has
     been written for `settle` seconds (at most `patience`); the text goes to absl's debug log.
     Used around reads only (at start-up, when no other thread prints)."""
+    with _SWAP_LOCK:
+        with _silenced_unlocked(settle, patience):
+            yield
+
+
+@contextlib.contextmanager
+def _silenced_unlocked(settle: float, patience: float):
     level = logging.get_verbosity()
     asyncio_logger = py_logging.getLogger("asyncio")
     saved = asyncio_logger.disabled, sys.unraisablehook, threading.excepthook, sys.stderr
