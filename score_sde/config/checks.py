@@ -16,6 +16,12 @@ def _positive(field: str, value) -> None:
         raise ValueError(f"{field} ({value}) must be positive")
 
 
+def _fraction(field: str, value: float) -> None:
+    """value in [0, 1): EMA rates, dropout probabilities, Adam's beta1 (NaN fails too)."""
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{field} ({value}) must lie in [0, 1)")
+
+
 def _finite(field: str, value: float) -> None:
     if not math.isfinite(value):
         raise ValueError(f"{field} ({value}) must be a finite number")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from score_sde.config.checks import _finite, _one_of, _positive
+from score_sde.config.checks import _finite, _fraction, _one_of, _positive
 
 PRECONDITIONINGS = ("none", "edm", "vp", "ve")
 NONLINEARITIES = ("elu", "relu", "lrelu", "swish", "silu")
@@ -41,8 +41,7 @@ class ModelConfig:
     ORIGINAL_ONLY: ClassVar[dict[str, Any]] = {}  # field -> the one value with a meaning here
 
     def __post_init__(self):
-        if not 0.0 <= self.ema_rate < 1.0:
-            raise ValueError(f"config.model.ema_rate ({self.ema_rate}) must lie in [0, 1)")
+        _fraction("config.model.ema_rate", self.ema_rate)
         _one_of("config.model.dtype", self.dtype, DTYPES)
         _positive("config.model.num_scales", self.num_scales)
         for name in ("beta_min", "beta_max", "sigma_min", "sigma_max"):
@@ -59,10 +58,7 @@ class ModelConfig:
             )
         if self.num_classes < 0:
             raise ValueError(f"config.model.num_classes ({self.num_classes}) must be >= 0")
-        if not 0.0 <= self.class_dropout < 1.0:
-            raise ValueError(
-                f"config.model.class_dropout ({self.class_dropout}) must lie in [0, 1)"
-            )
+        _fraction("config.model.class_dropout", self.class_dropout)
         if self.class_dropout and not self.num_classes:
             raise ValueError(
                 f"config.model.class_dropout ({self.class_dropout}) needs a class-conditional "
@@ -99,8 +95,7 @@ class ModelConfig:
 def _check_common_arch(m) -> None:
     _one_of("config.model.nonlinearity", m.nonlinearity, NONLINEARITIES)
     _positive("config.model.nf", m.nf)
-    if not 0.0 <= m.dropout < 1.0:
-        raise ValueError(f"config.model.dropout ({m.dropout}) must lie in [0, 1)")
+    _fraction("config.model.dropout", m.dropout)
 
 
 @dataclasses.dataclass(frozen=True)

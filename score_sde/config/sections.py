@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from score_sde.config.checks import _finite, _one_of, _positive
+from score_sde.config.checks import _finite, _fraction, _one_of, _positive
 from score_sde.config.families import NONLINEARITIES, ModelConfig
 
 SDES = ("vpsde", "subvpsde", "vesde")
@@ -212,8 +212,7 @@ class OptimConfig:
         for name in ("lr", "beta1", "eps", "weight_decay", "grad_clip"):
             _finite(f"config.optim.{name}", getattr(self, name))
         _positive("config.optim.lr", self.lr)
-        if not 0 <= self.beta1 < 1:
-            raise ValueError(f"config.optim.beta1 ({self.beta1}) must lie in [0, 1)")
+        _fraction("config.optim.beta1", self.beta1)
         if self.warmup < 0:
             raise ValueError(f"config.optim.warmup ({self.warmup}) must be >= 0")
         if self.amsgrad and self.optimizer == "AdamW":
@@ -334,8 +333,7 @@ class ClassifierConfig:
             _positive(f"config.classifier.{name}", getattr(self, name))
         _positive("config.classifier.n_jitted_steps", self.n_jitted_steps)
         _one_of("config.classifier.nonlinearity", self.nonlinearity, NONLINEARITIES)
-        if not 0.0 <= self.ema_rate < 1.0:
-            raise ValueError(f"config.classifier.ema_rate ({self.ema_rate}) must lie in [0, 1)")
+        _fraction("config.classifier.ema_rate", self.ema_rate)
 
     @property
     def optim(self) -> OptimConfig:

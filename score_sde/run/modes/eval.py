@@ -297,8 +297,8 @@ def _samples(exp, params, key, method: str, out: str, run: Run, step: int, incep
             + f" ({metrics['num_samples']} samples vs {stats})"
         )
     results[f"nfe_{method}"] = nfe
-    # with Inception the kept images are uint8 already; else model-space samples
-    saved = samples if samples.dtype == np.uint8 else sample_files.on_host(samples, cfg.data)
+    # with Inception the kept rows are uint8 images already (_features); else model space
+    saved = samples if inception_fn is not None else sample_files.on_host(samples, cfg.data)
     what = f"checkpoint {step}: {num} {method} samples ({nfe} score evaluations)"
     sample_files.write(run, os.path.join(out, method), saved, what)
     return results, samples
