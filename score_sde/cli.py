@@ -1,9 +1,11 @@
 """Train, evaluate or sample a score-based model: the one entry point (`score-sde`, `launch.py`).
 
     score-sde                   # the embedded default: a 2-D toy, about a minute on a CPU
+    score-sde --help            # modes, flags, the most used overrides; `score-sde MODE --help`
     score-sde --config=toy/checkerboard --workdir=runs/cb --mode=train
     score-sde --config=configs/toy/gmm.py --workdir=runs/gmm --config.training.n_iters=2000
     score-sde --config=... --workdir=... --mode=eval     # or --mode=sample
+    score-sde sample --config=... --workdir=...          # the mode may come first, as a word
     score-sde --config=... --dry_run                     # print the resolved config
 
 --config takes a config file's path or the name of a shipped config (`vp/cifar10_ddpmpp_continuous`,
@@ -33,7 +35,7 @@ DEFAULT_CONFIG = "default"
 flags.DEFINE_string(
     "workdir", "runs/default", "Directory (or gs:// URL) for checkpoints, logs, samples."
 )
-flags.DEFINE_string("mode", "train", "train | eval | sample | train_classifier")
+flags.DEFINE_string("mode", "train", "train | eval | sample | train_classifier (or first word)")
 flags.DEFINE_bool("dry_run", False, "Print the resolved config and the network size, then exit.")
 flags.DEFINE_string(
     "coordinator", None, "HOST:PORT of process 0 for multi-process runs, or 'auto'."
@@ -47,6 +49,121 @@ flags.DEFINE_integer(
     "heartbeat_timeout", 60, "Seconds after which a silent peer ends a multi-process run."
 )
 FLAGS = flags.FLAGS
+
+HELP = """usage: score-sde [MODE] [--config=CONFIG] [--workdir=DIR] [--config.SECTION.FIELD=VALUE ...]
+
+Train, evaluate or sample a score-based generative model (Song et al., ICLR 2021).
+
+modes (the first word, or --mode=MODE; default train):
+{modes}
+
+flags:
+  --config=CONFIG   a config file or a shipped config's name (vp/cifar10_ddpmpp_continuous,
+                    digits/ddpmpp, toy/checkerboard); default: the embedded 2-D toy
+  --workdir=DIR     checkpoints, logs and samples (default runs/default; gs:// URLs work)
+  --config.SECTION.FIELD=VALUE   any config field, for every config (sections: training,
+                    sampling, eval, optim, model, data, condition, classifier)
+  --dry_run         print the resolved config and the network size, then exit
+  --coordinator=HOST:PORT|auto --num_processes=N --process_id=I   one process per host
+
+most used overrides:
+  --config.training.n_iters=1000 --config.training.batch_size=128
+  --config.data.path=data/cifar10.npz   (from python -m score_sde.data.prepare)
+  --config.sampling.method=pc|ode|heun|dpm2m|dpm3m|ddim --config.sampling.num_steps=10
+  --config.sampling.num_samples=1000 --config.eval.begin_ckpt=-1 --config.eval.enable_bpd=True
+
+examples:
+  score-sde                                    # train + evaluate the 2-D toy (about a minute)
+  score-sde train --config=digits/ddpmpp --workdir=runs/digits
+  score-sde sample --config=digits/ddpmpp --workdir=runs/digits --config.sampling.method=heun
+
+`score-sde MODE --help` describes one mode; `--helpfull` lists every flag.
+Exit status: 0 done; 2 bad input (one `error:` line); 128 + signal after a preemption save."""
+
+# mode: (what it does, the config fields most used with it, an example)
+MODE_HELP = {
+    "train": (
+        "train by denoising score matching (or config.training.loss=edm); resumes from the newest "
+        "checkpoint of --workdir",
+        (
+            "training.n_iters",
+            "training.batch_size",
+            "training.snapshot_freq",
+            "training.log_freq",
+            "optim.lr",
+            "model.ema_rate",
+            "data.path",
+        ),
+        "score-sde train --config=vp/cifar10_ddpmpp_continuous --workdir=runs/c10 "
+        "--config.data.path=data/cifar10.npz",
+    ),
+    "eval": (
+        "evaluate checkpoints begin_ckpt..end_ckpt: DSM loss, FID/IS/KID of samples, bits/dim; "
+        "writes eval/<step>/results.json (a killed eval resumes at its next round)",
+        (
+            "eval.begin_ckpt",
+            "eval.end_ckpt",
+            "eval.enable_sampling",
+            "eval.enable_bpd",
+            "eval.num_samples",
+            "eval.samplers",
+            "eval.inception_weights",
+            "eval.fid_stats",
+        ),
+        "score-sde eval --config=digits/ddpmpp --workdir=runs/digits "
+        "--config.eval.enable_sampling=True --config.eval.begin_ckpt=-1",
+    ),
+    "sample": (
+        "write samples of the newest checkpoint (EMA) to samples/ as .npz and .png; with "
+        "config.condition: class-conditional, inpainting, colorization",
+        (
+            "sampling.method",
+            "sampling.num_steps",
+            "sampling.num_samples",
+            "sampling.predictor",
+            "sampling.corrector",
+            "condition.task",
+            "condition.scale",
+        ),
+        "score-sde sample --config=digits/ddpmpp --workdir=runs/digits "
+        "--config.sampling.method=dpm2m --config.sampling.num_steps=10",
+    ),
+    "train_classifier": (
+        "train the noise-conditional classifier of classifier guidance (in <workdir>/classifier); "
+        "then sample with --config.condition.guidance=classifier",
+        ("classifier.n_iters", "classifier.batch_size", "classifier.lr", "classifier.nf"),
+        "score-sde train_classifier --config=digits/conditional --workdir=runs/digits_cond",
+    ),
+}
+
+
+def mode_help(mode: str) -> str:
+    """The `score-sde MODE --help` text of one mode."""
+    what, fields, example = MODE_HELP[mode]
+    used = "\n".join(f"  --config.{f}" for f in fields)
+    return (
+        f"usage: score-sde {mode} [--config=CONFIG] [--workdir=DIR] [--config.SECTION.FIELD=VALUE]"
+        f"\n\n{mode}: {what}.\n\nmost used:\n{used}\n\nexample:\n  {example}\n\n"
+        "`score-sde --help` for every mode and flag."
+    )
+
+
+def usage() -> str:
+    """The `score-sde --help` text."""
+    modes = "\n".join(f"  {m:<17} {MODE_HELP[m][0].split(';')[0]}" for m in MODE_HELP)
+    return HELP.format(modes=modes)
+
+
+def _mode_and_help(args: list[str]) -> list[str]:
+    """A leading mode word becomes --mode; --help / -h print our usage (of the mode, if one is
+    given) and exit 0."""
+    if args and args[0] in MODE_HELP:
+        args = [f"--mode={args[0]}", *args[1:]]
+    if "--help" in args or "-h" in args:
+        modes = [a.split("=", 1)[1] for a in args if a.startswith("--mode=")]
+        print(mode_help(modes[-1]) if modes and modes[-1] in MODE_HELP else usage())
+        sys.exit(0)
+    return args
 
 
 def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
@@ -84,6 +201,7 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
             init_timeout=FLAGS.init_timeout,
             heartbeat_timeout=FLAGS.heartbeat_timeout,
         )
+        _print_devices()
         modes.run(FLAGS.mode, cfg, FLAGS.workdir)
     except (ValueError, FloatingPointError) as e:
         fail(str(e))
@@ -93,6 +211,24 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (start-up, eval, sampling)
         print("interrupted (SIGINT): stopped before the next checkpoint", file=sys.stderr)
         sys.exit(128 + 2)
+
+
+def _print_devices() -> None:
+    """One line on process 0: the devices this run found (a GPU run that found only the CPU says
+    so at once: install the `cuda12` or `cuda13` extra)."""
+    import jax
+
+    if jax.process_index() == 0:
+        devices = jax.devices()
+        kinds = sorted({d.device_kind for d in devices})
+        hint = ""
+        if devices[0].platform == "cpu":
+            hint = " (for a GPU: pip install 'score_sde[cuda12]')"
+        print(
+            f"devices: {len(devices)} x {devices[0].platform} ({', '.join(kinds)}) over "
+            f"{jax.process_count()} process(es){hint}",
+            flush=True,
+        )
 
 
 def _parse_flags(argv):
@@ -107,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     from score_sde.config import split_argv
 
     argv = sys.argv if argv is None else argv
-    path, overrides, rest = split_argv(argv[1:], DEFAULT_CONFIG)
+    path, overrides, rest = split_argv(_mode_and_help(argv[1:]), DEFAULT_CONFIG)
     app.run(
         lambda args: _main(args, path, overrides),
         argv=[argv[0], *rest],

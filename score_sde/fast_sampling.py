@@ -32,11 +32,24 @@ from score_sde.sde import SDE
 
 DISCRETIZATIONS = ("edm", "uniform_t", "uniform_lambda")
 METHODS = ("edm_heun", "dpmpp_2m", "dpmpp_2s", "dpmpp_3m", "dpmpp_2m_sde", "ddim")
+# Short names accepted wherever a method is named (config, launcher, API).
+ALIASES = {
+    "heun": "edm_heun",
+    "dpm2m": "dpmpp_2m",
+    "dpm2s": "dpmpp_2s",
+    "dpm3m": "dpmpp_3m",
+    "dpm2m_sde": "dpmpp_2m_sde",
+}
 # Each method's own defaults: EDM's 18 steps on its rho-schedule (35 NFE), DPM-Solver++'s steps
 # uniform in lambda, the SDE solver with enough steps to match the distribution, DDIM's 50
 # uniform steps in t.
 DEFAULT_STEPS = {"edm_heun": 18, "dpmpp_2m_sde": 100, "ddim": 50}
 DEFAULT_DISCRETIZATION = {"edm_heun": "edm", "ddim": "uniform_t"}
+
+
+def canonical_name(method: str) -> str:
+    """The METHODS name of `method` or of its alias ('heun' -> 'edm_heun'); others unchanged."""
+    return ALIASES.get(method, method)
 
 
 def defaults(method: str) -> tuple[int, str]:
@@ -360,9 +373,11 @@ def get_ddim_sampler(
 def get_sampler(sde: SDE, shape: tuple[int, ...], method: str, **options):
     """The few-step sampler `method` (one of METHODS) with its options: num_steps (0: the
     method's default), discretization ('default': the method's), rho, S_churn, S_tmin, S_tmax,
-    S_noise, eta, eps, denoise, sharding."""
+    S_noise, eta, eps, denoise, sharding. Aliases (ALIASES: 'heun', 'dpm2m', ...) work too."""
+    method = canonical_name(method)
     if method not in METHODS:
-        raise ValueError(f"unknown few-step sampler {method!r}; valid names: {', '.join(METHODS)}")
+        valid = ", ".join((*METHODS, *ALIASES))
+        raise ValueError(f"unknown few-step sampler {method!r}; valid names: {valid}")
     steps, discretization = defaults(method)
     if options.get("num_steps"):
         steps = options["num_steps"]

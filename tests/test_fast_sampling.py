@@ -226,3 +226,21 @@ def test_unknown_method_and_bad_options():
         fast_sampling.get_sampler(sde, (4, 2), "edm_heun", S_churn=-1.0)
     with pytest.raises(ValueError, match="eta"):
         fast_sampling.get_sampler(sde, (4, 2), "ddim", eta=-0.5)
+
+
+@pytest.mark.parametrize("alias", sorted(fast_sampling.ALIASES))
+def test_aliases_are_the_same_samplers(alias):
+    """'heun', 'dpm2m', ... give the same samples and NFE as the names they stand for, in the
+    API and at the config boundary (which stores the canonical name)."""
+    from score_sde import config as config_lib
+
+    name = fast_sampling.ALIASES[alias]
+    assert name in fast_sampling.METHODS
+    sde, gmm = ALL_SDES["vp"], mixture_2d()
+    key, score_fn = jax.random.key(3), gmm.score_fn(sde)
+    x_alias, nfe_alias = fast_sampling.get_sampler(sde, (16, 2), alias, num_steps=6)(key, score_fn)
+    x, nfe = fast_sampling.get_sampler(sde, (16, 2), name, num_steps=6)(key, score_fn)
+    np.testing.assert_array_equal(x_alias, x)
+    assert int(nfe_alias) == int(nfe)
+    cfg = config_lib.load("default", {"sampling.method": alias, "eval.samplers": f"('{alias}',)"})
+    assert cfg.sampling.method == name and cfg.eval.samplers == (name,)

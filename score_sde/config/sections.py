@@ -41,6 +41,14 @@ def sampling_methods() -> tuple[str, ...]:
     return ("pc", "ode", *METHODS)
 
 
+def _sampling_method(field: str, name: str) -> str:
+    """`name` checked against the sampling methods and their aliases; the canonical name."""
+    from score_sde.fast_sampling import ALIASES, canonical_name
+
+    _one_of(field, name, (*sampling_methods(), *ALIASES))
+    return canonical_name(name)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """config.training: the SDE, the loss, the step schedule (batch_size is global)."""
@@ -99,7 +107,7 @@ class SamplingConfig:
     """config.sampling: the sampler. 'pc' (predictor, corrector, snr, n_steps_each), 'ode' (the
     adaptive probability-flow ODE), or a few-step sampler of score_sde.fast_sampling:
     'edm_heun' (S_churn, S_tmin, S_tmax, S_noise), 'dpmpp_2m', 'dpmpp_2s', 'dpmpp_3m',
-    'dpmpp_2m_sde', 'ddim' (eta), on num_steps noise levels (0: the method's default) of
+    'dpmpp_2m_sde', 'ddim' (eta) (aliases 'heun', 'dpm2m', 'dpm2s', 'dpm3m'), on num_steps noise levels (0: the method's default) of
     `discretization` ('default': the method's; 'edm' with rho, 'uniform_t', 'uniform_lambda').
     noise_removal: the final denoising step; eps: the smallest time."""
 
@@ -123,7 +131,7 @@ class SamplingConfig:
     eta: float = 0.0
 
     def __post_init__(self):
-        _one_of("config.sampling.method", self.method, sampling_methods())
+        object.__setattr__(self, "method", _sampling_method("config.sampling.method", self.method))
         _check_pc_names(self.predictor, self.corrector)
         _one_of("config.sampling.discretization", self.discretization, DISCRETIZATIONS)
         _finite("config.sampling.snr", self.snr)
@@ -188,8 +196,10 @@ class EvalConfig:
         _one_of(
             "config.eval.hutchinson_type", self.hutchinson_type, ("rademacher", "gaussian", "exact")
         )
-        for s in self.samplers:
-            _one_of("each entry of config.eval.samplers", s, sampling_methods())
+        names = tuple(
+            _sampling_method("each entry of config.eval.samplers", s) for s in self.samplers
+        )
+        object.__setattr__(self, "samplers", names)
         for name in ("rtol", "atol", "poll_seconds", "wait_timeout"):
             _positive(f"config.eval.{name}", getattr(self, name))
 

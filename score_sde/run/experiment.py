@@ -134,6 +134,7 @@ class Experiment:
         for `task` ('none' | 'class': y, mask unused; 'inpaint': keep y where mask = 1;
         'colorize': y the gray image [batch, H, W, 1]), batch sharded over the mesh."""
         s = self.cfg.sampling
+        method = fast_sampling.canonical_name(method)
         shape = (batch, *self.shape)
         sharding = parallel.batch_sharding(self.mesh)
         pc = dict(
