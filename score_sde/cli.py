@@ -214,21 +214,16 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
 
 
 def _print_devices() -> None:
-    """One line on process 0: the devices this run found (a GPU run that found only the CPU says
-    so at once: install the `cuda12` or `cuda13` extra)."""
+    """One line on process 0: the devices this run found (a CPU-only line says how to get the
+    GPU build)."""
     import jax
 
+    from score_sde.run import parallel
+
     if jax.process_index() == 0:
-        devices = jax.devices()
-        kinds = sorted({d.device_kind for d in devices})
-        hint = ""
-        if devices[0].platform == "cpu":
-            hint = " (for a GPU: pip install 'score_sde[cuda12]')"
-        print(
-            f"devices: {len(devices)} x {devices[0].platform} ({', '.join(kinds)}) over "
-            f"{jax.process_count()} process(es){hint}",
-            flush=True,
-        )
+        top = parallel.topology()
+        hint = "; for a GPU: pip install 'score_sde[cuda12]'" if top.platform == "cpu" else ""
+        print(f"topology: {top.describe()}{hint}", flush=True)
 
 
 def _parse_flags(argv):

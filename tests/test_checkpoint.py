@@ -126,7 +126,7 @@ def test_resume_after_sigkill_is_bit_identical_and_sigterm_saves(tmp_path):
     straight = _launch(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-3000:]
     # The launcher names the devices it found first (conftest fakes 4 CPU devices).
-    assert straight.stdout.startswith("devices: 4 x cpu (cpu) over 1 process(es)"), straight.stdout
+    assert straight.stdout.startswith("topology: process 0/1, 4 local / 4 global cpu device(s)")
 
     # SIGKILL while fetching the data of step 14 (mid-run, possibly mid-save), then restart.
     killed = _driver(tmp_path / "killed", "SIGKILL", 14)

@@ -112,3 +112,15 @@ def test_the_installed_command_runs_outside_the_checkout(installed, tmp_path):
     bad = _run(venv, [str(script), "--config=toy/gmn"], tmp_path)
     assert bad.returncode == 2
     assert "did you mean toy/gmm" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_gpu_extras_ask_for_the_same_jax_range():
+    """`pip install score_sde[cuda12]` may not pull a JAX outside the range the code is tested
+    with: each GPU extra names jax[<extra>] with exactly the core dependency's specifier."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (core,) = [d for d in project["dependencies"] if d.startswith("jax")]
+    spec = core.removeprefix("jax")
+    for extra in ("cuda12", "cuda13"):
+        assert project["optional-dependencies"][extra] == [f"jax[{extra}]{spec}"]

@@ -25,11 +25,12 @@ class Topology:
     local_devices: int
     global_devices: int
     platform: str
+    kind: str = ""  # the device kind ("NVIDIA H200", "TPU v5 lite", "cpu")
 
     def describe(self) -> str:
         return (
             f"process {self.process_index}/{self.process_count}, {self.local_devices} local / "
-            f"{self.global_devices} global {self.platform} device(s)"
+            f"{self.global_devices} global {self.platform} device(s) ({self.kind})"
         )
 
 
@@ -170,6 +171,7 @@ def topology() -> Topology:
         jax.local_device_count(),
         jax.device_count(),
         jax.devices()[0].platform,
+        jax.devices()[0].device_kind,
     )
 
 

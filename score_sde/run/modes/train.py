@@ -35,7 +35,6 @@ def train_and_evaluate(
     )
     with open_run(workdir, total_steps=t.n_iters, stream=stream) as run:  # one run per workdir
         ckpts, log = run.ckpts, run.log
-        log.info(f"topology: {parallel.topology().describe()}; mesh {dict(exp.mesh.shape)}")
         state = ckpts.restore(exp.state_like())
         if run.main:  # after the restore: a config that does not fit keeps the run's config.json
             wd.write_json(os.path.join(run.workdir, "config.json"), cfg.to_dict())
