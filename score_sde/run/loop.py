@@ -91,10 +91,14 @@ def _crossed(old: int, new: int, freq: int | None) -> bool:
 def finite_or_raise(value: float, what: str, step: int, last_good: str | None = None) -> None:
     """Raises FloatingPointError naming `last_good` (a checkpoint path) when `value` is NaN/Inf."""
     if not np.isfinite(value):
-        kept = f"{last_good} is kept untouched" if last_good else "no checkpoint was written yet"
+        kept = (
+            f"The last good checkpoint {last_good} is kept untouched"
+            if last_good
+            else "No checkpoint was written yet"
+        )
         raise FloatingPointError(
-            f"{what} is {value} at step {step}: training diverged. The last good checkpoint "
-            f"{kept}; lower config.optim.lr, set config.optim.grad_clip, or check the data."
+            f"{what} is {value} at step {step}: training diverged. {kept}; lower "
+            "config.optim.lr, set config.optim.grad_clip, or check the data."
         )
 
 

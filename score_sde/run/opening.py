@@ -10,6 +10,11 @@ one is an error; a remote URL is checked), then
 read-only checkpoints are opened and `check(ckpts)` runs before anything is written, then the
 lock is taken (process 0), read-write checkpoints are opened under it, and the metrics log
 (process 0) last. Everything opened is closed on exit, on error too.
+
+A run that fails before it wrote any checkpoint takes back what it added to the work directory
+(under its lock; a directory it created is removed only if it is left empty), so a mistyped flag
+or a run that diverges at step 2 leaves no empty run behind. Read-only modes add nothing to take
+back but their own outputs, which are kept.
 """
 
 from __future__ import annotations
@@ -57,11 +62,26 @@ def open_run(
             f"--workdir {workdir} does not exist, so it has no checkpoint; train first with "
             f"--mode=train --workdir={workdir}"
         )
+    main = parallel.is_main_process()
+    target = os.path.join(workdir, subdir) if subdir else workdir
+    added = wd.Additions(target) if main and not read_only and lock is not None else None
+    try:
+        with _opened(
+            workdir, subdir, lock, read_only, check, total_steps, stream, main, added
+        ) as run:
+            yield run
+    except BaseException:
+        if added is not None and not has_checkpoint(target):
+            added.remove_directories()
+        raise
+
+
+@contextlib.contextmanager
+def _opened(workdir, subdir, lock, read_only, check, total_steps, stream, main, added):
     workdir = wd.prepare(workdir)
     if subdir:
         workdir = os.path.join(workdir, subdir)
         fs.path(workdir).mkdir(parents=True, exist_ok=True)
-    main = parallel.is_main_process()
     with contextlib.ExitStack() as stack:
         if read_only:
             ckpts = stack.enter_context(Checkpoints(workdir, read_only=True))
@@ -69,6 +89,13 @@ def open_run(
                 check(ckpts)
         if lock is not None:
             stack.enter_context(wd.RunLock(workdir, lock, enabled=main))
+            if added is not None:  # runs after the log and checkpoints close, under the lock
+
+                def take_back(exc_type, exc, tb):
+                    if exc_type is not None and not has_checkpoint(workdir):
+                        added.remove_entries(keep={lock})
+
+                stack.push(take_back)
         if not read_only:
             ckpts = stack.enter_context(Checkpoints(workdir))
             if check is not None:
@@ -77,3 +104,14 @@ def open_run(
             MetricsLogger(workdir, enabled=main, total_steps=total_steps, stream=stream)
         )
         yield Run(workdir, main, log, ckpts)
+
+
+def has_checkpoint(workdir: str) -> bool:
+    """Whether `workdir` holds any checkpoint directory (snapshot, preemption or damaged)."""
+    from score_sde.store import checkpoint
+
+    for name in (checkpoint.SNAPSHOT_DIR, checkpoint.PREEMPTION_DIR, checkpoint.DAMAGED_DIR):
+        d = fs.path(workdir) / name
+        if d.is_dir() and any(d.iterdir()):
+            return True
+    return False

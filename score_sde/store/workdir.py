@@ -34,6 +34,50 @@ def prepare(workdir: str) -> str:
     return os.fspath(path)
 
 
+class Additions:
+    """What a run adds to a work directory, recorded before it is prepared, so that a run that
+    fails before writing any checkpoint can take it back (never what existed before).
+
+        added = Additions(workdir)      # before prepare()
+        ...                             # the run fails with nothing worth keeping
+        added.remove_entries(keep={"run.lock"})   # under the run's lock
+        added.remove_directories()      # after the lock is released: only if left empty
+    """
+
+    def __init__(self, workdir: str):
+        path = fs.path(workdir)
+        self.path = path
+        self.new_dirs = []  # the missing directories, deepest first
+        while not path.exists():
+            self.new_dirs.append(path)
+            if path.parent == path:
+                break
+            path = path.parent
+        self.before = set() if self.new_dirs else {p.name for p in self.path.iterdir()}
+
+    def remove_entries(self, keep: set[str] = frozenset()) -> list[str]:
+        """Removes the entries of the work directory that were not there before (but `keep`);
+        returns their names."""
+        gone = []
+        for p in self.path.iterdir() if self.path.exists() else ():
+            if p.name in self.before or p.name in keep:
+                continue
+            if p.is_dir():
+                p.rmtree()
+            else:
+                p.unlink()
+            gone.append(p.name)
+        return sorted(gone)
+
+    def remove_directories(self) -> None:
+        """Removes the directories this run created, deepest first, each only if empty."""
+        for d in self.new_dirs:
+            try:
+                d.rmdir()
+            except (OSError, ValueError):  # not empty (epath: ValueError) or gone already
+                return
+
+
 def write_json(path: str, obj) -> None:
     """Writes `obj` as indented JSON, atomically (creating the parent directory)."""
     fs.write_text(path, json.dumps(obj, indent=2))
