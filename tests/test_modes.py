@@ -49,7 +49,7 @@ def test_train_logs_progress_jsonl_tensorboard_and_ema_samples(run):
     progress = [line for line in stdout.splitlines() if line.startswith("[")]
     assert len(progress) == 4  # steps 2, 4, 6, 8
     assert progress[1].startswith("[##########..........] 4/8  training_loss ")
-    for part in ("steps/s", "img/s", "ETA"):
+    for part in ("steps/s", "pt/s", "ETA"):  # the 2-D toy counts points, not images
         assert part in progress[1], progress[1]
     assert "step 4: eval loss (EMA params)" in stdout and "step 8: eval loss" in stdout
 

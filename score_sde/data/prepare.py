@@ -32,9 +32,8 @@ import pickle
 import tarfile
 
 import numpy as np
-from tqdm import tqdm
 
-from score_sde.store import fs, image_io
+from score_sde.store import fs, image_io, progress
 
 SOURCES = ("cifar10", "svhn", "folder")
 
@@ -131,7 +130,7 @@ def _load_folder(files: list[str], root: str, size: int, classes: list[str], wha
     from score_sde.data import datasets
 
     images, labels = [], []
-    for path in tqdm(files, desc=f"reading {what}", unit="img", disable=len(files) < 100):
+    for path in progress.wrap(files, f"reading {what}", "img", enabled=len(files) >= 100):
         try:
             image = image_io.read_image(path)
         except (ValueError, OSError) as e:

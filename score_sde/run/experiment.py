@@ -58,6 +58,11 @@ class Experiment:
         return self.cfg.data.shape
 
     @property
+    def unit(self) -> str:
+        """What one example is called in progress lines: 'img', or 'pt' for the 2-D toys."""
+        return "pt" if len(self.shape) == 1 else "img"
+
+    @property
     def preconditioning(self) -> score_fn_lib.Preconditioning | None:
         """EDM's preconditioning of the network (config.model.preconditioning), or None."""
         m = self.cfg.model

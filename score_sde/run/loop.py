@@ -31,14 +31,15 @@ class Schedule:
 
     n_iters: int
     n_jitted_steps: int
-    batch_size: int  # global, for the img/s of the progress line
+    batch_size: int  # global, for the examples/s of the progress line
     log_freq: int
     snapshot_freq: int
     snapshot_freq_for_preemption: int | None = None
     eval_freq: int | None = None
+    unit: str = "img"  # what one example is called in the progress line ('pt' for 2-D toys)
 
     @classmethod
-    def of_training(cls, t: TrainingConfig) -> Schedule:
+    def of_training(cls, t: TrainingConfig, unit: str = "img") -> Schedule:
         return cls(
             t.n_iters,
             t.n_jitted_steps,
@@ -47,6 +48,7 @@ class Schedule:
             t.snapshot_freq,
             t.snapshot_freq_for_preemption,
             t.eval_freq,
+            unit,
         )
 
     @classmethod
@@ -139,7 +141,7 @@ def run(
                 shown = {"training_loss": float(losses.mean())}
                 if "grad_norm" in metrics:
                     shown["grad_norm"] = float(parallel.to_host(metrics["grad_norm"])[-1])
-                log.progress(step, shown, batch_size=sch.batch_size)
+                log.progress(step, shown, batch_size=sch.batch_size, unit=sch.unit)
             if evaluate is not None and (_crossed(old, step, sch.eval_freq) or last):
                 evaluate(state, step)
             saved = False  # at most one checkpoint per step: their barriers must not collide

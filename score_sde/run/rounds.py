@@ -10,7 +10,8 @@ Round i's arrays are written to `<directory>/<name>_<i>.npz` (atomically, proces
 they are computed; a round whose file exists is read back instead of computed. Every process
 follows process 0's view of which rounds are done (one all-gather per round), so the collective
 work inside compute() stays in lockstep; resuming a multi-host job needs the directory on a file
-system every host sees (as checkpoints do). Progress: a tqdm bar with rate and ETA on process 0.
+system every host sees (as checkpoints do). Progress (process 0): a tqdm bar on a terminal,
+periodic lines in a log (score_sde.store.progress).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import os
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from score_sde.run import parallel
-from score_sde.store import fs
+from score_sde.store import fs, progress
 
 
 def fingerprint(*parts) -> str:
@@ -64,9 +64,7 @@ class Rounds:
         main = parallel.is_main_process()
         if main:
             fs.path(self.directory).mkdir(parents=True, exist_ok=True)
-        self._bar = tqdm(
-            total=self.total, desc=self.desc, unit=self.unit, disable=not main, leave=False
-        )
+        self._bar = progress.bar(self.total, self.desc, self.unit, enabled=main)
         return self
 
     def __exit__(self, *exc) -> None:

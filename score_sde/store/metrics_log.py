@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ import time
 import numpy as np
 
 from score_sde.store import fs
+from score_sde.store.progress import hms
 
 _WRITERS = itertools.count()
 
@@ -128,8 +128,11 @@ class MetricsLogger:
         writer._get_file_writer().add_summary(summary, int(step))
         writer.flush()
 
-    def progress(self, step: int, metrics: dict[str, float], *, batch_size: int) -> None:
-        """Writes training metrics plus steps/s, img/s, ETA and prints one progress line."""
+    def progress(
+        self, step: int, metrics: dict[str, float], *, batch_size: int, unit: str = "img"
+    ) -> None:
+        """Writes training metrics plus steps/s, examples/s (in `unit`/s), ETA and prints one
+        progress line."""
         now = time.time()
         extra = {}
         if self._last is not None and step > self._last[1]:
@@ -148,11 +151,11 @@ class MetricsLogger:
         if extra:
             parts += [
                 f"{extra['steps_per_sec']:.1f} steps/s",
-                f"{extra['examples_per_sec']:.0f} img/s",
+                f"{extra['examples_per_sec']:.0f} {unit}/s",
             ]
             if self.total_steps and step < self.total_steps:
                 eta = (self.total_steps - step) / extra["steps_per_sec"]
-                parts.append(f"ETA {_hms(eta)}")
+                parts.append(f"ETA {hms(eta)}")
         self.info("  ".join(parts))
 
     def info(self, text: str) -> None:
@@ -172,10 +175,3 @@ class MetricsLogger:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"

@@ -72,7 +72,7 @@ def train_and_evaluate(
             state,
             exp.train_steps(),
             train_ds,
-            loop.Schedule.of_training(t),
+            loop.Schedule.of_training(t, exp.unit),
             ckpts,
             log,
             evaluate=evaluate,
