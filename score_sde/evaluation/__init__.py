@@ -1,46 +1,49 @@
 """Sample-quality evaluation: FID, Inception Score, KID with pytorch-fid's InceptionV3 in Flax.
 
 - `fid`: the metrics on activations (numpy float64) and reference-statistics files.
-- `inception`: the network, weight conversion (`python -m score_sde.evaluation.inception`).
+- `inception`: the network; `python -m score_sde.evaluation.inception` gets its weights (`weights`).
+- `weights`: download, SHA-256 check and conversion of pytorch-fid's `.pth`.
 - `evaluator`: jitted, sharded feature extraction, accumulation across hosts, `compute_metrics`.
 - `reference_stats`: command that writes a dataset's statistics.
+
+The names below are imported on first use, so that `python -m score_sde.evaluation.inception` runs
+a module the package has not imported yet.
 """
 
-from score_sde.evaluation.evaluator import (
-    FeatureAccumulator,
-    compute_dataset_statistics,
-    compute_metrics,
-    dataset_features,
-    evaluate_split,
-    get_inception_fn,
-    to_inception_input,
-)
-from score_sde.evaluation.fid import (
-    compute_statistics,
-    fid_from_activations,
-    frechet_distance,
-    inception_score,
-    kernel_inception_distance,
-    load_statistics,
-    save_statistics,
-)
-from score_sde.evaluation.inception import InceptionV3, load_inception
-
-__all__ = [
+_EVALUATOR = (
     "FeatureAccumulator",
-    "InceptionV3",
     "compute_dataset_statistics",
     "compute_metrics",
-    "compute_statistics",
     "dataset_features",
     "evaluate_split",
+    "get_inception_fn",
+    "to_inception_input",
+)
+_FID = (
+    "compute_statistics",
     "fid_from_activations",
     "frechet_distance",
-    "get_inception_fn",
     "inception_score",
     "kernel_inception_distance",
-    "load_inception",
     "load_statistics",
     "save_statistics",
-    "to_inception_input",
-]
+)
+_INCEPTION = ("InceptionV3", "load_inception")
+
+__all__ = sorted(_EVALUATOR + _FID + _INCEPTION)
+
+
+def __getattr__(name: str):
+    if name in _EVALUATOR:
+        from score_sde.evaluation import evaluator as module
+    elif name in _FID:
+        from score_sde.evaluation import fid as module
+    elif name in _INCEPTION:
+        from score_sde.evaluation import inception as module
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(module, name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -17,6 +17,8 @@ or the command `python -m score_sde.evaluation.reference_stats` (see that module
 from __future__ import annotations
 
 import os
+import sys
+import time
 from collections.abc import Callable, Iterable
 
 import jax
@@ -159,12 +161,12 @@ def dataset_features(
     desc: str = "Inception features",
 ) -> FeatureAccumulator:
     """Features of `Dataset.epoch(...)` batches ({"x" model space, "mask"}) from every process,
-    with a tqdm bar (process 0) over `total` images."""
-    from tqdm import tqdm
+    with progress (process 0, score_sde.store.progress) over `total` images."""
+    from score_sde.store import progress
 
     acc = FeatureAccumulator()
     total = min(total, max_examples) if total and max_examples else total or max_examples or None
-    bar = tqdm(total=total, desc=desc, unit="img", disable=jax.process_index() != 0, leave=False)
+    bar = progress.bar(total, desc, "img", enabled=jax.process_index() == 0)
     with bar:
         for batch in batches:
             images = _global_batch(np.asarray(inverse_scaler(batch["x"]), np.float32), mesh)
@@ -174,6 +176,50 @@ def dataset_features(
             if max_examples and len(acc) >= max_examples:
                 break
     return acc
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def estimate_line(num_images: int, batch_size: int, seconds_per_batch: float, devices: int) -> str:
+    """`reference statistics: N images on D <backend> device(s), about T at R img/s` (and a GPU
+    hint on CPU), from the time of one global batch of `batch_size`."""
+    seconds_per_batch = max(seconds_per_batch, 1e-9)
+    rate = batch_size / seconds_per_batch
+    total = -(-num_images // batch_size) * seconds_per_batch
+    backend = jax.default_backend()
+    line = (
+        f"reference statistics: {num_images} images on {devices} {backend} device(s), "
+        f"about {_duration(total)} at {rate:.{1 if rate < 100 else 0}f} img/s"
+    )
+    return line + " (a GPU takes minutes)" if backend == "cpu" else line
+
+
+def _announcing_estimate(
+    inception_fn: Callable, num_images: int, batch_size: int, devices: int
+) -> Callable:
+    """`inception_fn` timing its second call (the first after compilation) and, when batches are
+    left, printing `estimate_line` from process 0 (above the progress bar)."""
+    calls = 0
+
+    def timed(images):
+        nonlocal calls
+        calls += 1
+        if calls != 2 or -(-num_images // batch_size) <= 2:
+            return inception_fn(images)
+        start = time.perf_counter()
+        out = jax.block_until_ready(inception_fn(images))
+        seconds = time.perf_counter() - start
+        if jax.process_index() == 0:
+            from tqdm import tqdm
+
+            tqdm.write(estimate_line(num_images, batch_size, seconds, devices), file=sys.stderr)
+        return out
+
+    return timed
 
 
 def compute_dataset_statistics(
@@ -192,7 +238,8 @@ def compute_dataset_statistics(
     dequantization).
 
     Returns {"mu", "sigma", "pool_3" (first `keep_activations` rows, for KID)} and writes them to
-    `out_path` (process 0 only) in pytorch-fid's layout. `batch_size` is global.
+    `out_path` (process 0 only) in pytorch-fid's layout. `batch_size` is global. Process 0 prints
+    the expected time (`estimate_line`) once the first batch after compilation is timed.
     """
     from score_sde.data import datasets
 
@@ -200,10 +247,12 @@ def compute_dataset_statistics(
         data, split, global_batch=batch_size, seed=0, uniform_dequantization=False, augment=False
     )
     inception_fn = inception_fn or get_inception_fn(mesh=mesh, weights=weights)
+    num_images = min(ds.num_examples, max_examples) if max_examples else ds.num_examples
+    devices = mesh.devices.size if mesh is not None else 1
     acc = dataset_features(
         ds.epoch(),
         datasets.get_data_inverse_scaler(data),
-        inception_fn,
+        _announcing_estimate(inception_fn, num_images, batch_size, devices),
         mesh=mesh,
         max_examples=max_examples,
         total=ds.num_examples,

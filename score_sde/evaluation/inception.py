@@ -8,20 +8,22 @@ weights of TF's 2015-12-05 graph), in Flax NNX, NHWC.
 Preprocessing as pytorch-fid: bilinear resize to 299x299 (half-pixel centers, no antialias, as
 `F.interpolate(mode='bilinear', align_corners=False)`), then x -> 2x - 1.
 
-Weights: download pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`
-(https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth)
-and convert it once (no torch needed: score_sde.store.torch_format reads the file):
+Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, converted once to an `.npz` (no
+torch needed: score_sde.store.torch_format reads the file):
 
-    python -m score_sde.evaluation.inception pt_inception-2015-12-05-6726825d.pth \
-        --out ~/.cache/score_sde/inception_fid.npz
+    python -m score_sde.evaluation.inception --fetch [--out PATH]    # download, check, convert
+    python -m score_sde.evaluation.inception pt_inception-2015-12-05-6726825d.pth [--out PATH]
 
-`load_inception()` reads `$SCORE_SDE_INCEPTION_WEIGHTS` or that default path.
+The second converts a copy downloaded by hand from WEIGHTS_URL (checked against the SHA-256 prefix
+in its name). --out defaults to ~/.cache/score_sde/inception_fid.npz; `load_inception()` reads
+`$SCORE_SDE_INCEPTION_WEIGHTS` or that path.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from collections.abc import Mapping
 
 import jax
@@ -29,16 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from score_sde.evaluation import weights
+from score_sde.evaluation.weights import WEIGHTS_URL
 from score_sde.store import fs
 
 INPUT_SIZE = 299
 NUM_CLASSES = 1008
 FEATURE_DIM = 2048
 DEFAULT_WEIGHTS = os.path.join("~", ".cache", "score_sde", "inception_fid.npz")
-WEIGHTS_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-    "pt_inception-2015-12-05-6726825d.pth"
-)
+PROG = "python -m score_sde.evaluation.inception"
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,20 +260,22 @@ def torch_state_dict_to_flat(state_dict: Mapping[str, np.ndarray]) -> dict[str, 
     """pytorch-fid FIDInceptionV3 state dict (numpy) -> {"Mixed_5b/branch1x1/conv/kernel": ...}."""
     out = {}
     for key, value in state_dict.items():
-        value = np.asarray(value)
-        parts = key.split(".")
+        parts = str(key).split(".")
         if parts[0] == "AuxLogits" or parts[-1] == "num_batches_tracked":
             continue
-        if parts[0] == "fc":
+        value = np.asarray(value)
+        if parts[0] == "fc" and len(parts) == 2 and parts[1] in ("weight", "bias"):
             out[f"fc/{'kernel' if parts[1] == 'weight' else 'bias'}"] = (
                 value.T if parts[1] == "weight" else value
             )
-        elif parts[-2] == "conv":
+        elif len(parts) > 2 and parts[-2:] == ["conv", "weight"] and value.ndim == 4:
             out["/".join(parts[:-1] + ["kernel"])] = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-        elif parts[-2] == "bn":
+        elif len(parts) > 2 and parts[-2] == "bn" and parts[-1] in _BN_NAMES:
             out["/".join(parts[:-1] + [_BN_NAMES[parts[-1]]])] = value
         else:
             raise ValueError(f"unexpected key {key!r} in the Inception state dict")
+        if value.dtype == object:
+            raise ValueError(f"{key!r} is a {type(state_dict[key]).__name__}, not a tensor")
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
@@ -356,32 +359,105 @@ def load_inception(path: str | os.PathLike | None = None) -> InceptionV3:
     path = weights_path(path)
     if not fs.path(path).is_file():
         raise ValueError(
-            f"Inception weights not found at {path!r}. Download {WEIGHTS_URL} and convert it "
-            f"once: python -m score_sde.evaluation.inception pt_inception-2015-12-05-6726825d.pth "
-            f"--out {path} (no torch needed), or set $SCORE_SDE_INCEPTION_WEIGHTS"
+            f"Inception weights not found at {path!r}: get them once with `{PROG} --fetch "
+            f"--out {path}` (downloads {WEIGHTS_URL}, no torch needed), or convert a copy "
+            f"downloaded by hand with `{PROG} {weights.PTH_NAME} --out {path}`, or set "
+            "$SCORE_SDE_INCEPTION_WEIGHTS"
         )
     return model_from_flat(fs.load_npz(path))
 
 
-def convert(pth_path: str, out_path: str) -> None:
-    """pytorch-fid `.pth` -> our `.npz`, read without torch (score_sde.store.torch_format)."""
+# --------------------------------------------------------------------------------------------
+# The command: python -m score_sde.evaluation.inception (--fetch | PTH) [--out PATH]
+
+
+def _to_npz(pth_path: str, out_path: str | os.PathLike) -> str:
     from score_sde.store import torch_format
 
-    state_dict = torch_format.load(pth_path)
-    if not isinstance(state_dict, dict):
-        raise ValueError(f"{pth_path}: expected pytorch-fid's Inception state dict")
-    flat = torch_state_dict_to_flat({k: np.asarray(v) for k, v in state_dict.items()})
-    model_from_flat(flat)  # validates names and shapes
+    try:
+        state_dict = torch_format.load(pth_path)
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"a {type(state_dict).__name__}, not a state dict")
+        flat = torch_state_dict_to_flat(state_dict)
+        model_from_flat(flat)  # validates names and shapes
+    except ValueError as e:
+        reason = str(e).replace(f"{pth_path}: ", "").replace(pth_path, "the file")
+        raise ValueError(
+            f"{pth_path} is not pytorch-fid's Inception ({reason}): download {WEIGHTS_URL} "
+            f"(or run `{PROG} --fetch --out {out_path}`)"
+        ) from None
     fs.save_npz(out_path, **flat)
+    return str(fs.path(out_path))
+
+
+def convert(pth_path: str | os.PathLike, out_path: str | os.PathLike = DEFAULT_WEIGHTS) -> str:
+    """pytorch-fid's `.pth` -> our `.npz`, read without torch (score_sde.store.torch_format);
+    returns the path written. Raises ValueError naming the file when it is missing, does not have
+    the SHA-256 prefix its name carries, or is not pytorch-fid's Inception."""
+    pth, out = os.fspath(pth_path), str(fs.path(out_path))
+    if not os.path.isfile(pth):
+        raise ValueError(
+            f"{pth} not found: download {WEIGHTS_URL} and run `{PROG} {weights.PTH_NAME} --out "
+            f"{out}` in its folder, or let `{PROG} --fetch --out {out}` do both"
+        )
+    expected = weights.digest_in_name(pth)
+    if expected:
+        try:
+            weights.check_digest(pth, expected)
+        except ValueError as e:
+            raise ValueError(
+                f"{e} (the prefix in its name): a damaged or different file; download "
+                f"{WEIGHTS_URL} again, or run `{PROG} --fetch --out {out}`"
+            ) from None
+    return _to_npz(pth, out)
+
+
+def fetch(out_path: str | os.PathLike = DEFAULT_WEIGHTS, *, timeout: float = 60.0) -> str:
+    """Downloads weights.WEIGHTS_URL, checks its SHA-256 prefix, converts it to `out_path` and
+    returns the path written (the `.pth` is not kept). Raises ConnectionError saying what to
+    download by hand when the server is unreachable, ValueError for a wrong download."""
+    out = str(fs.path(out_path))
+    with tempfile.TemporaryDirectory(prefix="score_sde_inception_") as tmp:
+        pth = os.path.join(tmp, weights.PTH_NAME)
+        try:
+            weights.download(pth, timeout=timeout)
+        except OSError as e:
+            reason = " ".join(str(getattr(e, "reason", None) or e).split()) or type(e).__name__
+            raise ConnectionError(
+                f"cannot download {weights.WEIGHTS_URL} ({reason}): download that file on a "
+                f"machine with internet access, copy it to this one and run `{PROG} "
+                f"{weights.PTH_NAME} --out {out}` in its folder"
+            ) from None
+        return _to_npz(pth, out)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=convert.__doc__)
-    parser.add_argument("pth", help="pt_inception-2015-12-05-6726825d.pth from " + WEIGHTS_URL)
-    parser.add_argument("--out", default=DEFAULT_WEIGHTS)
+    """The command line; a bad file or no network: one `error:` line, exit status 2."""
+    from score_sde.config import fail
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Get pytorch-fid's Inception weights as the .npz that FID/IS/KID read: "
+        "--fetch downloads, checks and converts them; PTH converts a copy downloaded by hand.",
+    )
+    parser.add_argument("pth", nargs="?", help=f"a downloaded {weights.PTH_NAME} ({WEIGHTS_URL})")
+    parser.add_argument(
+        "--fetch", action="store_true", help="download the .pth, check its SHA-256, convert it"
+    )
+    parser.add_argument(
+        "--out", default=DEFAULT_WEIGHTS, help="the .npz to write (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
-    convert(args.pth, args.out)
-    print(f"wrote {os.path.expanduser(args.out)}")
+    if bool(args.pth) == args.fetch:
+        fail(
+            f"give either --fetch (download {WEIGHTS_URL}) or the path of a downloaded "
+            f"{weights.PTH_NAME}, not {'both' if args.fetch else 'neither'}"
+        )
+    try:
+        written = fetch(args.out) if args.fetch else convert(args.pth, args.out)
+    except (ValueError, OSError) as e:
+        fail(e)
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":

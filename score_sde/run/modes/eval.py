@@ -236,6 +236,8 @@ def evaluate_params(exp: experiment.Experiment, params, run: Run, step: int, *, 
                 results[f"samples_{method}_mean"] = np.asarray(samples.mean(0)).tolist()
         if cfg.data.is_toy:
             _toy_scatter(exp, params, out, e.num_samples)
+            scatter = os.path.join(out, "scatter.png")
+            log.info(f"checkpoint {step}: scatter plot of data and samples -> {scatter}")
     log.write(step, {k: v for k, v in results.items() if isinstance(v, float)}, prefix="eval/")
     if run.main:
         wd.write_json(os.path.join(out, "results.json"), results)
@@ -273,7 +275,7 @@ def _samples(exp, params, key, method: str, out: str, run: Run, step: int, incep
         "round",
         -(-num // b),
         desc=f"checkpoint {step}: {method} samples",
-        unit="img",
+        unit=exp.unit,
         per_round=b,
         total=num,
     )
@@ -367,7 +369,7 @@ def _likelihood(exp: experiment.Experiment, params, out: str, step: int) -> dict
             f"repeat{repeat}",
             n_batches,
             desc=f"checkpoint {step}: log-likelihood, draw {repeat + 1}/{e.num_repeats}",
-            unit="img",
+            unit=exp.unit,
             per_round=b,
             total=n_examples,
         )
