@@ -40,13 +40,27 @@ class Model:
     def cfg(self) -> Config:
         return self.exp.cfg
 
+    @property
+    def score_fn(self):
+        """score_fn(x, t) -> score [B, *shape] of the EMA network, x in model space [B, *shape]
+        (images: config.data.centered ? 2u - 1 : u for u in [0, 1]), t [B]: what the samplers
+        of score_sde.sampling, score_sde.likelihood and score_sde.controllable take."""
+        return self.exp.score_fn(self.params)
+
     def sample(self, key: jax.Array, num: int, method: str | None = None) -> np.ndarray:
         """`num` samples of the configured sampler (or `method`): images [num, H, W, C] in [0, 1],
         points [num, D] as the data are."""
+        return self.sample_with_nfe(key, num, method)[0]
+
+    def sample_with_nfe(
+        self, key: jax.Array, num: int, method: str | None = None
+    ) -> tuple[np.ndarray, int]:
+        """`sample(key, num, method)` and the sampler's number of score evaluations per batch
+        (fixed for PC and the few-step samplers, adaptive for the ODE)."""
         from score_sde.data import datasets
 
-        x, _ = self.exp.sample(self.params, key, num, method)
-        return np.asarray(datasets.to_images(x, self.cfg.data)) if x.ndim == 4 else x
+        x, nfe = self.exp.sample(self.params, key, num, method)
+        return (np.asarray(datasets.to_images(x, self.cfg.data)) if x.ndim == 4 else x), nfe
 
     @functools.cached_property
     def _logp_fn(self):

@@ -35,7 +35,9 @@ DEFAULT_CONFIG = "default"
 flags.DEFINE_string(
     "workdir", "runs/default", "Directory (or gs:// URL) for checkpoints, logs, samples."
 )
-flags.DEFINE_string("mode", "train", "train | eval | sample | train_classifier (or first word)")
+flags.DEFINE_string(
+    "mode", "train", "train | eval | sample | train_classifier | plot (or first word)"
+)
 flags.DEFINE_bool("dry_run", False, "Print the resolved config and the network size, then exit.")
 flags.DEFINE_string(
     "coordinator", None, "HOST:PORT of process 0 for multi-process runs, or 'auto'."
@@ -134,6 +136,12 @@ MODE_HELP = {
         ("classifier.n_iters", "classifier.batch_size", "classifier.lr", "classifier.nf"),
         "score-sde train_classifier --config=digits/conditional --workdir=runs/digits_cond",
     ),
+    "plot": (
+        "draw the loss curve and the newest sample picture of --workdir as PNGs under "
+        "<workdir>/plots and print their paths; reads only the work directory (no config)",
+        (),
+        "score-sde plot --workdir=runs/digits",
+    ),
 }
 
 
@@ -141,10 +149,15 @@ def mode_help(mode: str) -> str:
     """The `score-sde MODE --help` text of one mode."""
     what, fields, example = MODE_HELP[mode]
     used = "\n".join(f"  --config.{f}" for f in fields)
+    args = (
+        "[--config=CONFIG] [--workdir=DIR] [--config.SECTION.FIELD=VALUE]"
+        if fields
+        else "--workdir=DIR"
+    )
     return (
-        f"usage: score-sde {mode} [--config=CONFIG] [--workdir=DIR] [--config.SECTION.FIELD=VALUE]"
-        f"\n\n{mode}: {what}.\n\nmost used:\n{used}\n\nexample:\n  {example}\n\n"
-        "`score-sde --help` for every mode and flag."
+        f"usage: score-sde {mode} {args}\n\n{mode}: {what}.\n\n"
+        + (f"most used:\n{used}\n\n" if fields else "")
+        + f"example:\n  {example}\n\n`score-sde --help` for every mode and flag."
     )
 
 

@@ -57,7 +57,7 @@ CASES = [
     # fields that matter only late in a run, checked at the boundary
     ("unknown predictor", ["--config.sampling.predictor=heun"], ["config.sampling.predictor ('heun') is not a predictor", "reverse_diffusion"]),
     ("unknown corrector", ["--config.sampling.corrector=hmc"], ["config.sampling.corrector ('hmc') is not a corrector", "langevin"]),
-    ("unknown method", ["--config.sampling.method=heun"], ["config.sampling.method ('heun')", "edm_heun"]),
+    ("unknown method", ["--config.sampling.method=heunn"], ["config.sampling.method ('heunn')", "edm_heun"]),
     ("unknown eval sampler", ["--config.eval.samplers=('pc','euler')"], ["each entry of config.eval.samplers ('euler')"]),
     ("ancestral on sub-VP", ["--config.training.sde=subvpsde", "--config.sampling.predictor=ancestral_sampling"], ["config.sampling.predictor='ancestral_sampling'", "subvpsde"]),
     ("ancestral flow", ["--config.sampling.predictor=ancestral_sampling", "--config.sampling.probability_flow=True"], ["no probability-flow variant"]),

@@ -1,8 +1,12 @@
 """Progress: a tqdm bar only on a terminal, plain lines (no carriage returns) in logs."""
 
 import io
+import re
 
 from score_sde.store import progress
+
+# A plain progress line, as other tests tell it apart from warnings and errors on stderr.
+LINE = re.compile(r"^[^\n]+: \d+(/\d+)? \S+ \([0-9.e+-]+ \S+/s(, ETA [0-9:?]+)?\)$")
 
 
 class _Clock:
@@ -26,6 +30,8 @@ def test_a_log_gets_plain_lines_first_then_one_per_interval():
         "sampling pc: 70/100 pt (2 pt/s, ETA 0:00:15)",
     ]
     assert "\r" not in stream.getvalue()
+    assert all(LINE.match(line) for line in lines)
+    assert not LINE.match("warning: skipped checkpoint /w/checkpoints/24: unreadable array data")
 
 
 def test_a_terminal_gets_a_tqdm_bar_and_other_processes_nothing():

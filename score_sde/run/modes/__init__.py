@@ -5,13 +5,15 @@
 - sample: `modes.sample.sample` (unconditional, or with config.condition: class, inpaint,
   colorize)
 - train_classifier: `modes.train_classifier.train_classifier` (noise-conditional classifier)
+- plot: `modes.plot.plot` (the loss curve and the newest sample picture as PNGs under
+  <workdir>/plots; reads only the work directory: the config is not used)
 """
 
 from __future__ import annotations
 
 from score_sde import config as config_lib
 
-MODES = ("train", "eval", "sample", "train_classifier")
+MODES = ("train", "eval", "sample", "train_classifier", "plot")
 
 
 class Preempted(Exception):
@@ -29,11 +31,16 @@ class Preempted(Exception):
 def run(mode: str, config, workdir: str, **kw):
     """Checks `config` (a ConfigDict, dict or typed Config) and runs `mode` in `workdir`.
 
-    Returns what the mode returns (train: the final state). Raises ValueError for bad input,
-    Preempted when a SIGTERM stopped training early.
+    Returns what the mode returns (train: the final state; plot: the paths written). Raises
+    ValueError for bad input, Preempted when a SIGTERM stopped training early. Plot ignores
+    `config` (None is fine): it reads only `workdir`.
     """
     if mode not in MODES:
         raise ValueError(f"--mode={mode!r} is not a mode; use one of {', '.join(MODES)}")
+    if mode == "plot":
+        from score_sde.run.modes.plot import plot
+
+        return plot(workdir, **kw)
     cfg = config if isinstance(config, config_lib.Config) else config_lib.from_config(config)
     match mode:
         case "train":
