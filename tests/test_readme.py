@@ -99,6 +99,8 @@ def _kind(argv: list[str]) -> str:
         return "researcher_path"  # tests/test_researcher_path.py runs (or replaces) these
     if argv[0] == "python" and argv[1].startswith("benchmarks/"):
         return "benchmark"  # test_readme_benchmark_flags_exist
+    if argv[:2] == ["python", "examples/walkthrough.py"]:
+        return "example"  # tests/test_examples.py runs it on a tiny model
     if argv[0] in ("python3", ".", "pip") or argv[:2] == ["python", "-m"] and argv[2] == "pytest":
         return "install"  # the two first commands: .ci/run installs and tests; tests/test_demo.py
     return "unknown"
@@ -178,3 +180,23 @@ def test_readme_benchmark_flags_exist(argv):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for flag in (a.split("=")[0] for a in argv[2:] if a.startswith("--")):
         assert flag in proc.stdout, (flag, proc.stdout[-2000:])
+
+
+def test_published_checkpoint_table():
+    """Every row of the README's published-checkpoint table names a config whose parameter layout
+    tests/test_convert_original.py proves equal to the original's (a randomly initialised
+    checkpoint of that layout converts), and its FID column is a number with its sample size or
+    says why there is none."""
+    import gzip
+    import json
+
+    text = (ROOT / "README.md").read_text()
+    head = "| published checkpoint | `--config=` |"
+    rows = text[text.index(head) :].split("\n\n")[0].splitlines()[2:]
+    fixture = json.load(gzip.open(ROOT / "tests" / "data" / "original_param_trees.json.gz", "rt"))
+    assert len(rows) >= 10
+    for row in rows:
+        name, config_name, _, _, ours = (c.strip() for c in row.strip("|").split("|"))
+        assert f"{config_name}.py" in fixture["configs"], row
+        assert name.split("/")[0] == config_name.split("/")[0], row  # the same SDE
+        assert ours == "not obtainable here" or re.fullmatch(r"[\d.]+ \(\d[\d,]* samples\)", ours)

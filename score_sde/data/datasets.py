@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from score_sde.config import DataConfig
-from score_sde.store import fs, image_io
+from score_sde.store import fs, image_io, quiet
 
 TFDS_DATASETS = ("cifar10", "svhn", "celeba", "celebahq", "lsun")
 OTHER_DATASETS = ("ffhq", "folder", "npz", "digits", "toy/<name>")
@@ -760,12 +760,13 @@ def _tfds_source(name: str, split: str, spec: DataConfig):
     except ImportError as e:
         raise ValueError(f"dataset {name!r} needs tensorflow-datasets; {how}") from e
     try:
-        source = tfds.data_source(
-            tfds_name,
-            split=tfds_split,
-            data_dir=data_dir,
-            download=False,
-        )
+        with quiet.absl_quiet():  # TFDS's own warnings about the missing folder come first else
+            source = tfds.data_source(
+                tfds_name,
+                split=tfds_split,
+                data_dir=data_dir,
+                download=False,
+            )
     except Exception as e:  # tfds raises several types for a missing / non-array_record dataset
         raise ValueError(
             f"TFDS dataset {tfds_name!r} (split {tfds_split!r}) is not prepared as array_record "

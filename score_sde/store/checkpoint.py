@@ -44,7 +44,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from score_sde.store import fs
+from score_sde.store import fs, quiet
 
 SNAPSHOT_DIR = "checkpoints"
 PREEMPTION_DIR = "checkpoints-meta"
@@ -157,26 +157,6 @@ def _abstract(tree, dtypes: dict | None = None):
 # ------------------------------------------------------------------------------- quiet orbax
 
 
-# _quiet and _silenced swap process-wide state (absl's verbosity, sys.stderr, hooks) and put it
-# back: one block at a time in a process, or two threads (an eval thread beside training) could
-# each restore what the other had swapped in, leaving absl muted or stderr captured for good.
-_SWAP_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def _quiet():
-    """absl (orbax) log messages are dropped inside the block (orbax's managers warn about options
-    read-only ones ignore, and log an ERROR for a step whose _CHECKPOINT_METADATA they cannot
-    parse, which `restore` does not need)."""
-    with _SWAP_LOCK:
-        level = logging.get_verbosity()
-        logging.set_verbosity(logging.FATAL)
-        try:
-            yield
-        finally:
-            logging.set_verbosity(level)
-
-
 @contextlib.contextmanager
 def _silenced(settle: float = 0.5, patience: float = 3.0):
     """Keeps orbax's noise about a damaged checkpoint off the terminal: its absl log lines, the
@@ -187,7 +167,7 @@ def _silenced(settle: float = 0.5, patience: float = 3.0):
     Python-level stderr is captured for the block and, after a failure, until nothing more has
     been written for `settle` seconds (at most `patience`); the text goes to absl's debug log.
     Used around reads only (at start-up, when no other thread prints)."""
-    with _SWAP_LOCK:
+    with quiet.SWAP_LOCK:
         with _silenced_unlocked(settle, patience):
             yield
 
@@ -291,7 +271,9 @@ class Checkpoints:
         self._reported: set[str] = set()
         self._saved: dict[str, int] = {}  # path -> step, written by this instance
         self._last_saved: str | None = None
-        with _quiet():  # read-only managers warn about options they ignore
+        # read-only managers warn about options they ignore; orbax logs an ERROR for a step whose
+        # _CHECKPOINT_METADATA it cannot parse, which `restore` does not need
+        with quiet.absl_quiet():
             self._open(workdir, read_only)
 
     def _open(self, workdir: str, read_only: bool) -> None:
