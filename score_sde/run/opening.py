@@ -57,6 +57,7 @@ def open_run(
     lock: the lock file's name (None: no lock, as for sampling); read_only: checkpoints are only
     read; check: raises ValueError before anything is written; total_steps, stream: the log's.
     """
+    wd.refuse_a_file(workdir)
     if read_only and not fs.path(workdir).is_dir():  # nothing to read: create nothing either
         raise ValueError(
             f"--workdir {workdir} does not exist, so it has no checkpoint; train first with "

@@ -21,6 +21,7 @@ def prepare(workdir: str) -> str:
     if not str(workdir).strip():
         raise ValueError("--workdir is empty; pass a directory, e.g. --workdir=./runs/mine")
     path = fs.path(workdir)
+    refuse_a_file(workdir)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write_test_{uuid.uuid4().hex}"  # unique: runs may share a process
@@ -32,6 +33,16 @@ def prepare(workdir: str) -> str:
             "write to, e.g. --workdir=./runs/mine"
         ) from None
     return os.fspath(path)
+
+
+def refuse_a_file(workdir: str) -> None:
+    """One ValueError when `workdir` exists and is not a directory."""
+    path = fs.path(workdir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            f"--workdir {path} is a file, not a directory; pass a directory, e.g. "
+            "--workdir=./runs/mine"
+        )
 
 
 class Additions:
@@ -115,7 +126,7 @@ class RunLock:
             )
             return self
         while True:
-            f = open(self.path, "a+")
+            f = self._open()
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -140,6 +151,28 @@ class RunLock:
         f.flush()
         self._file = f
         return self
+
+    def _open(self):
+        """The lock file opened for appending; one ValueError naming the path and the fix when
+        it is not a plain file this user can write (a directory, a dangling or any symbolic
+        link, another user's file)."""
+        fix = f"remove it (rm -r {self.path}) if no run is using this work directory"
+        if os.path.islink(self.path):
+            target = os.readlink(self.path)
+            what = (
+                "a dangling symbolic link" if not os.path.exists(self.path) else "a symbolic link"
+            )
+            raise ValueError(f"the run lock {self.path} is {what} (to {target}), not a file; {fix}")
+        if os.path.lexists(self.path) and not os.path.isfile(self.path):
+            kind = "a directory" if os.path.isdir(self.path) else "not a regular file"
+            raise ValueError(f"the run lock {self.path} is {kind}; {fix}")
+        try:
+            return open(self.path, "a+")
+        except OSError as e:
+            raise ValueError(
+                f"cannot open the run lock {self.path} ({e.strerror or e}); it may belong to "
+                f"another user: check its owner (ls -l {self.path}), or {fix}"
+            ) from None
 
     def release(self) -> None:
         """Removes the lock file (a run that dies leaves it: stale, reclaimed by the next)."""

@@ -1,0 +1,117 @@
+"""Mistakes an operator makes around a work directory, made as the operator makes them (`mkdir
+run.lock`, `ln -s`, a file where the directory should be), through the real `launch.py`: exit
+status 2, one `error:` line naming the path and the fix, no traceback, and nothing under the
+work directory created, changed or removed. (eval.lock and classifier/run.lock are the same
+RunLock as run.lock.)"""
+
+import concurrent.futures
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from score_sde.store import workdir as wd
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _tree(root: pathlib.Path) -> dict[str, str]:
+    """{relative path: sha1, 'dir' or 'link -> target'} of everything under root."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            out[rel] = f"link -> {os.readlink(path)}"
+        else:
+            out[rel] = "dir" if path.is_dir() else hashlib.sha1(path.read_bytes()).hexdigest()
+    return out
+
+
+def _lock_dir(run: pathlib.Path):
+    (run / "run.lock").mkdir()
+
+
+def _lock_dangling(run: pathlib.Path):
+    (run / "run.lock").symlink_to(run / "gone" / "lock")
+
+
+def _lock_link(run: pathlib.Path):
+    (run / "elsewhere").write_text("")
+    (run / "run.lock").symlink_to(run / "elsewhere")
+
+
+def _workdir_file(run: pathlib.Path):
+    for p in run.iterdir():
+        p.unlink()
+    run.rmdir()
+    run.write_text("I am a file")
+
+
+# (id, how the operator breaks the work directory, mode, what the one error line must contain)
+CASES = [
+    ("run.lock is a directory", _lock_dir, "train", ["the run lock {run}/run.lock is a directory", "rm -r {run}/run.lock"]),
+    ("run.lock dangles", _lock_dangling, "train", ["{run}/run.lock is a dangling symbolic link (to {run}/gone/lock)"]),
+    ("run.lock is a link", _lock_link, "train", ["{run}/run.lock is a symbolic link"]),
+    ("workdir is a file (train)", _workdir_file, "train", ["--workdir {run} is a file, not a directory"]),
+    ("workdir is a file (sample)", _workdir_file, "sample", ["--workdir {run} is a file, not a directory"]),
+]  # fmt: skip
+
+
+def _run(root: pathlib.Path, breaks, mode: str):
+    run = root / "run"
+    run.mkdir(parents=True)
+    breaks(run)
+    before = _tree(root)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "launch.py"), "--config=toy/gmm", f"--workdir={run}",
+         f"--mode={mode}", "--config.training.n_iters=2"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    return run, proc, before, _tree(root)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("operator")
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        futures = {
+            name: pool.submit(_run, root / str(i), breaks, mode)
+            for i, (name, breaks, mode, _) in enumerate(CASES)
+        }
+        return {name: f.result() for name, f in futures.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, breaks, mode, needles", CASES, ids=[c[0] for c in CASES])
+def test_one_line_and_nothing_changed(outcomes, name, breaks, mode, needles):
+    run, proc, before, after = outcomes[name]
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    for needle in needles:
+        assert needle.replace("{run}", str(run)) in lines[0], (needle, lines[0])
+    assert after == before, "the command changed the file system"
+
+
+def test_a_lock_file_of_another_user_is_one_clear_line(tmp_path, monkeypatch):
+    """open() refused (as for a run.lock another user owns, mode 0644: root is never refused, so
+    the refusal is made here)."""
+    (tmp_path / "run.lock").write_text("")
+
+    def refuse(path, mode="r", *a, **k):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(wd, "open", refuse, raising=False)
+    with pytest.raises(ValueError) as e:
+        wd.RunLock(str(tmp_path)).acquire()
+    lock = f"{tmp_path}/run.lock"
+    assert str(e.value) == (
+        f"cannot open the run lock {lock} (Permission denied); it may belong to another user: "
+        f"check its owner (ls -l {lock}), or remove it (rm -r {lock}) if no run is using this "
+        "work directory"
+    )
