@@ -214,6 +214,27 @@ def test_checksums_are_stored_in_the_checkpoint_and_match(trained, reference):
     assert "params.out.kernel.value" in doc["leaves"]
 
 
+def test_a_checkpoint_whose_name_lies_is_skipped(trained, exp, reference, tmp_path):
+    """`mv checkpoints/20 checkpoints/30`: step 30 holds the state of step 20. It is reported and
+    passed over for the newest honest one (24), bit for bit; asked for by name it is refused;
+    nothing is moved or deleted."""
+    workdir = _copy(trained, tmp_path)
+    os.rename(workdir / "checkpoints" / "20", workdir / "checkpoints" / "30")
+    before = _listing(workdir)
+    state, step, lines = _restore(workdir, exp.state_like())
+    assert step == 24 and int(state.step) == 24
+    _assert_equal(state, reference[24])
+    assert len(lines) == 1, lines
+    _one_line(
+        lines[0],
+        f"skipped checkpoint {workdir}/checkpoints/30: its name says step 30 but it holds the "
+        "state of step 20 (renamed or copied by hand?) (nothing was deleted)",
+    )
+    with pytest.raises(checkpoint.DamagedCheckpointError, match="holds the state of step 20"):
+        _restore(workdir, exp.state_like(), 30)
+    assert _listing(workdir) == before
+
+
 def test_stray_empty_directories_are_skipped_and_saving_still_works(
     trained, exp, reference, tmp_path
 ):

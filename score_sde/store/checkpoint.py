@@ -16,7 +16,8 @@ leaves the previous checkpoint intact. `save` refuses a state with NaN, Inf or a
 
 `restore(like)` takes the newest intact checkpoint of either kind: a step directory that is empty
 or stray, has a missing or truncated file, or whose arrays do not match their checksums is
-skipped with one line naming it and the reason, and the next newest is tried. Damage is told
+skipped with one line naming it and the reason, and the next newest is tried; so is one whose
+directory names another step than the state inside holds (renamed or copied by hand). Damage is told
 apart from another config by reading the metadata first: leaves or shapes other than those of
 `like` (in orbax's metadata and the checksum list alike) raise ValueError, without falling back.
 `restore(like, step)` never falls back. Restoring deletes and moves nothing; orbax's own log lines
@@ -108,6 +109,15 @@ def _crc32(a: np.ndarray) -> int:
 def _names(path: str) -> set[str]:
     """The entries of directory `path` (local or remote); OSError if it cannot be listed."""
     return {p.name for p in fs.path(path).iterdir()}
+
+
+def _stored_step(state) -> int | None:
+    """The step a restored state records (a TrainState's `step`), or None if it has none."""
+    step = getattr(state, "step", None)
+    if step is None or np.ndim(step) != 0:
+        return None
+    shards = getattr(step, "addressable_data", None)  # replicated over processes: a local copy
+    return int(np.asarray(shards(0) if shards is not None else step))
 
 
 def checksums(tree) -> dict:
@@ -422,7 +432,8 @@ class Checkpoints:
 
         Returns None when there is no checkpoint. With step=None a damaged checkpoint (empty or
         stray directory, missing or truncated file, checksum mismatch) is skipped with one `warn`
-        line and the next newest is tried; when none is intact, one DamagedCheckpointError (a
+        line and the next newest is tried, and so is one whose directory names another step than
+        the state it holds (a renamed or copied checkpoint); when none is intact, one DamagedCheckpointError (a
         ValueError) names each. An explicit `step` that is damaged raises DamagedCheckpointError.
         A checkpoint written with another config (other leaves or shapes than `like`) raises a
         plain ValueError without trying older ones. Nothing is deleted or moved.
@@ -443,6 +454,15 @@ class Checkpoints:
         for s, path in candidates:
             try:
                 (state, verified), reason = self._restore_path(path, like), None
+                stored = _stored_step(state)
+                if stored is not None and stored != s:
+                    state, reason = (
+                        None,
+                        (
+                            f"its name says step {s} but it holds the state of step {stored} "
+                            "(renamed or copied by hand?)"
+                        ),
+                    )
             except _Damaged as e:
                 state, verified, reason = None, False, str(e)
             if _any_process(reason is not None):  # every process takes the same checkpoint
