@@ -72,6 +72,9 @@ class TrainingConfig:
     loss: str = "dsm"
     P_mean: float = -1.2  # EDM loss: ln sigma ~ N(P_mean, P_std^2)
     P_std: float = 1.2
+    # Resume from a checkpoint of another run or of other model/SDE/data fields on purpose
+    # (fine-tuning from another run's weights); refused otherwise (score_sde.run.identity).
+    allow_foreign_checkpoint: bool = False
 
     def __post_init__(self):
         _one_of("config.training.sde", self.sde, SDES)

@@ -264,8 +264,10 @@ class Checkpoints:
 
     `warn(line)` receives the one line per checkpoint problem (a skipped damaged checkpoint, an
     unverified old one, a damaged one moved aside to be rewritten); default: stderr of process 0.
-    After a restore, `last_restored_step` / `last_restored_path` say which checkpoint was used and
-    `skipped` lists (path, reason) of the newer ones that were not.
+    After a restore, `last_restored_step` / `last_restored_path` say which checkpoint was used,
+    `last_restored_identity` what run wrote it (the `identity` dict its writer set; None for
+    checkpoints written without one), and `skipped` lists (path, reason) of the newer ones that
+    were not. Set `identity` (a JSON-able dict: score_sde.run.identity) to record it in every save.
     """
 
     def __init__(
@@ -276,6 +278,8 @@ class Checkpoints:
         self.warn = warn or _print_warning
         self.last_restored_step: int | None = None
         self.last_restored_path: str | None = None
+        self.last_restored_identity: dict | None = None
+        self.identity: dict | None = None
         self.skipped: list[tuple[str, str]] = []
         self._damaged: dict[str, str] = {}  # path -> reason, found by this instance
         self._reported: set[str] = set()
@@ -379,7 +383,12 @@ class Checkpoints:
             **{
                 STATE_ITEM: ocp.args.StandardSave(state),
                 CHECKSUM_ITEM: ocp.args.JsonSave(
-                    {"format": CHECKSUM_FORMAT, "algorithm": "crc32", "leaves": checksums(state)}
+                    {
+                        "format": CHECKSUM_FORMAT,
+                        "algorithm": "crc32",
+                        "leaves": checksums(state),
+                        **({"run": self.identity} if self.identity is not None else {}),
+                    }
                 ),
             }
         )
@@ -453,7 +462,7 @@ class Checkpoints:
         skipped = []
         for s, path in candidates:
             try:
-                (state, verified), reason = self._restore_path(path, like), None
+                (state, verified, identity), reason = self._restore_path(path, like), None
                 stored = _stored_step(state)
                 if stored is not None and stored != s:
                     state, reason = (
@@ -464,7 +473,7 @@ class Checkpoints:
                         ),
                     )
             except _Damaged as e:
-                state, verified, reason = None, False, str(e)
+                state, verified, identity, reason = None, False, None, str(e)
             if _any_process(reason is not None):  # every process takes the same checkpoint
                 reason = reason or "damaged as read by another process"
                 self._damaged[path] = reason
@@ -480,6 +489,7 @@ class Checkpoints:
                 )
             self.skipped = skipped
             self.last_restored_step, self.last_restored_path = s, path
+            self.last_restored_identity = identity
             return state
         self.skipped = skipped
         if step is not None:
@@ -514,8 +524,9 @@ class Checkpoints:
             self.warn(line)
 
     def _restore_path(self, path: str, like):
-        """(the state in step directory `path`, whether checksums verified it); _Damaged if it
-        cannot be read back intact, ValueError if it was written for another tree than `like`."""
+        """(the state in step directory `path`, whether checksums verified it, the identity of the
+        run that wrote it or None); _Damaged if it cannot be read back intact, ValueError if it
+        was written for another tree than `like`."""
         names, error = _attempt("unreadable directory", lambda: _names(path))
         if error:
             raise _Damaged(error)
@@ -538,7 +549,7 @@ class Checkpoints:
         try:
             with _silenced():
                 saved = self._saved_leaves(checkpointer, path, item)
-                sums = None if legacy else self._read_checksums(checkpointer, path, saved)
+                doc = None if legacy else self._read_checksums(checkpointer, path, saved)
                 self._check_fits(path, saved, like)
                 target = _abstract(like, {n: dtype for n, (_, dtype) in saved.items()})
                 args = ocp.args.Composite(**{item: ocp.args.StandardRestore(target)})
@@ -549,12 +560,12 @@ class Checkpoints:
                     raise _Damaged(error)
         finally:
             checkpointer.close()
-        if sums is not None:
-            self._verify(restored, sums)
+        if doc is not None:
+            self._verify(restored, doc["leaves"])
         state = jax.tree.map(
             lambda x, t: x if x.dtype == t.dtype else x.astype(t.dtype), restored, _abstract(like)
         )
-        return state, sums is not None
+        return state, doc is not None, None if doc is None else doc.get("run")
 
     @staticmethod
     def _saved_leaves(checkpointer, path: str, item: str) -> dict:
@@ -574,19 +585,21 @@ class Checkpoints:
 
     @staticmethod
     def _read_checksums(checkpointer, path: str, saved: dict) -> dict:
+        """The checksum document {"leaves": {name: {shape, dtype, crc32}}, "run": identity?}."""
 
         def read():
             args = ocp.args.Composite(**{CHECKSUM_ITEM: ocp.args.JsonRestore()})
-            sums = checkpointer.restore(path, args=args)[CHECKSUM_ITEM]["leaves"]
-            return sums, {n: (tuple(v["shape"]), jnp.dtype(v["dtype"])) for n, v in sums.items()}
+            doc = checkpointer.restore(path, args=args)[CHECKSUM_ITEM]
+            sums = doc["leaves"]
+            return doc, {n: (tuple(v["shape"]), jnp.dtype(v["dtype"])) for n, v in sums.items()}
 
         value, error = _attempt("missing or unreadable checksums", read)
         if error:
             raise _Damaged(error)
-        sums, listed = value
+        doc, listed = value
         if listed != saved:
             raise _Damaged("its checksums and orbax metadata list different arrays")
-        return sums
+        return doc
 
     @staticmethod
     def _check_fits(path: str, saved: dict, like) -> None:

@@ -3,6 +3,7 @@ eval loss of the EMA parameters and draw EMA sample grids at snapshots."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import jax
@@ -10,8 +11,9 @@ from jax.sharding import Mesh
 
 from score_sde.config import Config
 from score_sde.data import datasets
-from score_sde.run import experiment, loop, parallel, sample_files, train
+from score_sde.run import experiment, identity, loop, parallel, sample_files, train
 from score_sde.run.opening import open_run
+from score_sde.store import fs
 from score_sde.store import workdir as wd
 
 
@@ -36,8 +38,23 @@ def train_and_evaluate(
     with open_run(workdir, total_steps=t.n_iters, stream=stream) as run:  # one run per workdir
         ckpts, log = run.ckpts, run.log
         state = ckpts.restore(exp.state_like())
-        if run.main:  # after the restore: a config that does not fit keeps the run's config.json
-            wd.write_json(os.path.join(run.workdir, "config.json"), cfg.to_dict())
+        stored = ckpts.last_restored_identity if state is not None else None
+        ident = identity.of(cfg, identity.run_id(run.workdir, run.main, adopt=_run_of(stored)))
+        if state is not None:  # another run's checkpoint or other model/SDE/data: refused
+            allowed = identity.check_resume(
+                stored, ident, ckpts.last_restored_path, allow=t.allow_foreign_checkpoint
+            )
+            for line in allowed:
+                log.info(line)
+        ckpts.identity = ident  # recorded in every checkpoint from here on
+        if run.main:  # after the checks: a config that does not fit keeps the run's config.json
+            identity.record(run.workdir, ident["run_id"])
+            config_json = os.path.join(run.workdir, "config.json")
+            if state is not None and fs.path(config_json).exists():
+                before = json.loads(fs.path(config_json).read_text())
+                for line in identity.changed_fields(before, cfg.to_dict()):
+                    log.info(f"resumed with a changed field: {line}")
+            wd.write_json(config_json, cfg.to_dict())
         if state is None:
             state = exp.new_state()
             n = sum(x.size for x in jax.tree.leaves(state.params))
@@ -79,3 +96,7 @@ def train_and_evaluate(
             on_snapshot=snapshot_samples,
         )
     return state, signum
+
+
+def _run_of(stored: dict | None) -> str | None:
+    return None if stored is None else stored.get("run_id")
