@@ -205,6 +205,7 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
         print(f"{config_path}: {cfg.model.name} with {n:,} parameters, mode {FLAGS.mode}")
         return
     from score_sde.run import modes
+    from score_sde.store import fs
 
     try:
         parallel.maybe_initialize_distributed(
@@ -218,6 +219,16 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
         modes.run(FLAGS.mode, cfg, FLAGS.workdir)
     except (ValueError, FloatingPointError) as e:
         fail(str(e))
+    except OSError as e:  # a file of the run (log, samples, results) on a full or read-only disk
+        reason = fs.storage_failure(e)
+        if reason is None:
+            raise
+        free = fs.free_space(e.filename or FLAGS.workdir)
+        space = "" if free is None else f"; {fs.size_text(free)} free there"
+        fail(
+            f"cannot write {e.filename or FLAGS.workdir} ({reason}){space}. Make room (or use "
+            "another --workdir) and rerun the same command; nothing already written was touched"
+        )
     except modes.Preempted as e:
         print(str(e), file=sys.stderr)
         sys.exit(128 + e.signum)

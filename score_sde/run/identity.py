@@ -112,7 +112,8 @@ def check_resume(stored: dict | None, current: dict, path: str, *, allow: bool) 
 
 def changed_fields(before: dict, after: dict) -> list[str]:
     """'section.field: old -> new' for each config field that differs between two config dicts
-    (config.json of the last start and this one)."""
+    (config.json of the last start and this one; tuples and lists are alike, as in JSON)."""
+    before, after = json.loads(json.dumps(before)), json.loads(json.dumps(after))
     out = []
     for section in sorted(set(before) | set(after)):
         a, b = before.get(section), after.get(section)

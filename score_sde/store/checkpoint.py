@@ -32,6 +32,7 @@ import io
 import logging as py_logging
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -59,6 +60,12 @@ ABSURD = 1e30
 
 class _Damaged(Exception):
     """One checkpoint cannot be read back intact; the message is the reason."""
+
+
+class StorageError(ValueError):
+    """A checkpoint could not be written: the disk is full, a quota is reached, the work
+    directory is read-only or gone. One line naming the path, the space free and needed, and the
+    newest intact checkpoint (a ValueError: the launcher prints it and exits 2)."""
 
 
 class DamagedCheckpointError(ValueError):
@@ -291,17 +298,22 @@ class Checkpoints:
             self._open(workdir, read_only)
 
     def _open(self, workdir: str, read_only: bool) -> None:
+        # Saves are synchronous: a failed write (full disk, quota) surfaces in `save` itself, as
+        # one StorageError, instead of as tracebacks from orbax's writer threads while training
+        # goes on. A checkpoint every few thousand steps makes the wait negligible.
+        def options(max_to_keep):
+            return ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep,
+                create=not read_only,
+                read_only=read_only,
+                enable_async_checkpointing=False,
+            )
+
         self.snapshots = ocp.CheckpointManager(
-            os.path.join(workdir, SNAPSHOT_DIR),
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=None, create=not read_only, read_only=read_only
-            ),
+            os.path.join(workdir, SNAPSHOT_DIR), options=options(None)
         )
         self.preemption = ocp.CheckpointManager(
-            os.path.join(workdir, PREEMPTION_DIR),
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, create=not read_only, read_only=read_only
-            ),
+            os.path.join(workdir, PREEMPTION_DIR), options=options(1)
         )
 
     # --------------------------------------------------------------------------- listing
@@ -392,8 +404,9 @@ class Checkpoints:
                 ),
             }
         )
-        manager.save(step, args=args, force=True)
         path = self._path(manager, step)
+        with self._writing():  # also where an earlier (asynchronous) save's failure surfaces
+            manager.save(step, args=args, force=True)
         self._saved[path] = step
         self._last_saved = path
 
@@ -647,8 +660,61 @@ class Checkpoints:
         self.preemption.reload()
 
     def wait(self) -> None:
-        self.snapshots.wait_until_finished()
-        self.preemption.wait_until_finished()
+        """Blocks until pending saves are written; StorageError if one could not be."""
+        with self._writing():
+            self.snapshots.wait_until_finished()
+            self.preemption.wait_until_finished()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Turns a failed write of the storage (full disk, quota, read-only or vanished work
+        directory) into one StorageError; orbax's thread tracebacks stay off the terminal (absl
+        debug log). Pending saves are let finish (or fail) first, so the message names the
+        newest checkpoint really on disk; the partial step directories are removed (orbax
+        never lists them)."""
+        try:
+            with _silenced():
+                try:
+                    yield
+                except Exception as e:
+                    if fs.storage_failure(e) is None:
+                        raise
+                    for manager in (self.snapshots, self.preemption):
+                        with contextlib.suppress(Exception):
+                            manager.wait_until_finished()
+                    raise
+        except Exception as e:
+            reason = fs.storage_failure(e)
+            if reason is None:
+                raise
+            raise StorageError(self._cannot_write(reason, str(e))) from None
+
+    def _cannot_write(self, reason: str, detail: str) -> str:
+        m = re.search(r"/(\d+)\.orbax-checkpoint-tmp", detail)  # orbax writes <step>.orbax-...
+        what = f"checkpoint step {m[1]}" if m else "a checkpoint"
+        finished = []  # (step, path) of the step directories orbax finished (renamed from tmp)
+        for name in (SNAPSHOT_DIR, PREEMPTION_DIR):
+            root = fs.path(os.path.join(self.workdir, name))
+            for p in root.iterdir() if root.is_dir() else ():
+                if ".orbax-checkpoint-tmp" in p.name:  # partial: give the space back
+                    shutil.rmtree(p, ignore_errors=True)
+                elif p.name.isdigit() and self._complete(os.fspath(p)):
+                    finished.append((int(p.name), os.fspath(p)))
+        self._saved = {p: s for p, s in self._saved.items() if (s, p) in finished}
+        self._last_saved = max((s, p) for p, s in self._saved.items())[1] if self._saved else None
+        newest = max(finished)[1] if finished else None
+        free = fs.free_space(self.workdir)
+        space = (
+            "" if free is None else f"; {fs.size_text(free)} free there without its partial files"
+        )
+        need = f", and a checkpoint of this run takes {fs.size_text(fs.tree_size(newest))}"
+        return (
+            f"cannot write {what} in {self.workdir} ({reason}){space}{need if newest else ''}. "
+            "Make room (or give the work directory a larger disk) and rerun the same command: it "
+            "resumes from "
+            + (f"the newest checkpoint, {newest}" if newest else "the start (no checkpoint yet)")
+            + "; nothing already written was touched"
+        )
 
     def close(self) -> None:
         try:

@@ -11,8 +11,11 @@ metrics_log (rewrites its files) and workdir.RunLock (local only).
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import re
+import shutil
 
 import numpy as np
 from etils import epath
@@ -36,8 +39,12 @@ def write_bytes(p, data: bytes) -> None:
         p.write_bytes(data)
         return
     tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, p)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, p)
+    except OSError as e:  # a full disk: no half-written file is left beside the target
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, os.fspath(p)) from e
 
 
 def write_text(p, text: str) -> None:
@@ -55,3 +62,69 @@ def load_npz(p) -> dict[str, np.ndarray]:
     """Every array of the .npz file `p` (read whole)."""
     with np.load(io.BytesIO(path(p).read_bytes()), allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
+
+
+# A failed write the operator fixes on the storage side (space, quota, permissions, a vanished or
+# read-only directory), not in the program.
+_STORAGE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOENT,
+    errno.EIO,
+}
+
+
+def storage_failure(e: BaseException | None) -> str | None:
+    """The OS's reason ('No space left on device', ...) when `e` or an exception it came from is
+    a failed read or write of the storage itself, else None. TensorStore's errors (orbax) carry
+    the errno as [os_error_code='28'] in their message."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
+            return os.strerror(e.errno)
+        m = re.search(r"os_error_code='?(\d+)", str(e))
+        if m and int(m[1]) in _STORAGE_ERRNOS:
+            return os.strerror(int(m[1]))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def size_text(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def free_space(p) -> int | None:
+    """Bytes free for this user on the file system of local path `p` (its nearest existing
+    parent); None for remote paths or when it cannot be told."""
+    if is_remote(p):
+        return None
+    q = os.path.abspath(os.fspath(p))
+    while not os.path.exists(q) and os.path.dirname(q) != q:
+        q = os.path.dirname(q)
+    try:
+        return shutil.disk_usage(q).free
+    except OSError:
+        return None
+
+
+def tree_size(p) -> int:
+    """Bytes of the files under local path `p` (0 if it is missing or remote)."""
+    if is_remote(p):
+        return 0
+    total = 0
+    for root, _, files in os.walk(os.fspath(p)):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total

@@ -6,6 +6,7 @@ checkpoints-meta/<step>, samples/, eval/<step>/, classifier/.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -28,6 +29,11 @@ def prepare(workdir: str) -> str:
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ValueError(
+                f"--workdir {path} is on a full disk ({e.strerror}); make room, or pass a "
+                "directory on another disk"
+            ) from None
         raise ValueError(
             f"--workdir {path} is not writable ({e.strerror or e}); pass a directory you can "
             "write to, e.g. --workdir=./runs/mine"
