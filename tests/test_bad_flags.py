@@ -79,11 +79,14 @@ CASES = [
 
 
 def _tree(root: pathlib.Path) -> dict[str, str]:
-    """{relative path: sha1 or 'dir'} of everything under root."""
+    """{relative path: sha1, 'dir' or 'link -> target'} of everything under root."""
     out = {}
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))
-        out[rel] = "dir" if path.is_dir() else hashlib.sha1(path.read_bytes()).hexdigest()
+        if path.is_symlink():
+            out[rel] = f"link -> {os.readlink(path)}"
+        else:
+            out[rel] = "dir" if path.is_dir() else hashlib.sha1(path.read_bytes()).hexdigest()
     return out
 
 
@@ -123,11 +126,16 @@ def test_the_table_is_large():
 @pytest.mark.parametrize("name, flags, needles", CASES, ids=[c[0] for c in CASES])
 def test_refused_with_one_line_and_nothing_changed(outcomes, name, flags, needles):
     root, proc, before, after = outcomes[name]
+    assert_refused(proc, [n.replace("{root}", str(root)) for n in needles], before, after)
+
+
+def assert_refused(proc, needles: list[str], before: dict, after: dict) -> None:
+    """Exit status 2, no traceback, one `error:` line holding every needle, and the file system
+    (`_tree` before and after) unchanged."""
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
     for needle in needles:
-        needle = needle.replace("{root}", str(root))
         assert needle in lines[0], (needle, lines[0])
     assert after == before, "the command changed the file system"
