@@ -17,8 +17,8 @@ leaves the previous checkpoint intact. `save` refuses a state with NaN, Inf or a
 `restore(like)` takes the newest intact checkpoint of either kind: a step directory that is empty
 or stray, has a missing or truncated file, or whose arrays do not match their checksums is
 skipped with one line naming it and the reason, and the next newest is tried; so is one whose
-directory names another step than the state inside holds (renamed or copied by hand). Damage is told
-apart from another config by reading the metadata first: leaves or shapes other than those of
+directory names another step than the state inside holds (renamed or copied by hand). Damage is
+told apart from another config by reading the metadata first: leaves or shapes other than those of
 `like` (in orbax's metadata and the checksum list alike) raise ValueError, without falling back.
 `restore(like, step)` never falls back. Restoring deletes and moves nothing; orbax's own log lines
 and its reader threads' tracebacks are kept off the terminal (absl `--verbosity=1` shows them).
@@ -183,7 +183,7 @@ def _silenced(settle: float = 0.5, patience: float = 3.0):
 
     Python-level stderr is captured for the block and, after a failure, until nothing more has
     been written for `settle` seconds (at most `patience`); the text goes to absl's debug log.
-    Used around reads only (at start-up, when no other thread prints)."""
+    Used around reads (at start-up) and synchronous saves, when no other thread prints."""
     with quiet.SWAP_LOCK:
         with _silenced_unlocked(settle, patience):
             yield
@@ -405,7 +405,7 @@ class Checkpoints:
             }
         )
         path = self._path(manager, step)
-        with self._writing():  # also where an earlier (asynchronous) save's failure surfaces
+        with self._writing():
             manager.save(step, args=args, force=True)
         self._saved[path] = step
         self._last_saved = path
@@ -455,8 +455,8 @@ class Checkpoints:
         Returns None when there is no checkpoint. With step=None a damaged checkpoint (empty or
         stray directory, missing or truncated file, checksum mismatch) is skipped with one `warn`
         line and the next newest is tried, and so is one whose directory names another step than
-        the state it holds (a renamed or copied checkpoint); when none is intact, one DamagedCheckpointError (a
-        ValueError) names each. An explicit `step` that is damaged raises DamagedCheckpointError.
+        the state it holds (a renamed or copied checkpoint); when none is intact, one
+        DamagedCheckpointError (a ValueError) names each. An explicit `step` that is damaged raises DamagedCheckpointError.
         A checkpoint written with another config (other leaves or shapes than `like`) raises a
         plain ValueError without trying older ones. Nothing is deleted or moved.
         """
@@ -478,12 +478,10 @@ class Checkpoints:
                 (state, verified, identity), reason = self._restore_path(path, like), None
                 stored = _stored_step(state)
                 if stored is not None and stored != s:
-                    state, reason = (
-                        None,
-                        (
-                            f"its name says step {s} but it holds the state of step {stored} "
-                            "(renamed or copied by hand?)"
-                        ),
+                    state = None
+                    reason = (
+                        f"its name says step {s} but it holds the state of step {stored} "
+                        "(renamed or copied by hand?)"
                     )
             except _Damaged as e:
                 state, verified, identity, reason = None, False, None, str(e)
