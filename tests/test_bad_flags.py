@@ -68,6 +68,7 @@ CASES = [
     # work directories that do not exist are not created by a command that only reads them
     ("eval, no workdir", ["--mode=eval", "--workdir={root}/missing"], ["--workdir {root}/missing does not exist", "--mode=train"]),
     ("sample, no workdir", ["--mode=sample", "--workdir={root}/missing"], ["--workdir {root}/missing does not exist"]),
+    ("sample, relative workdir elsewhere", ["--mode=sample", "--workdir=runs/mine"], ["--workdir runs/mine ({root}/cwd/runs/mine) does not exist", "run from the directory it is relative to"]),
     ("unknown mode", ["--mode=serve"], ["--mode='serve' is not a mode"]),
     # a field in the wrong section: the section that has it is named
     ("model field in training", ["--config.training.nf=8"], ["did you mean config.model.nf?"]),

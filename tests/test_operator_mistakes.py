@@ -97,3 +97,26 @@ def test_a_lock_file_of_another_user_is_one_clear_line(tmp_path, monkeypatch):
         f"check its owner (ls -l {lock}), or remove it (rm -r {lock}) if no run is using this "
         "work directory"
     )
+
+
+def test_a_file_system_without_locks_is_said_once_and_the_run_goes_on(
+    tmp_path, monkeypatch, capsys
+):
+    """flock refused as an NFS mount without lockd refuses it (ENOLCK): not "in use by another
+    run", but one note, and the run proceeds without a lock."""
+    import errno
+    import fcntl
+
+    def no_locks(f, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with wd.RunLock(str(tmp_path)):
+        pass
+    assert os.listdir(tmp_path) == []  # no lock file left behind
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"note: no run lock on {tmp_path}/run.lock: its file system has no working file locks "
+        f"({os.strerror(errno.ENOLCK)}; an NFS mount without lockd?); make sure one run at a "
+        "time uses this work directory"
+    ]

@@ -59,9 +59,11 @@ def open_run(
     """
     wd.refuse_a_file(workdir)
     if read_only and not fs.path(workdir).is_dir():  # nothing to read: create nothing either
+        where = "" if fs.is_remote(workdir) or os.path.isabs(workdir) else f" ({fs.path(workdir)})"
         raise ValueError(
-            f"--workdir {workdir} does not exist, so it has no checkpoint; train first with "
-            f"--mode=train --workdir={workdir}"
+            f"--workdir {workdir}{where} does not exist, so it has no checkpoint; train first "
+            f"with --mode=train --workdir={workdir}"
+            + (", or run from the directory it is relative to" if where else "")
         )
     main = parallel.is_main_process()
     target = os.path.join(workdir, subdir) if subdir else workdir

@@ -135,7 +135,18 @@ class RunLock:
             f = self._open()
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):  # no locks on this file system
+                    f.close()
+                    if os.path.getsize(self.path) == 0:  # the empty file open() just made
+                        os.unlink(self.path)
+                    print(
+                        f"note: no run lock on {self.path}: its file system has no working file "
+                        f"locks ({e.strerror}; an NFS mount without lockd?); make sure one run at "
+                        "a time uses this work directory",
+                        file=sys.stderr,
+                    )
+                    return self
                 f.seek(0)
                 holder = _describe_holder(f.read())
                 f.close()
