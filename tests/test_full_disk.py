@@ -19,6 +19,7 @@ from tests.test_checkpoint_faults import (  # noqa: F401 (exp: the module's fixt
     _restore,
     exp,
 )
+from tests.test_progress import LINE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = _flags(**{"training.n_iters": 40})
@@ -52,7 +53,7 @@ def _one_error_line(proc) -> str:
     assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
     for noise in NOISE:
         assert noise not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not LINE.match(ln)]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
     return lines[0]
 

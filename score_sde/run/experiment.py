@@ -187,27 +187,38 @@ class Experiment:
             f"not {method!r}; the few-step samplers serve the unconditional and class tasks"
         )
 
-    def draw(self, run, key: jax.Array, num: int, batch: int, inputs=None) -> Iterator:
+    def draw(
+        self, run, key: jax.Array, num: int, batch: int, inputs=None, desc: str | None = None
+    ) -> Iterator:
         """Yields run(fold_in(key, i), *inputs(rows)) -> (x, nfe) for rounds i = 0, 1, ... of
         `batch` (= round_size) rows until `num` are drawn; rows [batch] are the indices of the
         round's samples (cycling through 0..num-1 in the last round, whose surplus the caller
-        trims). x is a global array sharded over the mesh."""
-        for i in range(-(-num // batch)):
-            rows = np.arange(i * batch, (i + 1) * batch) % num
-            yield run(jax.random.fold_in(key, i), *(inputs(rows) if inputs else ()))
+        trims). x is a global array sharded over the mesh. With `desc`, process 0 shows the
+        progress (store.progress: a bar on a terminal, plain lines in a log)."""
+        from score_sde.store import progress
 
-    def sample_batches(self, params, key, num: int, method: str | None = None, batch=None):
+        shown = desc is not None and parallel.is_main_process()
+        with progress.bar(num, desc or "", self.unit, enabled=shown) as bar:
+            for i in range(-(-num // batch)):
+                rows = np.arange(i * batch, (i + 1) * batch) % num
+                yield run(jax.random.fold_in(key, i), *(inputs(rows) if inputs else ()))
+                bar.update(min(batch, num - i * batch))
+
+    def sample_batches(
+        self, params, key, num: int, method: str | None = None, batch=None, desc=None
+    ):
         """Yields (x, nfe): global arrays [b, *shape] of the unconditional sampler until `num`
-        samples are drawn (the last round's surplus included; trim it)."""
+        samples are drawn (the last round's surplus included; trim it); `desc` as in draw."""
         method = method or self.cfg.sampling.method
         b = self.round_size(num, batch or self.cfg.sampling.batch_size)
         run = unconditional_sampler(self, method, b)
-        yield from self.draw(functools.partial(run, params), key, num, b)
+        yield from self.draw(functools.partial(run, params), key, num, b, desc=desc)
 
-    def sample(self, params, key, num: int, method: str | None = None, batch=None):
-        """`num` samples [num, *shape] (host numpy, on every process) and the sampler's NFE."""
+    def sample(self, params, key, num: int, method: str | None = None, batch=None, desc=None):
+        """`num` samples [num, *shape] (host numpy, on every process) and the sampler's NFE;
+        `desc` shows the progress as in draw."""
         out, nfe = [], 0
-        for x, n in self.sample_batches(params, key, num, method, batch):
+        for x, n in self.sample_batches(params, key, num, method, batch, desc):
             out.append(parallel.to_host(x))
             nfe = n
         return np.concatenate(out)[:num], int(parallel.to_host(nfe))

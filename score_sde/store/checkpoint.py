@@ -685,6 +685,10 @@ class Checkpoints:
             reason = fs.storage_failure(e)
             if reason is None:
                 raise
+            # orbax's failed writer tasks log "Task exception was never retrieved" whenever they
+            # are collected, possibly after this block: the run ends on this error, so asyncio's
+            # logger stays off for the rest of the process
+            py_logging.getLogger("asyncio").disabled = True
             raise StorageError(self._cannot_write(reason, str(e))) from None
 
     def _cannot_write(self, reason: str, detail: str) -> str:

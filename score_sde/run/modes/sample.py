@@ -54,7 +54,7 @@ def sample(
         params, step = restore_ema(run.ckpts, exp.state_like(), step)
         if cond.task == "none" and not cond.guided:
             key = jax.random.fold_in(jax.random.fold_in(exp.key(experiment.KEY_SAMPLES), step), 2)
-            x, nfe = exp.sample(params, key, s.num_samples)
+            x, nfe = exp.sample(params, key, s.num_samples, desc=f"sampling {s.method}")
             what = (
                 f"{len(x)} samples from checkpoint {step} with {s.method} "
                 f"({nfe} score evaluations per batch)"
@@ -115,7 +115,8 @@ def _sample_conditional(exp: experiment.Experiment, params, step: int, workdir: 
 
     key = jax.random.fold_in(jax.random.fold_in(exp.key(experiment.KEY_SAMPLES), step), 3)
     out, nfes = [], []
-    for x, n in exp.draw(functools.partial(run, params, cparams), key, num, b, inputs):
+    desc = f"sampling {cfg.sampling.method} ({cond.task})"
+    for x, n in exp.draw(functools.partial(run, params, cparams), key, num, b, inputs, desc):
         out.append(parallel.to_host(x))
         nfes.append(n)
     x, nfe = np.concatenate(out)[:num], nfes[-1]
