@@ -200,9 +200,8 @@ def get_edm_sampler(
 
         def step(i, x):
             s_hat, s_next = grid.hat[i], grid.sigma[i + 1]
-            if (
-                stochastic
-            ):  # x^ = x_i + sqrt(sigma^2 - sigma_i^2) S_noise z, the scale from the host
+            # x^ = x_i + sqrt(sigma^2 - sigma_i^2) S_noise z, the scale from the host (grid.churn)
+            if stochastic:
                 z = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
                 x = x + grid.churn[i] * S_noise * z
             d = slope(x, grid.t_hat[i])

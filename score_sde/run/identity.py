@@ -5,7 +5,7 @@
 
 An identity is {"run_id", "seed", "config_hash", "fields"}: the run id is made at a run's first
 start and kept in <workdir>/run.json; `fields` are the config fields that change the model, the
-SDE or the data (FIELDS), `config_hash` their digest. Resuming from a checkpoint of another run
+SDE or the data (`fields`), `config_hash` their digest. Resuming from a checkpoint of another run
 (another run id: copied in from elsewhere) or of other such fields is refused with one error that
 names both and the flag that allows it on purpose (fine-tuning from another run's weights). Other
 fields (steps, logging, eval and snapshot frequencies, batch size, optimizer) may change on resume;
@@ -85,10 +85,11 @@ def check_resume(stored: dict | None, current: dict, path: str, *, allow: bool) 
     converted from a published one) is accepted as it is."""
     if stored is None:
         return []
+    theirs = stored.get("fields", {})
     differ = [
-        f"{k}: {stored['fields'].get(k)!r} in the checkpoint, {v!r} now"
+        f"{k}: {theirs.get(k)!r} in the checkpoint, {v!r} now"
         for k, v in current["fields"].items()
-        if stored.get("fields", {}).get(k) != v
+        if theirs.get(k) != v
     ]
     problems = []
     if stored.get("run_id") != current["run_id"]:
