@@ -2,6 +2,7 @@
 
     python benchmarks/quality_nfe.py --workdir runs/digits_ddpmpp [--samples 512] [--out DIR]
     python benchmarks/quality_nfe.py --train --workdir runs/digits_ddpmpp   # train it first
+    python benchmarks/quality_nfe.py --train --config configs/digits/flow.py --workdir runs/digits_flow
     python benchmarks/quality_nfe.py --toy [--samples 4096]                 # no training (CPU)
 
 Every cell of GRID, (sampler, budget), draws `--samples` samples in one sampler call with the same
@@ -55,7 +56,7 @@ LABELS = {
     "edm_heun": "EDM Heun",
     "dpmpp_2m": "DPM-Solver++ 2M",
     "dpmpp_3m": "DPM-Solver++ 3M",
-    "ddim": "DDIM",
+    "ddim": "DDIM",  # on a flow path: Euler's method on the velocity ('euler')
 }
 # (method, budget): N noise levels for PC, the tolerance for the ODE, num_steps for the rest.
 GRIDS = {
@@ -260,7 +261,7 @@ def model(workdir: str, num: int, grid, key: jax.Array) -> dict:
     if "confidence" in floor:
         columns["confidence"] = "classifier confidence"
     return {
-        "name": cfg.data.dataset,
+        "name": cfg.data.dataset + ("" if cfg.training.sde == "vpsde" else f"_{cfg.training.sde}"),
         "setting": f"{os.path.basename(os.path.normpath(workdir))} at step {m.step} (EMA), "
         f"{cfg.training.sde}",
         "samples": num,
@@ -327,13 +328,13 @@ def write(result: dict, out: str) -> tuple[str, str]:
     return stem + ".json", stem + ".png"
 
 
-def train(workdir: str, steps: int | None) -> None:
-    """configs/digits/ddpmpp.py trained into `workdir` (its 2,000 steps, or `steps`); resumes
-    (or does nothing) if `workdir` already holds its checkpoints."""
+def train(workdir: str, steps: int | None, config_file: str = "configs/digits/ddpmpp.py") -> None:
+    """`config_file` trained into `workdir` (its steps, or `steps`); resumes (or does nothing) if
+    `workdir` already holds its checkpoints."""
     from score_sde import config
     from score_sde.run import modes
 
-    c = config.load_file(os.path.join(ROOT, "configs/digits/ddpmpp.py"))
+    c = config.load_file(os.path.join(ROOT, config_file))
     if steps:
         c.training.n_iters = c.training.snapshot_freq = steps
     modes.run("train", c, workdir, stream=io.StringIO())
@@ -342,7 +343,10 @@ def train(workdir: str, steps: int | None) -> None:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", help="a trained run: config.json + checkpoints")
-    p.add_argument("--train", action="store_true", help="train configs/digits/ddpmpp.py first")
+    p.add_argument("--train", action="store_true", help="train --config first")
+    p.add_argument(
+        "--config", default="configs/digits/ddpmpp.py", help="with --train: the config file"
+    )
     p.add_argument("--train_steps", type=int, default=0, help="with --train (0: the config's)")
     p.add_argument("--toy", action="store_true", help="the exact-score 2-D mixture instead")
     p.add_argument(
@@ -363,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         if args.train:
             t0 = time.perf_counter()
-            train(args.workdir, args.train_steps)
+            train(args.workdir, args.train_steps, args.config)
             print(f"trained in {time.perf_counter() - t0:.0f} s", flush=True)
         result = model(args.workdir, num, grid, key)
     result["devices"] = f"{jax.device_count()} x {jax.devices()[0].device_kind}"

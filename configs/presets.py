@@ -97,6 +97,55 @@ def edm(config: ml_collections.ConfigDict, *, preconditioning: str = "edm") -> N
     sampling.corrector = "none"
 
 
+def flow_matching(
+    config: ml_collections.ConfigDict, *, path: str = "linear", time_sampling: str = "uniform"
+) -> None:
+    """Flow matching (Lipman et al. 2023; rectified flow, Liu et al. 2023): a velocity network on
+    the path x_t = (1 - t) x_0 + t z ('linear'; sde 'flow') or cos / sin ('cosine'; sde
+    'cosine_flow'), the conditional flow-matching loss with t uniform or 'logit_normal', and
+    Euler's method on the velocity ('euler', DDIM: 50 uniform steps in t). Needs a positional
+    time embedding; images belong in [-1, 1] (data.centered), the scale of the noise."""
+    training = config.training
+    training.sde = "flow" if path == "linear" else "cosine_flow"
+    training.continuous = True
+    training.reduce_mean = True
+    training.loss = "flow_matching"
+    training.time_sampling = time_sampling
+    config.model.embedding_type = "positional"
+    sampling = config.sampling
+    sampling.method = "euler"
+    sampling.predictor = "euler_maruyama"
+    sampling.corrector = "none"
+
+
+def consistency(config: ml_collections.ConfigDict, *, teacher: str = "") -> None:
+    """A consistency model (Song et al. 2023) in EDM's sigma 0.002 -> 80 (the VE SDE maps sigma to
+    time for the samplers): consistency training as iCT (Song & Dhariwal 2023: curriculum 10 ->
+    1280 levels, log-normal levels with P_mean -1.1, P_std 2.0, pseudo-Huber loss, no EMA
+    teacher), or with `teacher` (a work directory) distillation on 18 levels with Heun teacher
+    steps. One-step sampling by default (config.sampling.num_steps=2: two steps). Needs a
+    positional noise embedding."""
+    training = config.training
+    training.sde = "vesde"
+    training.continuous = True
+    training.reduce_mean = True
+    training.loss = "consistency_distillation" if teacher else "consistency_training"
+    if teacher:
+        training.teacher = teacher
+    training.P_mean = -1.1
+    training.P_std = 2.0
+    model = config.model
+    model.preconditioning = "consistency"
+    model.sigma_min = 0.002
+    model.sigma_max = 80.0
+    model.num_scales = 18  # distillation's levels
+    model.embedding_type = "positional"
+    sampling = config.sampling
+    sampling.method = "consistency"
+    sampling.predictor = "reverse_diffusion"
+    sampling.corrector = "none"
+
+
 def annealed_langevin(config: ml_collections.ConfigDict, *, n_steps_each: int, snr: float) -> None:
     """NCSN's sampler: annealed Langevin dynamics, n_steps_each steps per noise level with the
     step size of signal-to-noise ratio snr, no predictor."""

@@ -1,6 +1,6 @@
 """Few-step samplers for every linear SDE: EDM's Heun sampler (Karras et al. 2022, Algorithm 2),
 DPM-Solver++ 2M / 2S / 3M and its SDE variant 2M-SDE (Lu et al. 2022), DDIM with eta (Song et al.
-2021a).
+2021a), and consistency sampling (Song et al. 2023, Algorithm 1) for consistency models.
 
 One implementation covers VP, sub-VP, VE and any future linear SDE. With the SDE's kernel
 x_t = a(t) x_0 + s(t) z, EDM's scaled coordinates x~ = x / a(t) and sigma = s(t) / a(t) turn its
@@ -31,7 +31,7 @@ from score_sde.sampling import constrain
 from score_sde.sde import SDE
 
 DISCRETIZATIONS = ("edm", "uniform_t", "uniform_lambda")
-METHODS = ("edm_heun", "dpmpp_2m", "dpmpp_2s", "dpmpp_3m", "dpmpp_2m_sde", "ddim")
+METHODS = ("edm_heun", "dpmpp_2m", "dpmpp_2s", "dpmpp_3m", "dpmpp_2m_sde", "ddim", "consistency")
 # Short names accepted wherever a method is named (config, launcher, API).
 ALIASES = {
     "heun": "edm_heun",
@@ -39,12 +39,15 @@ ALIASES = {
     "dpm2s": "dpmpp_2s",
     "dpm3m": "dpmpp_3m",
     "dpm2m_sde": "dpmpp_2m_sde",
+    # DDIM (eta = 0) is Euler's method on dx~/dsigma; on the linear flow path with uniform t it is
+    # exactly Euler's method on the velocity, dx/dt = v (tests/test_flow.py).
+    "euler": "ddim",
 }
 # Each method's own defaults: EDM's 18 steps on its rho-schedule (35 NFE), DPM-Solver++'s steps
 # uniform in lambda, the SDE solver with enough steps to match the distribution, DDIM's 50
 # uniform steps in t.
-DEFAULT_STEPS = {"edm_heun": 18, "dpmpp_2m_sde": 100, "ddim": 50}
-DEFAULT_DISCRETIZATION = {"edm_heun": "edm", "ddim": "uniform_t"}
+DEFAULT_STEPS = {"edm_heun": 18, "dpmpp_2m_sde": 100, "ddim": 50, "consistency": 1}
+DEFAULT_DISCRETIZATION = {"edm_heun": "edm", "ddim": "uniform_t", "consistency": "edm"}
 
 
 def canonical_name(method: str) -> str:
@@ -87,8 +90,9 @@ def sigma_grid(
 
 
 def _coeffs(sde: SDE, x, t):
-    """a(t), std(t) of the SDE at the scalar time t, shaped to broadcast against x [B, ...]."""
-    tt = jnp.full((x.shape[0],), t, x.dtype)
+    """a(t), std(t) of the SDE at the time t (a scalar or [B]), shaped to broadcast against
+    x [B, ...]."""
+    tt = jnp.broadcast_to(jnp.asarray(t, x.dtype), (x.shape[0],))
     a, s = sde.marginal_coeffs(tt)
     bcast = (-1,) + (1,) * (x.ndim - 1)
     return tt, a.reshape(bcast), s.reshape(bcast)
@@ -105,6 +109,16 @@ def denoiser(sde: SDE, score_fn):
         return (xt + s**2 * score_fn(xt, tt)) / a
 
     return D
+
+
+def heun_step(slope, x, sigma, sigma_next, t, t_next):
+    """One Heun step of dx~/dsigma = slope(x~, t) from sigma to sigma_next (scalars, or [B] for
+    one step per example, broadcast against x [B, ...]; t, t_next their times)."""
+    bcast = lambda v: jnp.reshape(v, jnp.shape(v) + (1,) * (x.ndim - jnp.ndim(v)))
+    h = bcast(sigma_next - sigma)
+    d = slope(x, t)
+    d2 = slope(x + h * d, t_next)
+    return x + h * 0.5 * (d + d2)
 
 
 def ode_slope(sde: SDE, score_fn):
@@ -204,10 +218,7 @@ def get_edm_sampler(
             if stochastic:
                 z = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
                 x = x + grid.churn[i] * S_noise * z
-            d = slope(x, grid.t_hat[i])
-            x_euler = x + (s_next - s_hat) * d
-            d2 = slope(x_euler, grid.t[i + 1])
-            return x + (s_next - s_hat) * 0.5 * (d + d2)
+            return heun_step(slope, x, s_hat, s_next, grid.t_hat[i], grid.t[i + 1])
 
         x = jax.lax.fori_loop(0, grid.n - 1, step, x)
         x, last = _finish(sde, D, x, grid, denoise)
@@ -396,6 +407,44 @@ def get_ddim_sampler(
     return sampler
 
 
+def get_consistency_sampler(
+    sde: SDE,
+    shape: tuple[int, ...],
+    *,
+    num_steps: int = 1,
+    discretization: str = "edm",
+    rho: float = 7.0,
+    eps: float = 1e-3,
+    denoise: bool = True,
+    sharding=None,
+):
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1) with the model's D (for a
+    consistency model, its consistency function f: config.model.preconditioning='consistency'):
+
+        x = f(x~_T, tau_0);  then for i >= 1:  x = f(x + sqrt(tau_i^2 - sigma_min^2) z_i, tau_i)
+
+    tau_0 = sigma(T) > tau_1 > ... are the first `num_steps` of num_steps + 1 levels of
+    `discretization` (EDM's rho-schedule by default), sigma_min = sigma(eps). NFE = num_steps.
+    `denoise` is accepted for the common signature; every step ends on a jump to the data."""
+    del denoise
+    if num_steps < 1:
+        raise ValueError(f"config.sampling.num_steps ({num_steps}) must be >= 1 for consistency")
+    levels = sigma_grid(sde, num_steps + 1, discretization, rho=rho, eps=eps)
+    grid = _Grid(sde, levels[:-1])
+    sigma_min = float(levels[-1])
+    noise = np.sqrt(np.maximum(levels[:-1] ** 2 - sigma_min**2, 0.0))
+
+    def sampler(key, score_fn):
+        D = denoiser(sde, score_fn)
+        x = D(_prior(sde, key, shape, sharding), grid.sigma[0], grid.t[0])
+        for i in range(1, grid.n):
+            z = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
+            x = D(x + float(noise[i]) * z, grid.sigma[i], grid.t[i])
+        return x, grid.n
+
+    return sampler
+
+
 def get_sampler(sde: SDE, shape: tuple[int, ...], method: str, **options):
     """The few-step sampler `method` (one of METHODS) with its options: num_steps (0: the
     method's default), discretization ('default': the method's), rho, S_churn, S_tmin, S_tmax,
@@ -421,4 +470,6 @@ def get_sampler(sde: SDE, shape: tuple[int, ...], method: str, **options):
             return get_dpmpp_2m_sde_sampler(sde, shape, **common, **pick("S_noise"))
         case "ddim":
             return get_ddim_sampler(sde, shape, **common, **pick("eta"))
+        case "consistency":
+            return get_consistency_sampler(sde, shape, **common)
     return get_dpmpp_sampler(sde, shape, method.removeprefix("dpmpp_"), **common)

@@ -103,6 +103,30 @@ class GaussianMixture(NamedTuple):
 
         return score_fn
 
+    def velocity_fn(self, sde: SDE):
+        """The exact velocity E[alpha' x_0 + std' z | x_t = x] of x_t = alpha x_0 + std z as
+        `velocity_fn(x [B, ...], t [B])` (x flattened to D): the flow-matching target field.
+
+        Per component, with C = alpha^2 S + std^2 I: E[z | x, k] = std C^-1 (x - alpha mu) and
+        E[x_0 | x, k] = mu + alpha S C^-1 (x - alpha mu), weighted by p_t(k | x); no division
+        by alpha, so it is exact up to t = 1 of a flow path.
+        """
+        lam, u = eig = self.eig()
+
+        def velocity_fn(x, t):
+            flat = x.reshape(x.shape[0], -1)
+            alpha, std = sde.marginal_coeffs(t)
+            d_alpha, d_std = sde.coeff_derivatives(t)
+            logn, scores = self.component_terms(flat, alpha, std, eig)  # scores = -C^-1 (x - a mu)
+            post = jax.nn.softmax(jnp.log(self.weights) + logn, axis=-1)
+            z = -std[:, None, None] * scores
+            s_scores = jnp.einsum("kdj,kj,kej,bke->bkd", u, lam, u, scores)  # S_k scores_k
+            x0 = self.means[None] - alpha[:, None, None] * s_scores
+            v = d_alpha[:, None, None] * x0 + d_std[:, None, None] * z
+            return jnp.einsum("bk,bkd->bd", post, v).reshape(x.shape)
+
+        return velocity_fn
+
     def denoiser_fn(self):
         """The exact denoiser D(x~ [B, ...], sigma [B]) = E[x_0 | x_0 + sigma z = x~]
         = x~ + sigma^2 grad log (p_0 * N(0, sigma^2 I))(x~) (Tweedie; x flattened to D)."""

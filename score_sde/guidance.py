@@ -108,7 +108,7 @@ def with_label_dropout(loss_fn, rate: float, null_label: int):
     if rate == 0.0:
         return loss_fn
 
-    def wrapped(params, key, batch):
+    def wrapped(params, key, batch, **extra):
         if "label" not in batch:
             raise ValueError(
                 "label dropout needs labels in the batch; use a labelled dataset or set the "
@@ -116,8 +116,10 @@ def with_label_dropout(loss_fn, rate: float, null_label: int):
             )
         k_drop, key = jax.random.split(key)
         batch = dict(batch, label=drop_labels(k_drop, batch["label"], rate, null_label))
-        return loss_fn(params, key, batch)
+        return loss_fn(params, key, batch, **extra)
 
+    wrapped.takes_step = getattr(loss_fn, "takes_step", False)
+    wrapped.takes_target = getattr(loss_fn, "takes_target", False)
     return wrapped
 
 

@@ -9,6 +9,9 @@ lambda(t) = std(t)^2 by default, or g(t)^2 with likelihood weighting (Song et al
 estimate can also be importance-sampled: t ~ q(t) proportional to g(t)^2 / std(t)^2, reweighted by
 1 / q(t) so the expectation is unchanged and the variance much lower.
 Sums over data dimensions carry the factor 1/2 of the published code; `reduce_mean` averages instead.
+
+Flow matching (Lipman et al. 2023; Liu et al. 2023) on a flow path (sde.FlowPath) regresses the
+velocity instead: L = E_t E_{x_0, z} || v(x_t, t) - (alpha' x_0 + std' z) ||^2.
 """
 
 from __future__ import annotations
@@ -17,8 +20,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from score_sde.score_fn import ApplyFn, Preconditioning, get_denoiser, get_score_fn
-from score_sde.sde import SDE, VESDE, VPSDE, batch_mul
+from score_sde.score_fn import (
+    ApplyFn,
+    Preconditioning,
+    get_denoiser,
+    get_score_fn,
+    get_velocity_fn,
+)
+from score_sde.sde import SDE, VESDE, VPSDE, FlowPath, batch_mul
+
+TIME_SAMPLINGS = ("uniform", "logit_normal")
 
 
 def _reducer(reduce_mean: bool):
@@ -104,6 +115,63 @@ def get_sde_loss_fn(
             if time_sampler is not None:
                 losses = losses / (q * (sde.T - eps))
         return jnp.mean(losses)
+
+    return loss_fn
+
+
+def flow_times(
+    key: jax.Array,
+    n: int,
+    sde: SDE,
+    *,
+    eps: float,
+    time_sampling: str = "uniform",
+    logit_mean: float = 0.0,
+    logit_std: float = 1.0,
+) -> jax.Array:
+    """Training times t [n] on [eps, T]: uniform, or logit-normal (Esser et al. 2024),
+    t = eps + (T - eps) sigmoid(logit_mean + logit_std n), n ~ N(0, 1)."""
+    if time_sampling == "uniform":
+        return jax.random.uniform(key, (n,), minval=eps, maxval=sde.T)
+    u = jax.nn.sigmoid(logit_mean + logit_std * jax.random.normal(key, (n,)))
+    return eps + (sde.T - eps) * u
+
+
+def get_flow_matching_loss_fn(
+    sde: FlowPath,
+    apply_fn: ApplyFn,
+    *,
+    train: bool = True,
+    reduce_mean: bool = True,
+    time_sampling: str = "uniform",
+    logit_mean: float = 0.0,
+    logit_std: float = 1.0,
+    eps: float = 1e-5,
+):
+    """Conditional flow matching: || v(alpha x_0 + std z, t) - (alpha' x_0 + std' z) ||^2 with the
+    network's velocity v (score_fn.get_velocity_fn), t from `flow_times`. Its minimizer is the
+    marginal velocity E[alpha' x_0 + std' z | x_t] (GaussianMixture.velocity_fn for a mixture)."""
+    if time_sampling not in TIME_SAMPLINGS:
+        raise ValueError(
+            f"config.training.time_sampling ({time_sampling!r}) must be one of {TIME_SAMPLINGS}"
+        )
+    if not 0 < eps < sde.T:
+        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
+    velocity_apply = get_velocity_fn(sde, apply_fn)
+    reduce = _reducer(reduce_mean)
+    times = dict(eps=eps, time_sampling=time_sampling, logit_mean=logit_mean, logit_std=logit_std)
+
+    def loss_fn(params, key, batch):
+        x = batch["x"]
+        k_t, k_z, k_drop = jax.random.split(key, 3)
+        t = flow_times(k_t, x.shape[0], sde, **times).astype(x.dtype)
+        z = jax.random.normal(k_z, x.shape, x.dtype)
+        alpha, std = sde.marginal_coeffs(t)
+        d_alpha, d_std = sde.coeff_derivatives(t)
+        xt = batch_mul(alpha, x) + batch_mul(std, z)
+        target = batch_mul(d_alpha, x) + batch_mul(d_std, z)
+        v = velocity_apply(params, xt, t, train=train, rng=k_drop, class_labels=batch.get("label"))
+        return jnp.mean(reduce(jnp.square(v - target)))
 
     return loss_fn
 
@@ -212,10 +280,30 @@ def get_loss_fn(
     preconditioning: Preconditioning | None = None,
     P_mean: float = -1.2,
     P_std: float = 1.2,
+    time_sampling: str = "uniform",
+    logit_mean: float = 0.0,
+    logit_std: float = 1.0,
 ):
     """The training loss a config asks for (config.training.{loss, continuous, reduce_mean, ...}):
-    objective 'dsm' (denoising score matching, or DDPM / SMLD in discrete time) or 'edm' (EDM's
-    loss; needs a preconditioning)."""
+    objective 'dsm' (denoising score matching, or DDPM / SMLD in discrete time), 'edm' (EDM's
+    loss; needs a preconditioning) or 'flow_matching' (needs a flow path)."""
+    if objective == "flow_matching":
+        if not isinstance(sde, FlowPath) or preconditioning is not None:
+            raise ValueError(
+                "config.training.loss='flow_matching' trains a velocity network on a flow path: "
+                "set config.training.sde to 'flow' or 'cosine_flow' and "
+                "config.model.preconditioning='none'"
+            )
+        if likelihood_weighting or importance_weighting or not continuous:
+            raise ValueError(
+                "config.training.loss='flow_matching' takes no likelihood or importance "
+                "weighting and is continuous-time; set likelihood_weighting=False, "
+                "importance_weighting=False, continuous=True"
+            )
+        return get_flow_matching_loss_fn(
+            sde, apply_fn, train=train, reduce_mean=reduce_mean, time_sampling=time_sampling,
+            logit_mean=logit_mean, logit_std=logit_std, eps=eps,
+        )  # fmt: skip
     if objective == "edm":
         if preconditioning is None:
             raise ValueError(

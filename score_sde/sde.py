@@ -55,6 +55,11 @@ class SDE(abc.ABC):
     def marginal_coeffs(self, t: ArrayLike) -> tuple[jax.Array, jax.Array]:
         """Returns (alpha(t), std(t)) of the perturbation kernel, each shaped like t."""
 
+    def coeff_derivatives(self, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(d alpha / dt, d std / dt), each shaped like t (by forward-mode differentiation here;
+        FlowPath has closed forms). The velocity of x_t = alpha x_0 + std z is alpha' x_0 + std' z."""
+        return jax.jvp(self.marginal_coeffs, (t,), (jnp.ones_like(t),))[1]
+
     def marginal_prob(self, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Mean [B, ...] and std [B] of p_0t(x_t | x_0 = x)."""
         alpha, std = self.marginal_coeffs(t)
@@ -322,6 +327,72 @@ class VESDE(SDE):
         return jnp.zeros_like(x), jnp.sqrt(sigma**2 - adjacent**2)
 
 
+PATHS = ("linear", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowPath(SDE):
+    """The Gaussian probability path of flow matching, x_t = a(t) x_0 + s(t) eps, as an SDE.
+
+    'linear' (rectified flow): a = 1 - t, s = t; 'cosine': a = cos(pi t / 2), s = sin(pi t / 2).
+    The SDE with these marginals has f = a' / a and g^2 = 2 s (s' - f s): for 'linear',
+    f = -1 / (1 - t) and g^2 = 2 t / (1 - t); for 'cosine', f = -(pi / 2) tan(pi t / 2) = -g^2 / 2.
+    Both blow up at t = 1 (a = 0), so time ends at T = t_max < 1, where a(T) is negligible and
+    the prior is taken as N(0, I). A network predicts the velocity v = a' x_0 + s' eps
+    (linear: eps - x_0); score_sde.score_fn converts it.
+    """
+
+    path: str = "linear"
+    t_max: float = 0.999
+    N: int = 1000
+
+    def __post_init__(self):
+        if self.path not in PATHS:
+            raise ValueError(f"FlowPath.path must be one of {PATHS}, got {self.path!r}")
+        if not 0.5 < self.t_max < 1.0:
+            raise ValueError(f"FlowPath.t_max must lie in (0.5, 1), got {self.t_max!r}")
+        _check_positive("FlowPath.N", self.N)
+
+    @property
+    def T(self) -> float:
+        return self.t_max
+
+    def marginal_coeffs(self, t):
+        if self.path == "linear":
+            return 1.0 - t, t
+        return jnp.cos(0.5 * math.pi * t), jnp.sin(0.5 * math.pi * t)
+
+    def coeff_derivatives(self, t):
+        """(a'(t), s'(t)), each shaped like t: the velocity is v = a' x_0 + s' eps."""
+        if self.path == "linear":
+            return -jnp.ones_like(t), jnp.ones_like(t)
+        half_pi = 0.5 * math.pi
+        return -half_pi * jnp.sin(half_pi * t), half_pi * jnp.cos(half_pi * t)
+
+    def sde(self, x, t):
+        if self.path == "linear":
+            f, g2 = -1.0 / (1.0 - t), 2.0 * t / (1.0 - t)
+        else:
+            f = -0.5 * math.pi * jnp.tan(0.5 * math.pi * t)
+            g2 = -2.0 * f
+        return batch_mul(f, x), jnp.sqrt(g2)
+
+    def noise_level(self, t: float) -> float:
+        """sigma = s / a: t / (1 - t) (linear), tan(pi t / 2) (cosine)."""
+        t = float(t)
+        return t / (1.0 - t) if self.path == "linear" else math.tan(0.5 * math.pi * t)
+
+    def time_of_noise_level(self, sigma: float) -> float:
+        sigma = float(sigma)
+        return (
+            sigma / (1.0 + sigma) if self.path == "linear" else math.atan(sigma) / (0.5 * math.pi)
+        )
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+
 def _time_of_integrated_beta(sde: VPSDE | SubVPSDE, b: float) -> float:
     """The t >= 0 with beta_min t + (beta_max - beta_min) t^2 / 2 = b."""
     slope = sde.beta_max - sde.beta_min
@@ -331,7 +402,8 @@ def _time_of_integrated_beta(sde: VPSDE | SubVPSDE, b: float) -> float:
 
 
 def get_sde(name: str, **kwargs) -> SDE:
-    """Builds an SDE from its config name: 'vpsde', 'subvpsde' or 'vesde' (case-insensitive)."""
+    """Builds an SDE from its config name: 'vpsde', 'subvpsde', 'vesde', or the flow-matching paths
+    'flow' (linear) and 'cosine_flow' (case-insensitive)."""
     match name.lower():
         case "vpsde" | "vp":
             return VPSDE(**kwargs)
@@ -339,5 +411,12 @@ def get_sde(name: str, **kwargs) -> SDE:
             return SubVPSDE(**kwargs)
         case "vesde" | "ve":
             return VESDE(**kwargs)
+        case "flow" | "linear_flow":
+            return FlowPath("linear", **kwargs)
+        case "cosine_flow":
+            return FlowPath("cosine", **kwargs)
         case _:
-            raise ValueError(f"unknown SDE {name!r}; valid names: 'vpsde', 'subvpsde', 'vesde'")
+            raise ValueError(
+                f"unknown SDE {name!r}; valid names: 'vpsde', 'subvpsde', 'vesde', 'flow', "
+                "'cosine_flow'"
+            )

@@ -5,12 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from score_sde.gmm import GaussianMixture
-from score_sde.sde import VESDE, VPSDE, SubVPSDE
+from score_sde.sde import VESDE, VPSDE, FlowPath, SubVPSDE
 
 ALL_SDES = {
     "vp": VPSDE(),
     "subvp": SubVPSDE(),
     "ve": VESDE(sigma_min=0.01, sigma_max=50.0),
+    "flow": FlowPath("linear"),  # flow matching's linear path (rectified flow)
 }
 
 

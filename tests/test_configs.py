@@ -68,15 +68,18 @@ SETTINGS = {
     "digits/conditional.py": ("vpsde", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
     "digits/ddpmpp.py": ("vpsde", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
     "digits/edm.py": ("vesde", True, "ncsnpp", 0.99, "reverse_diffusion", "none", 0.16, 1, 200, 80.0),
+    "digits/flow.py": ("flow", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
     "edm/cifar10_ddpmpp_edm.py": ("vesde", True, "ncsnpp", 0.9999, "reverse_diffusion", "none", 0.16, 1, 1000, 80.0),
     "edm/cifar10_ddpmpp_ve.py": ("vesde", True, "ncsnpp", 0.9999, "reverse_diffusion", "none", 0.16, 1, 1000, 80.0),
     "edm/cifar10_ddpmpp_vp.py": ("vesde", True, "ncsnpp", 0.9999, "reverse_diffusion", "none", 0.16, 1, 1000, 80.0),
+    "flow/cifar10_ddpmpp_flow.py": ("flow", True, "ncsnpp", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "subvp/cifar10_ddpm_continuous.py": ("subvpsde", True, "ddpm", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "subvp/cifar10_ddpmpp_continuous.py": ("subvpsde", True, "ncsnpp", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "subvp/cifar10_ddpmpp_deep_continuous.py": ("subvpsde", True, "ncsnpp", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "subvp/cifar10_ncsnpp_continuous.py": ("subvpsde", True, "ncsnpp", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "subvp/cifar10_ncsnpp_deep_continuous.py": ("subvpsde", True, "ncsnpp", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "toy/checkerboard.py": ("vpsde", True, "mlp", 0.99, "reverse_diffusion", "langevin", 0.16, 1, 500, None),
+    "toy/flow.py": ("flow", True, "mlp", 0.99, "euler_maruyama", "none", 0.16, 1, 500, None),
     "toy/eight_gaussians.py": ("vpsde", True, "mlp", 0.99, "reverse_diffusion", "langevin", 0.16, 1, 500, None),
     "toy/gmm.py": ("vpsde", True, "mlp", 0.99, "reverse_diffusion", "langevin", 0.16, 1, 500, None),
     "toy/swiss_roll.py": ("vpsde", True, "mlp", 0.99, "reverse_diffusion", "langevin", 0.16, 1, 500, None),
@@ -123,15 +126,18 @@ DATA_AND_SCHEDULE = {
     "digits/conditional.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "digits/ddpmpp.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "digits/edm.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
+    "digits/flow.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "edm/cifar10_ddpmpp_edm.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
     "edm/cifar10_ddpmpp_ve.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
     "edm/cifar10_ddpmpp_vp.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
+    "flow/cifar10_ddpmpp_flow.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
     "subvp/cifar10_ddpm_continuous.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
     "subvp/cifar10_ddpmpp_continuous.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
     "subvp/cifar10_ddpmpp_deep_continuous.py": ("CIFAR10", None, 32, True, True, 128, 950001, 2e-4),
     "subvp/cifar10_ncsnpp_continuous.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
     "subvp/cifar10_ncsnpp_deep_continuous.py": ("CIFAR10", None, 32, True, True, 128, 950001, 2e-4),
     "toy/checkerboard.py": ("toy/checkerboard", None, 2, False, True, 512, 3000, 2e-3),
+    "toy/flow.py": ("toy/gmm", None, 2, False, True, 512, 3000, 2e-3),
     "toy/eight_gaussians.py": ("toy/eight_gaussians", None, 2, False, True, 512, 3000, 2e-3),
     "toy/gmm.py": ("toy/gmm", None, 2, False, True, 512, 3000, 2e-3),
     "toy/swiss_roll.py": ("toy/swiss_roll", None, 2, False, True, 512, 3000, 2e-3),
@@ -236,7 +242,7 @@ def test_config_passes_the_boundary_and_builds(rel):
     for section in ("training", "sampling", "data", "model", "optim"):
         assert section in config, section
     cfg = config_lib.from_config(config)
-    assert cfg.training.sde in ("vpsde", "subvpsde", "vesde")
+    assert cfg.training.sde in ("vpsde", "subvpsde", "vesde", "flow", "cosine_flow")
     assert cfg.model.dtype in ("float32", "bfloat16")
     assert count(cfg) > 0
 
@@ -259,11 +265,15 @@ def test_config_resolves_to_the_published_settings(rel):
     got = (d.dataset, d.category, d.shape[0], d.centered, t.reduce_mean, t.batch_size, t.n_iters)
     assert got + (cfg.optim.lr,) == DATA_AND_SCHEDULE[rel]
     edm = t.loss == "edm"  # EDM's loss and Heun sampler (configs/edm, digits/edm.py)
+    flow = t.loss == "flow_matching"  # Euler (DDIM) on the velocity (configs/flow, */flow.py)
     assert (s.method, s.noise_removal, s.probability_flow) == (
-        "edm_heun" if edm else "pc",
+        "edm_heun" if edm else "ddim" if flow else "pc",
         True,
         False,
     )
+    assert flow == (t.sde in ("flow", "cosine_flow"))
+    if flow:
+        assert (m.embedding_type, m.preconditioning) == ("positional", "none")
     assert not t.likelihood_weighting and cfg.condition.task == "none"
     assert (m.preconditioning != "none") == edm
     if edm:
@@ -313,8 +323,11 @@ def test_config_writes_no_dead_field(rel):
     family = config_lib.model_class(config.model.name)
     assert not model & DEAD_MODEL_FIELDS[family], f"{family.__name__} never reads these"
     assert not model & {"sigma_begin"}, "NCSN's name of sigma_max"
-    # training.loss names the objective ('edm'); the originals' SDE names there mean nothing
-    assert config.training.get("loss") in (None, "edm") and "tfrecords_path" not in config.data
+    # training.loss names the objective; the originals' SDE names there mean nothing
+    assert (
+        config.training.get("loss") in (None, "edm", "flow_matching")
+        and "tfrecords_path" not in config.data
+    )
     # the SDE's parameters belong to their SDE: VP / sub-VP read beta, VE reads sigma
     if config.training.sde == "vesde":
         assert not model & {"beta_min", "beta_max"}

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from score_sde.config.checks import _finite, _fraction, _one_of, _positive
 
-PRECONDITIONINGS = ("none", "edm", "vp", "ve")
+PRECONDITIONINGS = ("none", "edm", "vp", "ve", "consistency")
 NONLINEARITIES = ("elu", "relu", "lrelu", "swish", "silu")
 DTYPES = ("float32", "bfloat16")
 
@@ -34,7 +34,8 @@ class ModelConfig:
     class_dropout: float = 0.0  # classifier-free guidance: labels -> null with this probability
     dtype: str = "float32"
     # EDM's preconditioning of the network (score_fn.Preconditioning): 'none' (score_sde's own
-    # parameterization), 'edm', 'vp', 've'; sigma_data for 'edm'.
+    # parameterization), 'edm', 'vp', 've', or 'consistency' (a consistency model, its boundary
+    # at sigma_min); sigma_data for 'edm' and 'consistency'.
     preconditioning: str = "none"
     sigma_data: float = 0.5
 

@@ -193,6 +193,14 @@ def _check_across_sections(s: dict) -> None:
                 "config.sampling.predictor='ancestral_sampling' has no probability-flow variant "
                 "(config.sampling.probability_flow=True); use 'reverse_diffusion'"
             )
+    consistency = training.loss.startswith("consistency_")
+    if consistency != (model.preconditioning == "consistency"):
+        raise ValueError(
+            f"config.training.loss ({training.loss!r}) and config.model.preconditioning "
+            f"({model.preconditioning!r}) do not go together: a consistency model sets both "
+            "(loss='consistency_training' or 'consistency_distillation', "
+            "preconditioning='consistency') or neither"
+        )
     if training.loss == "edm" and model.preconditioning == "none":
         raise ValueError(
             "config.training.loss='edm' trains EDM's denoiser: set config.model.preconditioning "

@@ -11,7 +11,10 @@ import dataclasses
 from score_sde.config.checks import _finite, _fraction, _one_of, _positive
 from score_sde.config.families import NONLINEARITIES, ModelConfig
 
-SDES = ("vpsde", "subvpsde", "vesde")
+SDES = ("vpsde", "subvpsde", "vesde", "flow", "cosine_flow")
+FLOWS = ("flow", "cosine_flow")  # flow-matching paths (sde.FlowPath): linear and cosine
+LOSSES = ("dsm", "edm", "flow_matching", "consistency_training", "consistency_distillation")
+CONSISTENCY = LOSSES[3:]  # a consistency model (config.model.preconditioning='consistency')
 DISCRETIZATIONS = ("default", "edm", "uniform_t", "uniform_lambda")
 TASKS = ("none", "class", "inpaint", "colorize")
 GUIDANCE = ("cfg", "classifier")
@@ -67,11 +70,23 @@ class TrainingConfig:
     importance_weighting: bool = False
     n_jitted_steps: int = 1  # optimizer steps per dispatch (lax.scan)
     eval_after_training: bool = False  # run eval mode on the final checkpoint (the toy report)
-    # 'dsm' (denoising score matching; DDPM / SMLD in discrete time) or 'edm' (EDM's loss, with
-    # config.model.preconditioning). The original NCSN configs name their SDE here: that is 'dsm'.
+    # 'dsm' (denoising score matching; DDPM / SMLD in discrete time), 'edm' (EDM's loss, with
+    # config.model.preconditioning) or 'flow_matching' (a velocity network on sde 'flow' or
+    # 'cosine_flow'). The original NCSN configs name their SDE here: that is 'dsm'.
     loss: str = "dsm"
     P_mean: float = -1.2  # EDM loss: ln sigma ~ N(P_mean, P_std^2)
     P_std: float = 1.2
+    # flow matching's t: 'uniform' on [eps, T], or 'logit_normal': sigmoid(N(logit_mean, logit_std^2))
+    time_sampling: str = "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    # consistency models (score_sde.consistency): CT's curriculum s0 -> s1 levels, the
+    # pseudo-Huber c (0: 0.00054 sqrt(dim)); CD's teacher run (a work directory) and its solver
+    ct_s0: int = 10
+    ct_s1: int = 1280
+    huber_c: float = 0.0
+    teacher: str = ""
+    teacher_solver: str = "heun"
     # Resume from a checkpoint of another run or of other model/SDE/data fields on purpose
     # (fine-tuning from another run's weights); refused otherwise (score_sde.run.identity).
     allow_foreign_checkpoint: bool = False
@@ -84,7 +99,56 @@ class TrainingConfig:
                 f"config.training.sde ({self.sde!r}); use 'dsm' (or remove the field)"
             )
         if self.loss not in SDES:
-            _one_of("config.training.loss", self.loss, ("dsm", "edm"))
+            _one_of("config.training.loss", self.loss, LOSSES)
+        from score_sde.losses import TIME_SAMPLINGS
+
+        _one_of("config.training.time_sampling", self.time_sampling, TIME_SAMPLINGS)
+        _finite("config.training.logit_mean", self.logit_mean)
+        _positive("config.training.logit_std", self.logit_std)
+        _positive("config.training.ct_s0", self.ct_s0)
+        if self.ct_s1 < self.ct_s0:
+            raise ValueError(
+                f"config.training.ct_s1 ({self.ct_s1}) must be >= ct_s0 ({self.ct_s0})"
+            )
+        _finite("config.training.huber_c", self.huber_c)
+        if self.huber_c < 0:
+            raise ValueError(f"config.training.huber_c ({self.huber_c}) must be >= 0")
+        _one_of("config.training.teacher_solver", self.teacher_solver, ("heun", "euler"))
+        if (self.loss == "consistency_distillation") != bool(self.teacher):
+            raise ValueError(
+                "config.training.loss='consistency_distillation' distills a trained score model: "
+                "set config.training.teacher to its work directory (and only then)"
+                if not self.teacher
+                else f"config.training.teacher ({self.teacher!r}) is read by "
+                "loss='consistency_distillation' only; remove it or set that loss"
+            )
+        if self.loss in CONSISTENCY and self.sde != "vesde":
+            raise ValueError(
+                f"config.training.loss ({self.loss!r}) trains in EDM's sigma: set "
+                "config.training.sde='vesde' (sigma_min -> sigma_max of config.model)"
+            )
+        if (self.loss == "flow_matching") != (self.sde in FLOWS) and self.loss in (
+            "dsm",
+            "flow_matching",
+        ):
+            raise ValueError(
+                f"config.training.loss ({self.loss!r}) and config.training.sde ({self.sde!r}) "
+                "do not go together: flow matching trains on a flow path; set both "
+                "(loss='flow_matching', sde='flow' or 'cosine_flow') or neither"
+            )
+        if self.time_sampling != "uniform" and self.loss != "flow_matching":
+            raise ValueError(
+                f"config.training.time_sampling ({self.time_sampling!r}) applies to "
+                "loss='flow_matching' only; remove it"
+            )
+        if self.sde in FLOWS and (
+            not self.continuous or self.likelihood_weighting or self.importance_weighting
+        ):
+            raise ValueError(
+                f"config.training.sde ({self.sde!r}) is a continuous-time flow path without "
+                "likelihood weighting: set continuous=True, likelihood_weighting=False, "
+                "importance_weighting=False"
+            )
         _finite("config.training.P_mean", self.P_mean)
         _finite("config.training.P_std", self.P_std)
         _positive("config.training.P_std", self.P_std)
@@ -146,10 +210,10 @@ class SamplingConfig:
         _positive("config.sampling.num_samples", self.num_samples)
         if not 0 < self.eps < 1:
             raise ValueError(f"config.sampling.eps ({self.eps}) must lie in (0, 1)")
-        if self.num_steps < 0 or self.num_steps == 1:
+        if self.num_steps < 0 or (self.num_steps == 1 and self.method != "consistency"):
             raise ValueError(
                 f"config.sampling.num_steps ({self.num_steps}) must be 0 (the method's default) "
-                "or >= 2"
+                "or >= 2 (>= 1 for method 'consistency')"
             )
         for name in ("rho", "S_noise"):
             _finite(f"config.sampling.{name}", getattr(self, name))

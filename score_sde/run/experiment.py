@@ -38,6 +38,8 @@ def make_sde(cfg: Config) -> sde_lib.SDE:
     m = cfg.model
     if cfg.training.sde == "vesde":
         return sde_lib.VESDE(sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=m.num_scales)
+    if cfg.training.sde in ("flow", "cosine_flow"):
+        return sde_lib.get_sde(cfg.training.sde, N=m.num_scales)
     return sde_lib.get_sde(
         cfg.training.sde, beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales
     )
@@ -69,7 +71,11 @@ class Experiment:
         if m.preconditioning == "none":
             return None
         return score_fn_lib.Preconditioning(
-            m.preconditioning, m.sigma_data, beta_min=m.beta_min, beta_max=m.beta_max
+            m.preconditioning,
+            m.sigma_data,
+            beta_min=m.beta_min,
+            beta_max=m.beta_max,
+            sigma_min=m.sigma_min,
         )
 
     @property
@@ -93,7 +99,18 @@ class Experiment:
         from score_sde import guidance
 
         t = self.cfg.training
-        loss_fn = losses_lib.get_loss_fn(
+        if t.loss.startswith("consistency_"):
+            loss_fn = self._consistency_loss_fn(train)
+        else:
+            loss_fn = self._score_loss_fn(train)
+        m = self.cfg.model
+        if train and m.class_dropout:
+            loss_fn = guidance.with_label_dropout(loss_fn, m.class_dropout, m.num_classes)
+        return loss_fn
+
+    def _score_loss_fn(self, train: bool):
+        t = self.cfg.training
+        return losses_lib.get_loss_fn(
             self.sde,
             self.apply_fn,
             continuous=t.continuous,
@@ -101,15 +118,53 @@ class Experiment:
             reduce_mean=t.reduce_mean,
             likelihood_weighting=t.likelihood_weighting,
             importance_weighting=t.importance_weighting,
-            objective="edm" if t.loss == "edm" else "dsm",
+            objective=t.loss if t.loss in ("edm", "flow_matching") else "dsm",
             preconditioning=self.preconditioning,
             P_mean=t.P_mean,
             P_std=t.P_std,
+            time_sampling=t.time_sampling,
+            logit_mean=t.logit_mean,
+            logit_std=t.logit_std,
         )
-        m = self.cfg.model
-        if train and m.class_dropout:
-            loss_fn = guidance.with_label_dropout(loss_fn, m.class_dropout, m.num_classes)
-        return loss_fn
+
+    def _consistency_loss_fn(self, train: bool):
+        """Consistency training, or distillation from config.training.teacher's EMA model."""
+        from score_sde import consistency
+
+        t, m = self.cfg.training, self.cfg.model
+        return consistency.get_consistency_loss_fn(
+            self.apply_fn,
+            self.preconditioning,
+            sigma_max=m.sigma_max,
+            total_steps=t.n_iters,
+            train=train,
+            s0=t.ct_s0,
+            s1=t.ct_s1,
+            P_mean=t.P_mean,
+            P_std=t.P_std,
+            huber_c=t.huber_c,
+            teacher=self.teacher if t.loss == "consistency_distillation" else None,
+            teacher_solver=t.teacher_solver,
+            num_scales=m.num_scales,
+        )
+
+    @functools.cached_property
+    def teacher(self):
+        """(sde, score_fn(x, t)) of config.training.teacher's EMA model (distillation)."""
+        from score_sde import api
+
+        path = self.cfg.training.teacher
+        try:
+            model = api.load(path)
+        except ValueError as e:
+            raise ValueError(f"config.training.teacher: {e}") from None
+        if model.exp.shape != self.shape:
+            raise ValueError(
+                f"config.training.teacher ({path}) models examples of shape "
+                f"{list(model.exp.shape)}, this run's data {list(self.shape)}; distill a "
+                "teacher trained on the same data"
+            )
+        return model.exp.sde, model.score_fn
 
     def state_like(self):
         """The abstract TrainState, replicated: the target checkpoints restore into."""

@@ -8,7 +8,8 @@ start and kept in <workdir>/run.json; `fields` are the config fields that change
 SDE or the data (`fields`), `config_hash` their digest. Resuming from a checkpoint of another run
 (another run id: copied in from elsewhere) or of other such fields is refused with one error that
 names both and the flag that allows it on purpose (fine-tuning from another run's weights). Other
-fields (steps, logging, eval and snapshot frequencies, batch size, optimizer) may change on resume;
+fields (steps, logging, eval and snapshot frequencies, batch size, optimizer) may change on resume
+(but for consistency training the step count, which sets its curriculum);
 `changed_fields` lists them for the log.
 """
 
@@ -41,6 +42,8 @@ def fields(cfg: Config) -> dict:
     out.update({f"model.{k}": v for k, v in d["model"].items()})
     out.update({f"data.{k}": d["data"][k] for k in _DATA})
     out.update({f"training.{k}": d["training"][k] for k in _TRAINING})
+    if cfg.training.loss == "consistency_training":  # the curriculum N(k) is set by these
+        out.update({f"training.{k}": d["training"][k] for k in ("n_iters", "ct_s0", "ct_s1")})
     return json.loads(json.dumps(out))  # tuples -> lists, as they come back from a checkpoint
 
 

@@ -79,8 +79,13 @@ def step_key(state: TrainState) -> jax.Array:
 
 
 def train_step(state: TrainState, batch, *, loss_fn: LossFn, tx, ema_rate: float):
-    """One optimizer step; returns (new state, {'loss', 'grad_norm'})."""
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, step_key(state), batch)
+    """One optimizer step; returns (new state, {'loss', 'grad_norm'}). A loss with a curriculum
+    (`loss_fn.takes_step`: consistency training) also gets the step, and one with a target
+    network (`loss_fn.takes_target`: consistency distillation) the EMA parameters."""
+    extra = {"step": state.step} if getattr(loss_fn, "takes_step", False) else {}
+    if getattr(loss_fn, "takes_target", False):
+        extra["target"] = state.ema_params
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, step_key(state), batch, **extra)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = jax.tree.map(lambda e, p: ema_rate * e + (1.0 - ema_rate) * p, state.ema_params, params)
