@@ -14,8 +14,11 @@ Training pairs adjacent levels sigma_n < sigma_{n+1} of EDM's rho-grid and minim
   min(s0 2^floor(k / K'), s1) + 1 levels at step k of K (K' = floor(K / (log2(s1 / s0) + 1))),
   n drawn from the log-normal over sigma (P_mean, P_std), lambda = 1 / (sigma_{n+1} - sigma_n).
 Both use the pseudo-Huber distance d = sqrt(||a - b||^2 + c^2) - c (c = 0.00054 sqrt(dim) by
-default) and, as iCT, the student itself under stopgrad as the target (no EMA teacher); the same
-dropout key serves both evaluations. Shapes: x [B, ...]; sigma [B].
+default); the same dropout key serves both evaluations. The target network is, as iCT, the
+student itself under stopgrad for CT, and for CD the run's EMA parameters (the original CD's
+theta^-; `loss_fn.takes_target`: the train step passes them): with the student itself CD drifts
+(on a 2-D mixture its endpoint error grew from 0.5 to 2 over 1000 steps), with the EMA it
+converges (0.05). Shapes: x [B, ...]; sigma [B].
 """
 
 from __future__ import annotations
@@ -106,10 +109,11 @@ def get_consistency_loss_fn(
     teacher_solver: str = "heun",
     num_scales: int = 18,
 ):
-    """`loss_fn(params, key, batch, step=None)` of consistency training, or with `teacher`
-    = (teacher_sde, teacher_score_fn(x, t)) of consistency distillation on `num_scales` fixed
-    levels. `step` (traced) sets CT's curriculum; None is its end (s1 + 1 levels: eval losses).
-    huber_c = 0 takes default_huber_c of the data's dimension. loss_fn.takes_step is True."""
+    """`loss_fn(params, key, batch, step=None, target=None)` of consistency training, or with
+    `teacher` = (teacher_sde, teacher_score_fn(x, t)) of consistency distillation on `num_scales`
+    fixed levels. `step` (traced) sets CT's curriculum; None is its end (s1 + 1 levels: eval
+    losses). `target` (CD) are the target network's params (default: params). huber_c = 0 takes
+    default_huber_c of the data's dimension."""
     if preconditioning.kind != "consistency":
         raise ValueError(
             "a consistency model needs config.model.preconditioning='consistency' (f(x, "

@@ -67,6 +67,7 @@ SETTINGS = {
     "default.py": ("vpsde", True, "mlp", 0.99, "reverse_diffusion", "langevin", 0.16, 1, 500, None),
     "digits/conditional.py": ("vpsde", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
     "digits/ddpmpp.py": ("vpsde", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
+    "digits/consistency.py": ("vesde", True, "ncsnpp", 0.99, "reverse_diffusion", "none", 0.16, 1, 18, 80.0),
     "digits/edm.py": ("vesde", True, "ncsnpp", 0.99, "reverse_diffusion", "none", 0.16, 1, 200, 80.0),
     "digits/flow.py": ("flow", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
     "edm/cifar10_ddpmpp_edm.py": ("vesde", True, "ncsnpp", 0.9999, "reverse_diffusion", "none", 0.16, 1, 1000, 80.0),
@@ -78,6 +79,7 @@ SETTINGS = {
     "subvp/cifar10_ddpmpp_deep_continuous.py": ("subvpsde", True, "ncsnpp", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "subvp/cifar10_ncsnpp_continuous.py": ("subvpsde", True, "ncsnpp", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "subvp/cifar10_ncsnpp_deep_continuous.py": ("subvpsde", True, "ncsnpp", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
+    "toy/consistency.py": ("vesde", True, "mlp", 0.99, "reverse_diffusion", "none", 0.16, 1, 18, 80.0),
     "toy/checkerboard.py": ("vpsde", True, "mlp", 0.99, "reverse_diffusion", "langevin", 0.16, 1, 500, None),
     "toy/flow.py": ("flow", True, "mlp", 0.99, "euler_maruyama", "none", 0.16, 1, 500, None),
     "toy/eight_gaussians.py": ("vpsde", True, "mlp", 0.99, "reverse_diffusion", "langevin", 0.16, 1, 500, None),
@@ -125,6 +127,7 @@ DATA_AND_SCHEDULE = {
     "default.py": ("toy/gmm", None, 2, False, True, 512, 3000, 2e-3),
     "digits/conditional.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "digits/ddpmpp.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
+    "digits/consistency.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "digits/edm.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "digits/flow.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "edm/cifar10_ddpmpp_edm.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
@@ -136,6 +139,7 @@ DATA_AND_SCHEDULE = {
     "subvp/cifar10_ddpmpp_deep_continuous.py": ("CIFAR10", None, 32, True, True, 128, 950001, 2e-4),
     "subvp/cifar10_ncsnpp_continuous.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 2e-4),
     "subvp/cifar10_ncsnpp_deep_continuous.py": ("CIFAR10", None, 32, True, True, 128, 950001, 2e-4),
+    "toy/consistency.py": ("toy/gmm", None, 2, False, True, 512, 3000, 2e-3),
     "toy/checkerboard.py": ("toy/checkerboard", None, 2, False, True, 512, 3000, 2e-3),
     "toy/flow.py": ("toy/gmm", None, 2, False, True, 512, 3000, 2e-3),
     "toy/eight_gaussians.py": ("toy/eight_gaussians", None, 2, False, True, 512, 3000, 2e-3),
@@ -266,8 +270,9 @@ def test_config_resolves_to_the_published_settings(rel):
     assert got + (cfg.optim.lr,) == DATA_AND_SCHEDULE[rel]
     edm = t.loss == "edm"  # EDM's loss and Heun sampler (configs/edm, digits/edm.py)
     flow = t.loss == "flow_matching"  # Euler (DDIM) on the velocity (configs/flow, */flow.py)
+    cm = t.loss.startswith("consistency_")  # one-step consistency sampling (*/consistency.py)
     assert (s.method, s.noise_removal, s.probability_flow) == (
-        "edm_heun" if edm else "ddim" if flow else "pc",
+        "edm_heun" if edm else "ddim" if flow else "consistency" if cm else "pc",
         True,
         False,
     )
@@ -275,8 +280,16 @@ def test_config_resolves_to_the_published_settings(rel):
     if flow:
         assert (m.embedding_type, m.preconditioning) == ("positional", "none")
     assert not t.likelihood_weighting and cfg.condition.task == "none"
-    assert (m.preconditioning != "none") == edm
-    if edm:
+    assert (m.preconditioning != "none") == (edm or cm)
+    if cm:
+        assert (m.preconditioning, m.sigma_min, m.sigma_max, m.embedding_type) == (
+            "consistency",
+            0.002,
+            80.0,
+            "positional",
+        )
+        assert (t.P_mean, t.P_std, cfg.eval.enable_bpd) == (-1.1, 2.0, False)
+    elif edm:
         assert (m.sigma_min, m.sigma_max, m.embedding_type, t.P_mean, t.P_std) == (
             0.002,
             80.0,
@@ -325,7 +338,7 @@ def test_config_writes_no_dead_field(rel):
     assert not model & {"sigma_begin"}, "NCSN's name of sigma_max"
     # training.loss names the objective; the originals' SDE names there mean nothing
     assert (
-        config.training.get("loss") in (None, "edm", "flow_matching")
+        config.training.get("loss") in (None, "edm", "flow_matching", "consistency_training")
         and "tfrecords_path" not in config.data
     )
     # the SDE's parameters belong to their SDE: VP / sub-VP read beta, VE reads sigma
