@@ -3,6 +3,8 @@
     python benchmarks/quality_nfe.py --workdir runs/digits_ddpmpp [--samples 512] [--out DIR]
     python benchmarks/quality_nfe.py --train --workdir runs/digits_ddpmpp   # train it first
     python benchmarks/quality_nfe.py --train --config configs/digits/flow.py --workdir runs/digits_flow
+    python benchmarks/quality_nfe.py --train --config configs/digits/consistency.py \
+        --workdir runs/digits_ct --grid consistency
     python benchmarks/quality_nfe.py --toy [--samples 4096]                 # no training (CPU)
 
 Every cell of GRID, (sampler, budget), draws `--samples` samples in one sampler call with the same
@@ -57,6 +59,7 @@ LABELS = {
     "dpmpp_2m": "DPM-Solver++ 2M",
     "dpmpp_3m": "DPM-Solver++ 3M",
     "ddim": "DDIM",  # on a flow path: Euler's method on the velocity ('euler')
+    "consistency": "Consistency (1 or 2 jumps)",
 }
 # (method, budget): N noise levels for PC, the tolerance for the ODE, num_steps for the rest.
 GRIDS = {
@@ -69,6 +72,7 @@ GRIDS = {
         *[("dpmpp_3m", n) for n in (5, 10, 20)],
         *[("ddim", n) for n in (5, 10, 20, 50)],
     ),
+    "consistency": (("consistency", 1), ("consistency", 2)),  # a consistency model's samplers
     "small": (  # the test's: two budgets per sampler
         *[("pc", n) for n in (25, 200)],
         *[("pc_langevin", n) for n in (25, 100)],

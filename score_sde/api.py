@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
 from collections.abc import Mapping
 
 import jax
@@ -22,10 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from score_sde import likelihood
-from score_sde.config import Config, apply_overrides, from_config
+from score_sde.config import Config
 from score_sde.run import experiment
-from score_sde.store import fs
-from score_sde.store.checkpoint import Checkpoints, restore_ema
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,14 +101,4 @@ def load(
 ) -> Model:
     """The model of `workdir`: its config.json and checkpoint `step` (default: the newest intact
     one). One ValueError naming what is missing."""
-    path = os.path.join(workdir, "config.json")
-    if not fs.path(path).is_file():
-        raise ValueError(
-            f"{path} not found: score_sde.load takes a work directory written by --mode=train "
-            "or by python -m score_sde.convert"
-        )
-    cfg = from_config(apply_overrides(json.loads(fs.path(path).read_text()), overrides or {}))
-    exp = experiment.build(cfg)
-    with Checkpoints(workdir, read_only=True) as ckpts:
-        params, step = restore_ema(ckpts, exp.state_like(), step)
-    return Model(exp, params, step)
+    return Model(*experiment.restore(workdir, step, overrides))

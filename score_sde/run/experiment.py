@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -151,20 +152,18 @@ class Experiment:
     @functools.cached_property
     def teacher(self):
         """(sde, score_fn(x, t)) of config.training.teacher's EMA model (distillation)."""
-        from score_sde import api
-
         path = self.cfg.training.teacher
         try:
-            model = api.load(path)
+            exp, params, _ = restore(path)
         except ValueError as e:
             raise ValueError(f"config.training.teacher: {e}") from None
-        if model.exp.shape != self.shape:
+        if exp.shape != self.shape:
             raise ValueError(
                 f"config.training.teacher ({path}) models examples of shape "
-                f"{list(model.exp.shape)}, this run's data {list(self.shape)}; distill a "
+                f"{list(exp.shape)}, this run's data {list(self.shape)}; distill a "
                 "teacher trained on the same data"
             )
-        return model.exp.sde, model.score_fn
+        return exp.sde, exp.score_fn(params)
 
     def state_like(self):
         """The abstract TrainState, replicated: the target checkpoints restore into."""
@@ -297,6 +296,29 @@ def build(cfg: Config, mesh: Mesh | None = None) -> Experiment:
     apply_fn, init_params = models.abstract_model(cfg.model, cfg.data)
     tx = train.make_optimizer(cfg.optim)
     return Experiment(cfg, mesh, make_sde(cfg), apply_fn, init_params, tx)
+
+
+def restore(workdir: str, step: int | None = None, overrides=None):
+    """(experiment, EMA params, step) of the run in `workdir`: its config.json (with `overrides`
+    as on the command line) and checkpoint `step` (default: the newest intact one). One
+    ValueError naming what is missing."""
+    import json
+
+    from score_sde.config import apply_overrides, from_config
+    from score_sde.store import fs
+    from score_sde.store.checkpoint import Checkpoints, restore_ema
+
+    path = os.path.join(workdir, "config.json")
+    if not fs.path(path).is_file():
+        raise ValueError(
+            f"{path} not found: score_sde.load takes a work directory written by --mode=train "
+            "or by python -m score_sde.convert"
+        )
+    cfg = from_config(apply_overrides(json.loads(fs.path(path).read_text()), overrides or {}))
+    exp = build(cfg)
+    with Checkpoints(workdir, read_only=True) as ckpts:
+        params, step = restore_ema(ckpts, exp.state_like(), step)
+    return exp, params, step
 
 
 def classifier(cfg: Config):
