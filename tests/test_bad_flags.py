@@ -58,7 +58,7 @@ CASES = [
     ("unknown predictor", ["--config.sampling.predictor=heun"], ["config.sampling.predictor ('heun') is not a predictor", "reverse_diffusion"]),
     ("unknown corrector", ["--config.sampling.corrector=hmc"], ["config.sampling.corrector ('hmc') is not a corrector", "langevin"]),
     ("unknown method", ["--config.sampling.method=heunn"], ["config.sampling.method ('heunn')", "edm_heun"]),
-    ("unknown eval sampler", ["--config.eval.samplers=('pc','euler')"], ["each entry of config.eval.samplers ('euler')"]),
+    ("unknown eval sampler", ["--config.eval.samplers=('pc','eulerr')"], ["each entry of config.eval.samplers ('eulerr')"]),
     ("ancestral on sub-VP", ["--config.training.sde=subvpsde", "--config.sampling.predictor=ancestral_sampling"], ["config.sampling.predictor='ancestral_sampling'", "subvpsde"]),
     ("ancestral flow", ["--config.sampling.predictor=ancestral_sampling", "--config.sampling.probability_flow=True"], ["no probability-flow variant"]),
     ("unknown trace", ["--config.eval.hutchinson_type=exactish"], ["config.eval.hutchinson_type ('exactish')"]),
