@@ -206,11 +206,14 @@ def test_sampling_and_likelihood_over_four_devices_equal_one():
     sharding = NamedSharding(mesh, P("data"))
     score = velocity_score_fn(gmm, sde)
     out = {}
-    for name, shard in (("one", None), ("four", sharding)):
-        sampler = fast_sampling.get_sampler(sde, (16, 4), "heun", num_steps=6, sharding=shard)
-        out[name] = jax.jit(sampler, static_argnums=1)(jax.random.key(0), score)[0]
-    assert len(out["four"].sharding.device_set) == 4
-    np.testing.assert_allclose(out["one"], out["four"], rtol=1e-5, atol=1e-5)
+    for method, steps in (("heun", 6), ("consistency", 2)):  # consistency: any model's D
+        for name, shard in (("one", None), ("four", sharding)):
+            sampler = fast_sampling.get_sampler(
+                sde, (16, 4), method, num_steps=steps, sharding=shard
+            )
+            out[name] = jax.jit(sampler, static_argnums=1)(jax.random.key(0), score)[0]
+        assert len(out["four"].sharding.device_set) == 4
+        np.testing.assert_allclose(out["one"], out["four"], rtol=1e-5, atol=1e-5)
     x = gmm.sample(jax.random.key(0), 16)
     fn = jax.jit(likelihood.get_likelihood_fn(sde, eps=1e-5), static_argnums=1)
     one = fn(jax.random.key(1), score, x)[0]
