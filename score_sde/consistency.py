@@ -161,6 +161,7 @@ def get_consistency_loss_fn(
         )  # fmt: skip
         return jnp.mean(weight * pseudo_huber(f_hi, jax.lax.stop_gradient(f_lo), c))
 
-    loss_fn.takes_step = True
-    loss_fn.takes_target = teacher is not None
+    # markers for the train step (score_sde.run.train.train_step): pass the step, and for CD the
+    # EMA parameters as the target network
+    loss_fn.__dict__.update(takes_step=True, takes_target=teacher is not None)
     return loss_fn

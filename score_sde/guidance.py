@@ -19,6 +19,7 @@ are `GaussianMixture.class_log_prob_fn` and `class_score_fn` in score_sde.gmm.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -118,9 +119,8 @@ def with_label_dropout(loss_fn, rate: float, null_label: int):
         batch = dict(batch, label=drop_labels(k_drop, batch["label"], rate, null_label))
         return loss_fn(params, key, batch, **extra)
 
-    wrapped.takes_step = getattr(loss_fn, "takes_step", False)
-    wrapped.takes_target = getattr(loss_fn, "takes_target", False)
-    return wrapped
+    # the markers the train step reads (takes_step, takes_target) go along
+    return functools.update_wrapper(wrapped, loss_fn, assigned=(), updated=("__dict__",))
 
 
 __all__ = [

@@ -211,7 +211,9 @@ def get_score_fn(
         return precond_score_apply
     if isinstance(sde, FlowPath):
         if not continuous:
-            noise_labels(sde, sde.T, continuous=False)  # the error
+            raise ValueError(
+                "a flow path is a continuous-time model; set config.training.continuous=True"
+            )
         velocity_apply = get_velocity_fn(sde, apply_fn)
 
         def flow_score_apply(params, x, t, *, train=False, rng=None, class_labels=None):
