@@ -34,7 +34,6 @@ from score_sde import fast_sampling
 from score_sde.score_fn import ApplyFn, Preconditioning, get_denoiser
 from score_sde.sde import SDE, batch_mul
 
-KINDS = ("consistency_training", "consistency_distillation")
 TEACHER_SOLVERS = ("heun", "euler")
 
 
@@ -143,14 +142,14 @@ def get_consistency_loss_fn(
             probs = level_probabilities(sigmas, n, P_mean, P_std)
             i = jax.random.categorical(k_n, jnp.log(probs), shape=(b,))
             lo, hi = sigmas[i], sigmas[i + 1]
-            x_hi = x + batch_mul(hi, z)
-            x_lo = x + batch_mul(lo, z)
-            weight = 1.0 / (hi - lo)
         else:
             sig = jnp.asarray(sigmas_np, jnp.float32)
             i = jax.random.randint(k_n, (b,), 0, num_scales - 1)
             lo, hi = sig[i], sig[i + 1]
-            x_hi = x + batch_mul(hi, z)
+        x_hi = x + batch_mul(hi, z)
+        if teacher is None:
+            x_lo, weight = x + batch_mul(lo, z), 1.0 / (hi - lo)
+        else:
             x_lo = jax.lax.stop_gradient(step_fn(x_hi, hi, lo, times[i + 1], times[i]))
             weight = jnp.ones_like(lo)
         labels = batch.get("label")

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from score_sde.config.checks import did_you_mean
 from score_sde.config.families import FAMILIES, model_class
-from score_sde.config.sections import _REQUIRED_SECTIONS, SECTIONS, Config
+from score_sde.config.sections import _REQUIRED_SECTIONS, CONSISTENCY, SECTIONS, Config
 
 # Every integer field (steps, sizes, counts, seeds) fits in 32 bits: a larger number is a typo, and
 # would overflow an int32 array far from the config.
@@ -193,7 +193,7 @@ def _check_across_sections(s: dict) -> None:
                 "config.sampling.predictor='ancestral_sampling' has no probability-flow variant "
                 "(config.sampling.probability_flow=True); use 'reverse_diffusion'"
             )
-    consistency = training.loss.startswith("consistency_")
+    consistency = training.loss in CONSISTENCY
     if consistency != (model.preconditioning == "consistency"):
         raise ValueError(
             f"config.training.loss ({training.loss!r}) and config.model.preconditioning "

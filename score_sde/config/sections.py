@@ -113,7 +113,9 @@ class TrainingConfig:
         _finite("config.training.huber_c", self.huber_c)
         if self.huber_c < 0:
             raise ValueError(f"config.training.huber_c ({self.huber_c}) must be >= 0")
-        _one_of("config.training.teacher_solver", self.teacher_solver, ("heun", "euler"))
+        from score_sde.consistency import TEACHER_SOLVERS
+
+        _one_of("config.training.teacher_solver", self.teacher_solver, TEACHER_SOLVERS)
         if (self.loss == "consistency_distillation") != bool(self.teacher):
             raise ValueError(
                 "config.training.loss='consistency_distillation' distills a trained score model: "

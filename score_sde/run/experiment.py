@@ -29,6 +29,7 @@ from score_sde import losses as losses_lib
 from score_sde import score_fn as score_fn_lib
 from score_sde import sde as sde_lib
 from score_sde.config import Config
+from score_sde.config.sections import CONSISTENCY, FLOWS
 from score_sde.run import parallel, train
 
 KEY_INIT, KEY_EVAL_LOSS, KEY_SAMPLES, KEY_LIKELIHOOD = range(4)
@@ -39,7 +40,7 @@ def make_sde(cfg: Config) -> sde_lib.SDE:
     m = cfg.model
     if cfg.training.sde == "vesde":
         return sde_lib.VESDE(sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=m.num_scales)
-    if cfg.training.sde in ("flow", "cosine_flow"):
+    if cfg.training.sde in FLOWS:
         return sde_lib.get_sde(cfg.training.sde, N=m.num_scales)
     return sde_lib.get_sde(
         cfg.training.sde, beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales
@@ -100,7 +101,7 @@ class Experiment:
         from score_sde import guidance
 
         t = self.cfg.training
-        if t.loss.startswith("consistency_"):
+        if t.loss in CONSISTENCY:
             loss_fn = self._consistency_loss_fn(train)
         else:
             loss_fn = self._score_loss_fn(train)
