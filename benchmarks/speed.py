@@ -17,9 +17,10 @@ highest train img/s ('best'). Each row, on one device of a 1-device ('data',) me
 - forward: one score evaluation s(x, t) (Experiment.score_apply), img/s;
 - lik_ms_per_nfe: one evaluation of the probability-flow ODE's vector field with a Rademacher
   probe (likelihood.drift_and_divergence: drift + v^T J v from one jax.jvp);
-- pc / ode (batch-`--batch` rows only): Experiment's unconditional samplers of the config (PC over
-  --pc_steps steps, i.e. config.model.num_scales = pc_steps for the SDE; the adaptive Tsit5 ODE
-  at rtol = atol = 1e-5) on the untrained network, wall seconds for the batch, ms per step / NFE.
+- pc / ode / heun (batch-`--batch` rows only): Experiment's unconditional samplers of the config
+  (PC over --pc_steps steps, i.e. config.model.num_scales = pc_steps for the SDE; the adaptive
+  Tsit5 ODE at rtol = atol = 1e-5; EDM's Heun on 18 levels, 35 NFE) on the untrained network,
+  wall seconds for the batch, ms per step / NFE.
   The untrained network's output layer is zero-initialized (score = 0), so the ODE's NFE is not a
   trained model's: read its ms per NFE;
 - memory: the train step's executable (arguments + outputs + temporaries - aliased, from XLA's
@@ -54,6 +55,7 @@ CONFIGS = (
     "vp/cifar10_ddpmpp_deep_continuous",
 )
 DTYPES = ("float32", "bfloat16")
+HEUN_LEVELS = 18  # EDM's Heun on 18 noise levels: 35 NFE, EDM's CIFAR-10 budget
 MODES = {
     # mode: configs, dtypes, batch, search, iters, pc_steps, budget_s, overrides
     "full": (CONFIGS, DTYPES, 128, (64, 128, 256, 512), 20, 1000, None, {}),
@@ -205,14 +207,20 @@ class Bench:
         return {"lik_ms_per_nfe": 1e3 * s}
 
     def samplers(self, batch: int) -> dict:
-        """PC over pc_steps steps and the adaptive ODE, one batch each (the second call timed)."""
+        """PC over pc_steps steps, the adaptive ODE and EDM's Heun on 18 levels (35 NFE), one
+        batch each (the second call timed)."""
         from score_sde.run import experiment
 
         out = {}
         pc_exp = dataclasses.replace(
             self.exp, sde=dataclasses.replace(self.exp.sde, N=self.args.pc_steps)
         )
-        for method, exp in (("pc", pc_exp), ("ode", self.exp)):
+        cfg = self.exp.cfg
+        heun_cfg = dataclasses.replace(
+            cfg, sampling=dataclasses.replace(cfg.sampling, num_steps=HEUN_LEVELS)
+        )
+        heun_exp = dataclasses.replace(self.exp, cfg=heun_cfg)
+        for method, exp in (("pc", pc_exp), ("ode", self.exp), ("heun", heun_exp)):
             run = experiment.unconditional_sampler(exp, method, batch)
             key = jax.random.key(4)
             t0 = time.perf_counter()
@@ -274,6 +282,7 @@ TABLE = (
     ("pc_ms_per_step", "PC ms/step", 10),
     ("ode_ms_per_nfe", "ODE ms/NFE", 10),
     ("ode_nfe", "ODE NFE", 7),
+    ("heun_s", "Heun35 s", 8),
     ("train_exec_bytes", "step GiB", 8),
     ("device_peak_bytes", "peak GiB", 8),
 )

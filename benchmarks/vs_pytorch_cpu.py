@@ -43,7 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # a script run from anywhere: the configs/ package
 
 
-def _limit_threads(n: int) -> None:
+def limit_threads(n: int) -> None:
     """n threads for both frameworks; must run before jax and torch start their pools."""
     cores = sorted(os.sched_getaffinity(0))
     if n > len(cores):
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default="forward,train,likelihood")
     args = parser.parse_args()
-    _limit_threads(args.threads)
+    limit_threads(args.threads)
 
     try:
         import torch

@@ -144,7 +144,7 @@ def _kind(argv: list[str]) -> str:
         or argv[0] == "wget"
     ):
         return "researcher_path"  # tests/test_researcher_path.py runs (or replaces) these
-    if argv[0] == "python" and argv[1].startswith("benchmarks/"):
+    if argv[0] in ("python", "bash") and argv[1].startswith("benchmarks/"):
         return "benchmark"  # test_readme_benchmark_flags_exist
     if argv[:2] == ["python", "examples/walkthrough.py"]:
         return "example"  # tests/test_examples.py runs it on a tiny model
@@ -223,7 +223,12 @@ def test_readme_convert_commands_parse(tmp_path):
 )
 def test_readme_benchmark_flags_exist(argv):
     """Benchmarks measure (not tests): their README flags must be ones the script accepts."""
-    proc = _run([argv[0], argv[1], "--help"], ROOT, timeout=120)
+    if argv[0] == "bash":
+        import subprocess
+
+        proc = subprocess.run(["bash", argv[1], "--help"], cwd=ROOT, capture_output=True, text=True)
+    else:
+        proc = _run([argv[0], argv[1], "--help"], ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for flag in (a.split("=")[0] for a in argv[2:] if a.startswith("--")):
         assert flag in proc.stdout, (flag, proc.stdout[-2000:])
