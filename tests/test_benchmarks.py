@@ -9,6 +9,7 @@ step does no second loss evaluation or other duplicated network work.
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,19 @@ def test_gpu_script_refuses_unknown_argument():
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: unknown argument --quikc (use --out FILE, --cpu_smoke)"
     )
+
+
+def test_likelihood_solvers_agree_with_the_ports_scipy_rk45():
+    """Two independent adaptive solvers (diffrax Tsit5 on the device, scipy's RK45 as the port
+    uses it) on the same probability-flow field give the same log p within their tolerance's
+    reach and comparable NFE (a solver that stopped early or looped would not)."""
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/likelihood_solvers.py", "--batch", "8"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["max_abs_logp_diff_tsit5_vs_rk45_nats"] < 0.05
+    assert 0.5 < out["nfe_tsit5_over_rk45"] < 2.0
+    assert out["nfe_scipy_rk45"] > 20
