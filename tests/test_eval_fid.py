@@ -164,3 +164,59 @@ def test_a_killed_eval_resumes_at_the_next_round_with_the_same_result(setup, tmp
     assert resumed == reference
     saved = json.load(open(os.path.join(pattern, "results.json")))
     assert saved == json.loads(json.dumps(reference))
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_an_eval_round_resumes_to_the_uninterrupted_result(setup, tmp_path):
+    """Ctrl-C (SIGINT) to `launch.py --mode=eval` once some rounds (bits/dim and FID sampling)
+    are on disk: exit status 130 with one line and no traceback, no results.json; the same command
+    rerun reads the finished rounds back and writes the results of an uninterrupted eval."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, weights, stats, _ = setup
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg_file = tmp_path / "digits_eval.py"
+    cfg_file.write_text(
+        "from tests.test_eval_fid import digits_config\n\n\n"
+        "def get_config():\n"
+        f"    c = digits_config({str(weights)!r}, {str(stats)!r})\n"
+        "    c.eval.num_samples = 40  # 5 sampling rounds of 8, after 2 bits/dim rounds\n"
+        "    return c\n"
+    )
+    config = digits_config(weights, stats)
+    config.eval.num_samples = 40
+    workdir = tmp_path / "run"
+    modes.run("train", config, str(workdir), stream=io.StringIO())
+    shutil.copytree(workdir, tmp_path / "reference")
+    (reference,) = modes.run("eval", config, str(tmp_path / "reference"), stream=io.StringIO())
+
+    argv = [sys.executable, "launch.py", f"--config={cfg_file}", f"--workdir={workdir}",
+            "--mode=eval"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=repo, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    child = subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    eval_dir = os.path.join(workdir, "eval", "2")
+    deadline = time.time() + 300
+    while time.time() < deadline and child.poll() is None:
+        done = [f for _, _, fs in os.walk(eval_dir) for f in fs if f.endswith(".npz")]
+        if len(done) >= 3:
+            break
+        time.sleep(0.05)
+    assert child.poll() is None, child.communicate()[1][-2000:]
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last == "interrupted (SIGINT): stopped before the next checkpoint", stderr[-2000:]
+    assert not os.path.exists(os.path.join(eval_dir, "results.json"))
+
+    rerun = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resumed" in rerun.stdout + rerun.stderr  # finished rounds read back, not recomputed
+    saved = json.load(open(os.path.join(eval_dir, "results.json")))
+    assert saved == json.loads(json.dumps(reference))

@@ -208,7 +208,19 @@ def main(argv=None) -> None:
             arrays = read_folder(args.source, args.size, args.test_fraction)
     except ValueError as e:
         fail(str(e))
-    write(args.out, arrays)
+    try:
+        write(args.out, arrays)
+    except OSError as e:  # full disk, quota, read-only or vanished directory
+        reason = fs.storage_failure(e)
+        if reason is None:
+            raise
+        need = sum(v.nbytes for v in arrays.values())
+        free = fs.free_space(args.out)
+        room = "" if free is None else f", {fs.size_text(free)} free there"
+        fail(
+            f"cannot write --out {args.out} ({reason}): it needs {fs.size_text(need)}{room}. "
+            "Make room (or choose another --out) and rerun; nothing was written"
+        )
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
     print(f"wrote {args.out}: {shapes}")
     print(

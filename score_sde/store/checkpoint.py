@@ -68,6 +68,17 @@ class StorageError(ValueError):
     newest intact checkpoint (a ValueError: the launcher prints it and exits 2)."""
 
 
+def _dir_id(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of a local directory; None if it does not exist or is remote."""
+    if fs.is_remote(path):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class DamagedCheckpointError(ValueError):
     """No intact checkpoint to restore (the one asked for, or any); `damaged` lists
     (path, reason) of those tried. A ValueError, so the launcher prints it as one line."""
@@ -292,6 +303,7 @@ class Checkpoints:
         self._reported: set[str] = set()
         self._saved: dict[str, int] = {}  # path -> step, written by this instance
         self._last_saved: str | None = None
+        self._dir_id = _dir_id(workdir)  # (device, inode) of the work directory as opened
         # read-only managers warn about options they ignore; orbax logs an ERROR for a step whose
         # _CHECKPOINT_METADATA it cannot parse, which `restore` does not need
         with quiet.absl_quiet():
@@ -386,6 +398,13 @@ class Checkpoints:
                 "written. The last good checkpoint is "
                 + (good or "none (no checkpoint yet)")
                 + "; lower config.optim.lr, set config.optim.grad_clip, or check the data"
+            )
+        if self._dir_id is not None and _dir_id(self.workdir) != self._dir_id:
+            raise StorageError(
+                f"the work directory {self.workdir} vanished while this run was using it "
+                f"(removed or moved; step {step} was not saved, and nothing was recreated in its "
+                "place). Put it back (or start afresh in another --workdir) and rerun the same "
+                "command"
             )
         manager = self.snapshots if snapshot else self.preemption
         self._clear_damaged(manager, step, rolling=not snapshot)

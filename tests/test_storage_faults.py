@@ -1,0 +1,117 @@
+"""Storage an operator breaks around a run, made as it happens: a work directory remounted
+read-only between runs, a work directory removed while training, and `prepare` writing onto a
+full disk (a small tmpfs; root only, skipped where mounting is not allowed). Each ends with exit
+status 2 and one `error:` line naming the path, no traceback, and every file written before
+bit-identical; the read-only run resumes, once writable, to the uninterrupted result."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.test_checkpoint_faults import (  # noqa: F401 (exp: the module's fixture)
+    _assert_equal,
+    _listing,
+    _restore,
+    exp,
+)
+from tests.test_full_disk import FLAGS, _fill, _launch, _one_error_line
+from tests.test_prepare import _cifar_archive, _prepare
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _mount(disk, size: str):
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("needs root and permission to mount a tmpfs")
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """A 20 MiB tmpfs at tmp_path/disk."""
+    d = tmp_path / "disk"
+    _mount(d, "20m")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_read_only_work_directory_is_one_line_then_resumes(disk, tmp_path, exp):  # noqa: F811
+    reference = tmp_path / "reference"
+    assert _launch(reference).returncode == 0  # 40 steps, uninterrupted
+    run = disk / "run"
+    first = _launch(run, "--config.training.n_iters=20")
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _listing(run)
+
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    for mode in ("train", "sample"):
+        line = _one_error_line(_launch(run, f"--mode={mode}"))
+        assert str(run) in line and "Read-only file system" in line, line
+    assert _listing(run) == before  # nothing written, nothing removed
+
+    subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+    resumed = _launch(run)  # the same command, once the disk is writable
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from step 20 in {run}" in resumed.stdout
+    final, last, _ = _restore(run, exp.state_like())
+    assert last == 40
+    _assert_equal(final, _restore(reference, exp.state_like())[0])  # = uninterrupted
+    for name, digest in before.items():
+        if name.startswith("checkpoints/"):
+            assert _listing(run)[name] == digest, name  # older snapshots: bit-identical
+
+
+@pytest.mark.slow
+def test_a_work_directory_removed_while_training_stops_with_one_line(tmp_path):
+    run = tmp_path / "run"
+    argv = [sys.executable, "launch.py", "--config=configs/toy/gmm.py", f"--workdir={run}",
+            *FLAGS, "--config.training.n_iters=100000"]  # fmt: skip
+    child = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline and child.poll() is None:
+        if (run / "checkpoints" / "10").is_dir():
+            break
+        time.sleep(0.05)
+    assert child.poll() is None, child.communicate()[1][-3000:]
+    shutil.rmtree(run)  # the operator's `rm -rf` of the run under a live job
+    try:
+        out, err = child.communicate(timeout=240)
+    finally:
+        child.kill()
+    proc = subprocess.CompletedProcess(argv, child.returncode, out, err)
+    line = _one_error_line(proc)
+    assert str(run) in line and "vanished" in line, line
+    assert not run.exists()  # not silently recreated half-empty
+
+
+def test_prepare_onto_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path):
+    d = tmp_path / "disk"
+    _mount(d, "700k")
+    try:
+        _cifar_archive(tmp_path / "small.tar.gz", per_batch=3)
+        _cifar_archive(tmp_path / "big.tar.gz", per_batch=40, seed=1)  # ~600 KiB of images
+        out = d / "cifar10.npz"
+        rc, _, err = _prepare("cifar10", "--source", str(tmp_path / "small.tar.gz"),
+                              "--out", str(out))  # fmt: skip
+        assert rc == 0, err
+        old = out.read_bytes()
+        _fill(d)
+        rc, stdout, err = _prepare("cifar10", "--source", str(tmp_path / "big.tar.gz"),
+                                   "--out", str(out))  # fmt: skip
+        proc = subprocess.CompletedProcess([], rc, stdout, err)
+        line = _one_error_line(proc)
+        assert f"cannot write --out {out} (No space left on device): it needs" in line, line
+        assert "free there" in line and "nothing was written" in line, line
+        assert out.read_bytes() == old  # the previous dataset file is intact
+        assert sorted(os.listdir(d)) == ["cifar10.npz", "filler"]  # no partial file beside it
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
