@@ -90,9 +90,18 @@ class TrainingConfig:
     # Resume from a checkpoint of another run or of other model/SDE/data fields on purpose
     # (fine-tuning from another run's weights); refused otherwise (score_sde.run.identity).
     allow_foreign_checkpoint: bool = False
+    # Snapshots kept in checkpoints/: 0 keeps every one (the original's behaviour); N > 0 keeps
+    # the newest N that this run wrote or restored and verified, deleting older ones after each
+    # successful snapshot (damaged or misnamed ones are left alone).
+    keep_checkpoints: int = 0
 
     def __post_init__(self):
         _one_of("config.training.sde", self.sde, SDES)
+        if self.keep_checkpoints < 0:
+            raise ValueError(
+                f"config.training.keep_checkpoints ({self.keep_checkpoints}) must be >= 0 "
+                "(0 keeps every snapshot)"
+            )
         if self.loss in SDES and self.loss != self.sde:
             raise ValueError(
                 f"config.training.loss ({self.loss!r}) names an SDE other than "

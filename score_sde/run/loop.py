@@ -37,6 +37,7 @@ class Schedule:
     snapshot_freq_for_preemption: int | None = None
     eval_freq: int | None = None
     unit: str = "img"  # what one example is called in the progress line ('pt' for 2-D toys)
+    keep_checkpoints: int = 0  # snapshots kept (0: all; see Checkpoints.retain)
 
     @classmethod
     def of_training(cls, t: TrainingConfig, unit: str = "img") -> Schedule:
@@ -49,6 +50,7 @@ class Schedule:
             t.snapshot_freq_for_preemption,
             t.eval_freq,
             unit,
+            t.keep_checkpoints,
         )
 
     @classmethod
@@ -148,6 +150,9 @@ def run(
             if _crossed(old, step, sch.snapshot_freq) or last:
                 ckpts.save(step, state, snapshot=True)
                 saved = True
+                for path in ckpts.retain(sch.keep_checkpoints):
+                    log.info(f"deleted {path} (config.training.keep_checkpoints = "
+                             f"{sch.keep_checkpoints})")  # fmt: skip
                 if on_snapshot is not None:
                     on_snapshot(state, step)
             elif _crossed(old, step, sch.snapshot_freq_for_preemption):

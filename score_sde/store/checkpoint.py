@@ -429,6 +429,32 @@ class Checkpoints:
         self._saved[path] = step
         self._last_saved = path
 
+    def retain(self, keep: int) -> list[str]:
+        """Keep-last-N: with keep > 0 deletes the snapshots older than the newest `keep` honest
+        ones and returns their paths. Honest means written by this instance (a save that returned)
+        or restored and verified by it; nothing is deleted until `keep` of them exist, so the
+        newest honest checkpoint is never deleted, and damaged, misnamed or foreign ones (found
+        by `restore`) are left alone. keep = 0 deletes nothing."""
+        if keep <= 0:
+            return []
+        root = str(self.snapshots.directory)
+        honest = {s for p, s in self._saved.items() if os.path.dirname(p) == root}
+        if self.last_restored_path and os.path.dirname(self.last_restored_path) == root:
+            honest.add(self.last_restored_step)
+        if len(honest) <= keep:
+            return []
+        cutoff = sorted(honest)[-keep]
+        removed = []
+        for s in self.snapshots.all_steps():
+            path = self._path(self.snapshots, s)
+            if s < cutoff and path not in self._damaged:
+                self.snapshots.delete(s)
+                self._saved.pop(path, None)
+                if path == self.last_restored_path:
+                    self.last_restored_step = self.last_restored_path = None
+                removed.append(path)
+        return sorted(removed)
+
     def _clear_damaged(self, manager, step: int, *, rolling: bool) -> None:
         """Moves aside the damaged step directories that would block saving `step`: the same step,
         and for the rolling slot any newer one (orbax would keep it and drop the new save)."""
