@@ -2,7 +2,7 @@
 the real launcher: nothing partial is left in samples/ (the files are written once, atomically, at
 the end), Ctrl-C exits 130 with one line, and the same command then writes exactly the samples of
 an uninterrupted run (the keys are a function of the checkpoint's step). Interrupted eval rounds:
-tests/test_eval_fid.py (SIGKILL; SIGINT goes through the same resumable rounds)."""
+tests/test_eval_fid.py (SIGKILL, and Ctrl-C through the launcher)."""
 
 import os
 import shutil

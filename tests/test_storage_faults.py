@@ -115,3 +115,28 @@ def test_prepare_onto_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path):
         assert sorted(os.listdir(d)) == ["cifar10.npz", "filler"]  # no partial file beside it
     finally:
         subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def test_a_quota_reached_mid_save_is_one_storage_error_naming_the_newest_checkpoint(tmp_path):
+    """A quota cannot be set up on the test machine: a fake write that fails with EDQUOT, as
+    the file system would report it, stands in for it."""
+    import errno
+
+    import jax.numpy as jnp
+
+    from score_sde.store import checkpoint
+
+    with checkpoint.Checkpoints(str(tmp_path)) as ckpts:
+        ckpts.save(10, {"w": jnp.ones(3)}, snapshot=True)
+        path = str(tmp_path / "checkpoints" / "20")
+
+        def over_quota(*args, **kwargs):
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), path)
+
+        ckpts.snapshots.save = over_quota
+        with pytest.raises(checkpoint.StorageError) as info:
+            ckpts.save(20, {"w": jnp.ones(3)}, snapshot=True)
+    message = str(info.value)
+    assert "\n" not in message and "Disk quota exceeded" in message, message
+    assert str(tmp_path / "checkpoints" / "10") in message, message  # where it will resume from
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]
