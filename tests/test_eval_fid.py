@@ -117,6 +117,18 @@ def test_missing_weights_or_statistics_say_how_to_make_them(setup, missing, tmp_
         assert "--split=train" in message
 
 
+def _wait_for_rounds(child, directory: str, n: int, timeout: float = 300.0) -> None:
+    """Waits until `n` round files (.npz) exist under `directory`; the child must still run."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and child.poll() is None:
+        if sum(f.endswith(".npz") for _, _, fs in os.walk(directory) for f in fs) >= n:
+            break
+        time.sleep(0.05)
+    assert child.poll() is None, child.communicate()[1][-2000:]
+
+
 @pytest.mark.slow
 def test_a_killed_eval_resumes_at_the_next_round_with_the_same_result(setup, tmp_path):
     """Eval in rounds: SIGKILL once some round files exist, rerun: the finished rounds are read
@@ -126,7 +138,6 @@ def test_a_killed_eval_resumes_at_the_next_round_with_the_same_result(setup, tmp
     import subprocess
     import sys
     import textwrap
-    import time
 
     root, weights, stats, _ = setup
     workdir = tmp_path / "run"
@@ -148,13 +159,7 @@ def test_a_killed_eval_resumes_at_the_next_round_with_the_same_result(setup, tmp
     child = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(__file__) + "/..",
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     pattern = os.path.join(workdir, "eval", "2")
-    deadline = time.time() + 240
-    while time.time() < deadline and child.poll() is None:
-        done = [f for d, _, fs in os.walk(pattern) for f in fs if f.startswith("round_")]
-        if len(done) >= 2:
-            break
-        time.sleep(0.05)
-    assert child.poll() is None, child.communicate()[1][-2000:]
+    _wait_for_rounds(child, pattern, 2)
     child.send_signal(signal.SIGKILL)
     child.communicate()
     assert not os.path.exists(os.path.join(pattern, "results.json"))  # killed before the end
@@ -175,7 +180,6 @@ def test_ctrl_c_in_an_eval_round_resumes_to_the_uninterrupted_result(setup, tmp_
     import signal
     import subprocess
     import sys
-    import time
 
     root, weights, stats, _ = setup
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -200,13 +204,7 @@ def test_ctrl_c_in_an_eval_round_resumes_to_the_uninterrupted_result(setup, tmp_
     child = subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     eval_dir = os.path.join(workdir, "eval", "2")
-    deadline = time.time() + 300
-    while time.time() < deadline and child.poll() is None:
-        done = [f for _, _, fs in os.walk(eval_dir) for f in fs if f.endswith(".npz")]
-        if len(done) >= 3:
-            break
-        time.sleep(0.05)
-    assert child.poll() is None, child.communicate()[1][-2000:]
+    _wait_for_rounds(child, eval_dir, 3)
     child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == 130, stderr[-2000:]
