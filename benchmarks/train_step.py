@@ -40,13 +40,6 @@ sys.path.insert(0, ROOT)  # a script run from anywhere: the configs/ package
 from benchmarks.vs_pytorch_cpu import limit_threads  # noqa: E402
 
 
-def _flops(compiled) -> float | None:
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list | tuple):
-        cost = cost[0] if cost else None
-    return (cost or {}).get("flops")
-
-
 def _computations(hlo: str) -> dict[str, list[str]]:
     """HLO text -> {computation name: its instruction lines}."""
     comps: dict[str, list[str]] = {}
@@ -132,6 +125,7 @@ def main() -> None:
     import jax
     import numpy as np
 
+    from benchmarks.speed import _flops
     from score_sde import config
     from score_sde.run import experiment, parallel, train
 
