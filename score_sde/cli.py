@@ -233,7 +233,11 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
         print(str(e), file=sys.stderr)
         sys.exit(128 + e.signum)
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (start-up, eval, sampling)
-        print("interrupted (SIGINT): stopped before the next checkpoint", file=sys.stderr)
+        print(
+            f"interrupted (SIGINT): {FLAGS.mode} stopped; nothing partial was written, and the "
+            "same command resumes from what was finished",
+            file=sys.stderr,
+        )
         sys.exit(128 + 2)
 
 

@@ -210,7 +210,10 @@ def test_ctrl_c_in_an_eval_round_resumes_to_the_uninterrupted_result(setup, tmp_
     assert child.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr, stderr[-3000:]
     last = stderr.strip().splitlines()[-1]
-    assert last == "interrupted (SIGINT): stopped before the next checkpoint", stderr[-2000:]
+    assert last == (
+        "interrupted (SIGINT): eval stopped; nothing partial was written, and the same command "
+        "resumes from what was finished"
+    ), stderr[-2000:]
     assert not os.path.exists(os.path.join(eval_dir, "results.json"))
 
     rerun = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=600)

@@ -62,7 +62,12 @@ def test_a_stopped_sample_run_leaves_nothing_and_reruns_to_the_same_samples(
     if signum == signal.SIGINT:
         assert child.returncode == 130, rest[-3000:]
         lines = [ln for ln in rest.splitlines() if ln.strip() and not LINE.match(ln)]
-        assert lines == ["interrupted (SIGINT): stopped before the next checkpoint"], rest[-3000:]
+        assert lines == [
+            (
+                "interrupted (SIGINT): sample stopped; nothing partial was written, and the same command "
+                "resumes from what was finished"
+            )
+        ], rest[-3000:]
     else:
         assert child.returncode == -signal.SIGKILL
     assert not (workdir / "samples").exists() or os.listdir(workdir / "samples") == []
