@@ -19,16 +19,55 @@ import pytest  # noqa: E402
 # Tests sharing a session-trained run (about a minute of training each) are slow, and go to one
 # xdist worker (`--dist loadgroup`) so that each run is trained once per session.
 _GROUPS = {"trained_digits": "digits", "trained_digits_edm": "digits_edm"}
+# Module fixtures that train or build something (seconds to minutes): the tests of the module that
+# use them go to one worker too, so the fixture is set up once, not once per worker.
+_MODULE_FIXTURES = {
+    "test_api": "toy",
+    "test_bad_flags": "outcomes",
+    "test_checkpoint_faults": "trained",
+    "test_convert_cli": "sources",
+    "test_eval_fid": "setup",
+    "test_interrupted_sampling": "trained",
+    "test_modes": "run",
+    "test_operator_mistakes": "outcomes",
+    "test_package": "installed",
+    "test_quality_nfe": "run",
+    "test_run_identity": "runs",
+}
+
+
+def _group(item) -> tuple[str, bool] | None:
+    """(xdist group, slow) of a test sharing an expensive fixture, else None."""
+    names = getattr(item, "fixturenames", ())
+    for fixture, group in _GROUPS.items():
+        if fixture in names:
+            return group, True
+    module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else ""
+    if _MODULE_FIXTURES.get(module) in names:
+        return module, False
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
 def pytest_collection_modifyitems(items):
     for item in items:
-        for fixture, group in _GROUPS.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(group))
+        found = _group(item)
+        if found is not None:
+            item.add_marker(pytest.mark.xdist_group(found[0]))
+            if found[1]:
                 item.add_marker(pytest.mark.slow)
-                break
+
+
+def pytest_configure(config):
+    """Refuse, at once and in one line, a pytest whose node ids pytest-xdist 3.8 cannot group
+    (pytest-dev/pytest-xdist#1386): `-n 2` would train every shared run on both workers."""
+    version = tuple(int(v) for v in pytest.__version__.split(".")[:2] if v.isdigit())
+    xdist = config.getoption("numprocesses", None) and config.getoption("dist", None) == "loadgroup"
+    if xdist and version >= (9, 2):
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} turns off pytest-xdist's --dist loadgroup (pytest-dev/"
+            "pytest-xdist#1386): pip install -e '.[test]' installs the pytest < 9.2 it needs"
+        )
 
 
 @pytest.fixture(scope="session")
