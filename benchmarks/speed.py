@@ -55,6 +55,8 @@ CONFIGS = (
     "vp/cifar10_ddpmpp_deep_continuous",
 )
 DTYPES = ("float32", "bfloat16")
+# --cpu_smoke's network: two resolutions, one attention (checks the script, measures nothing)
+SMOKE_UNET = {"model.ch_mult": "(1, 2)", "model.attn_resolutions": "(16,)"}
 HEUN_LEVELS = 18  # EDM's Heun on 18 noise levels: 35 NFE, EDM's CIFAR-10 budget
 MODES = {
     # mode: configs, dtypes, batch, search, iters, pc_steps, budget_s, overrides
@@ -68,7 +70,7 @@ MODES = {
         2,
         4,
         300.0,
-        {"model.nf": "16", "model.num_res_blocks": "1"},
+        {"model.nf": "16", "model.num_res_blocks": "1", **SMOKE_UNET},
     ),
 }
 

@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py [--config configs/vp/cifar10_ddpmpp_continuous.py] [--nf 32]
         [--batch 8] [--rounds 5] [--threads 1] [--breakdown]
-    python benchmarks/train_step.py --cpu_smoke      # nf 16, batch 2, 2 rounds: checks it runs
+    python benchmarks/train_step.py --cpu_smoke      # nf 16, 2 levels, batch 2: checks it runs
 
 Timed interleaved (A, B, C, ... per round, `--rounds` rounds, median), after compilation:
 - forward_eval: one score evaluation s(x, t), train=False (what sampling and likelihood call);
@@ -115,7 +115,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, help="CPU threads (default: all this process has)")
     parser.add_argument("--breakdown", action="store_true", help="ms per kind of XLA op")
-    parser.add_argument("--cpu_smoke", action="store_true", help="nf 16, batch 2, 2 rounds")
+    parser.add_argument(
+        "--cpu_smoke", action="store_true", help="nf 16, 2 levels, batch 2, 2 rounds"
+    )
     args = parser.parse_args()
     if args.cpu_smoke:
         args.nf, args.batch, args.rounds = 16, 2, 2
@@ -125,13 +127,13 @@ def main() -> None:
     import jax
     import numpy as np
 
-    from benchmarks.speed import _flops
+    from benchmarks.speed import SMOKE_UNET, _flops
     from score_sde import config
     from score_sde.run import experiment, parallel, train
 
     overrides = {"model.nf": str(args.nf), "training.batch_size": str(args.batch)}
     if args.cpu_smoke:
-        overrides["model.num_res_blocks"] = "1"
+        overrides |= {"model.num_res_blocks": "1", **SMOKE_UNET}
     cfg = config.load(os.path.join(ROOT, args.config), overrides)
     exp = experiment.build(cfg, parallel.make_mesh(1))
     loss_fn = exp.loss_fn(train=True)

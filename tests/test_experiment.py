@@ -91,3 +91,17 @@ def test_each_family_runs_a_train_step_through_the_launcher(family, images, tmp_
     )
     assert max(jax.tree.leaves(moved)) > 0
     assert json.load(open(tmp_path / "config.json"))["model"]["name"] == cfg.model.name
+
+
+def test_new_state_compiles_its_init_once():
+    """A second new_state() reuses the first one's compiled init (it cost a compile per call: four
+    in benchmarks/train_step.py) and gives the same state bit for bit."""
+    cfg = config.load(str(ROOT / "configs/toy/gmm.py"))
+    exp = experiment.build(cfg, parallel.make_mesh(1))
+    first, second = exp.new_state(), exp.new_state()
+    assert exp._init_state._cache_size() == 1
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second), strict=True):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert experiment.build(cfg, parallel.make_mesh(1))._init_state is not exp._init_state

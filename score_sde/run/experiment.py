@@ -170,8 +170,13 @@ class Experiment:
         """The abstract TrainState, replicated: the target checkpoints restore into."""
         return train.state_like(self.init_params, self.tx, self.mesh)
 
+    @functools.cached_property
+    def _init_state(self):
+        return train.make_init_state(self.init_params, self.tx, self.mesh)
+
     def new_state(self):
-        return train.make_init_state(self.init_params, self.tx, self.mesh)(self.key(KEY_INIT))
+        """A fresh TrainState from the config's seed (its init is compiled once per Experiment)."""
+        return self._init_state(self.key(KEY_INIT))
 
     def train_steps(self):
         return train.make_train_steps(
