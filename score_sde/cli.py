@@ -24,6 +24,7 @@ or --coordinator=auto where JAX detects the cluster (SLURM, TPU pods, Open MPI).
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -207,6 +208,10 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
     from score_sde.run import modes
     from score_sde.store import fs
 
+    # Ctrl-C (SIGINT) stops every mode the same way, also when the launcher was started with it
+    # ignored (`python launch.py ... &` in a script): training's loop takes it over, the rest
+    # see KeyboardInterrupt below.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         parallel.maybe_initialize_distributed(
             FLAGS.coordinator,

@@ -181,6 +181,8 @@ def test_ctrl_c_in_an_eval_round_resumes_to_the_uninterrupted_result(setup, tmp_
     import subprocess
     import sys
 
+    from tests.test_interrupted_sampling import popen_as_a_script_starts_it
+
     root, weights, stats, _ = setup
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cfg_file = tmp_path / "digits_eval.py"
@@ -201,8 +203,8 @@ def test_ctrl_c_in_an_eval_round_resumes_to_the_uninterrupted_result(setup, tmp_
     argv = [sys.executable, "launch.py", f"--config={cfg_file}", f"--workdir={workdir}",
             "--mode=eval"]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=repo, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    child = subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    child = popen_as_a_script_starts_it(argv, cwd=repo, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)  # fmt: skip
     eval_dir = os.path.join(workdir, "eval", "2")
     _wait_for_rounds(child, eval_dir, 3)
     child.send_signal(signal.SIGINT)

@@ -30,6 +30,16 @@ def _env():
     return {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
+def popen_as_a_script_starts_it(argv, **kw) -> subprocess.Popen:
+    """Popen with SIGINT ignored on entry, as `cmd &` in a script starts it (a background job of a
+    non-interactive shell): launch.py must still stop on Ctrl-C / `kill -INT`."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return subprocess.Popen(argv, **kw)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _samples(workdir) -> dict[str, np.ndarray]:
     (npz,) = [f for f in os.listdir(workdir / "samples") if f.endswith(".npz")]
     with np.load(workdir / "samples" / npz) as f:
@@ -49,8 +59,8 @@ def test_a_stopped_sample_run_leaves_nothing_and_reruns_to_the_same_samples(
     done = subprocess.run(_command(reference), cwd=REPO, capture_output=True, text=True, env=_env())
     assert done.returncode == 0, done.stderr[-3000:]
 
-    child = subprocess.Popen(_command(workdir), cwd=REPO, env=_env(), text=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    child = popen_as_a_script_starts_it(_command(workdir), cwd=REPO, env=_env(), text=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     seen = []
     for line in child.stderr:  # the first progress line: sampling is under way
         seen.append(line)
