@@ -90,7 +90,34 @@ def test_a_work_directory_removed_while_training_stops_with_one_line(tmp_path):
     proc = subprocess.CompletedProcess(argv, child.returncode, out, err)
     line = _one_error_line(proc)
     assert str(run) in line and "vanished" in line, line
-    assert not run.exists()  # not silently recreated half-empty
+    assert not run.exists(), [str(p) for p in run.rglob("*")]  # not silently recreated half-empty
+
+
+@pytest.mark.parametrize("snapshot", [True, False], ids=["snapshot", "preemption slot"])
+def test_a_work_directory_removed_as_a_save_starts_is_not_recreated(tmp_path, snapshot):
+    """The `rm -rf` lands between the save's check of the work directory and orbax's write,
+    which makes the path again (`mkdir -p` of its step): the save ends in the same one-line error
+    and removes what it made. (The launcher test above hits this race only now and then.)"""
+    from score_sde.store import checkpoint
+    from tests.test_retention import _tree
+
+    workdir = tmp_path / "run"
+    with checkpoint.Checkpoints(str(workdir)) as ckpts:
+        ckpts.save(10, _tree(10), snapshot=True)
+        manager = ckpts.snapshots if snapshot else ckpts.preemption
+        save = manager.save
+
+        def removed_first(*args, **kwargs):
+            shutil.rmtree(workdir)
+            return save(*args, **kwargs)
+
+        manager.save = removed_first
+        with pytest.raises(checkpoint.StorageError) as info:
+            ckpts.save(20, _tree(20), snapshot=snapshot)
+        manager.save = save
+    assert str(info.value).startswith(f"the work directory {workdir} vanished"), info.value
+    assert "step 20 was not saved" in str(info.value)
+    assert not workdir.exists()
 
 
 def test_prepare_onto_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path):

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 import zlib
 from collections.abc import Callable
 
@@ -219,14 +220,18 @@ def _silenced_unlocked(settle: float, patience: float):
             raise
         finally:
             try:
-                gc.collect()  # abandoned coroutines report now, not at exit
+                # A failure abandons orbax's coroutines: collected here, they report now and not
+                # at exit. Only then: a full collection costs O(heap), seconds in a big process.
+                if failed:
+                    gc.collect()
                 size, quiet_since = captured.tell(), time.monotonic()
                 deadline = quiet_since + patience
                 while (failed or size) and time.monotonic() < deadline:
                     if time.monotonic() - quiet_since >= settle:
                         break
                     time.sleep(0.05)
-                    gc.collect()
+                    if failed:
+                        gc.collect()
                     if captured.tell() != size:
                         size, quiet_since = captured.tell(), time.monotonic()
             finally:
@@ -303,11 +308,17 @@ class Checkpoints:
         self._reported: set[str] = set()
         self._saved: dict[str, int] = {}  # path -> step, written by this instance
         self._last_saved: str | None = None
-        self._dir_id = _dir_id(workdir)  # (device, inode) of the work directory as opened
         # read-only managers warn about options they ignore; orbax logs an ERROR for a step whose
         # _CHECKPOINT_METADATA it cannot parse, which `restore` does not need
         with quiet.absl_quiet():
             self._open(workdir, read_only)
+        # (device, inode) of the work directory as opened (made by _open if new), pinned by an
+        # open descriptor: a directory made again at its path cannot reuse the inode
+        self._dir_id = _dir_id(workdir)
+        self._dir_fd = None
+        if self._dir_id is not None:
+            self._dir_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+            self._unpin = weakref.finalize(self, os.close, self._dir_fd)
 
     def _open(self, workdir: str, read_only: bool) -> None:
         # Saves are synchronous: a failed write (full disk, quota) surfaces in `save` itself, as
@@ -399,13 +410,8 @@ class Checkpoints:
                 + (good or "none (no checkpoint yet)")
                 + "; lower config.optim.lr, set config.optim.grad_clip, or check the data"
             )
-        if self._dir_id is not None and _dir_id(self.workdir) != self._dir_id:
-            raise StorageError(
-                f"the work directory {self.workdir} vanished while this run was using it "
-                f"(removed or moved; step {step} was not saved, and nothing was recreated in its "
-                "place). Put it back (or start afresh in another --workdir) and rerun the same "
-                "command"
-            )
+        if self._vanished():
+            raise StorageError(self._vanished_message(f"step {step}"))
         manager = self.snapshots if snapshot else self.preemption
         self._clear_damaged(manager, step, rolling=not snapshot)
         if step in manager.all_steps():
@@ -426,6 +432,9 @@ class Checkpoints:
         path = self._path(manager, step)
         with self._writing():
             manager.save(step, args=args, force=True)
+        if self._vanished():  # removed while this save ran: orbax's `mkdir -p` made it again
+            self._remove_recreated()
+            raise StorageError(self._vanished_message(f"step {step}"))
         self._saved[path] = step
         self._last_saved = path
 
@@ -734,11 +743,37 @@ class Checkpoints:
             # are collected, possibly after this block: the run ends on this error, so asyncio's
             # logger stays off for the rest of the process
             py_logging.getLogger("asyncio").disabled = True
-            raise StorageError(self._cannot_write(reason, str(e))) from None
+            m = re.search(r"/(\d+)\.orbax-checkpoint-tmp", str(e))  # orbax writes <step>.orbax-...
+            if self._vanished():  # removed under the save (`rm -rf` while it was writing)
+                self._remove_recreated()
+                raise StorageError(
+                    self._vanished_message(f"step {m[1]}" if m else "a checkpoint")
+                ) from None
+            what = f"checkpoint step {m[1]}" if m else "a checkpoint"
+            raise StorageError(self._cannot_write(reason, what)) from None
 
-    def _cannot_write(self, reason: str, detail: str) -> str:
-        m = re.search(r"/(\d+)\.orbax-checkpoint-tmp", detail)  # orbax writes <step>.orbax-...
-        what = f"checkpoint step {m[1]}" if m else "a checkpoint"
+    def _vanished(self) -> bool:
+        """The work directory is gone, or another one stands at its path."""
+        return self._dir_id is not None and _dir_id(self.workdir) != self._dir_id
+
+    def _remove_recreated(self) -> None:
+        """Undoes what a save did after the work directory vanished under it: orbax created the
+        path again for its step. Removed only when it holds nothing but checkpoint directories
+        (another program's files there are left alone)."""
+        root = self.workdir
+        if fs.is_remote(root) or not os.path.isdir(root):
+            return
+        if set(os.listdir(root)) <= {SNAPSHOT_DIR, PREEMPTION_DIR}:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def _vanished_message(self, what: str) -> str:
+        return (
+            f"the work directory {self.workdir} vanished while this run was using it (removed or "
+            f"moved; {what} was not saved, and nothing was recreated in its place). Put it back "
+            "(or start afresh in another --workdir) and rerun the same command"
+        )
+
+    def _cannot_write(self, reason: str, what: str) -> str:
         finished = []  # (step, path) of the step directories orbax finished (renamed from tmp)
         for name in (SNAPSHOT_DIR, PREEMPTION_DIR):
             root = fs.path(os.path.join(self.workdir, name))
@@ -754,9 +789,13 @@ class Checkpoints:
         space = (
             "" if free is None else f"; {fs.size_text(free)} free there without its partial files"
         )
-        need = f", and a checkpoint of this run takes {fs.size_text(fs.tree_size(newest))}"
+        need = (
+            f", and a checkpoint of this run takes {fs.size_text(fs.tree_size(newest))}"
+            if newest
+            else ""
+        )
         return (
-            f"cannot write {what} in {self.workdir} ({reason}){space}{need if newest else ''}. "
+            f"cannot write {what} in {self.workdir} ({reason}){space}{need}. "
             "Make room (or give the work directory a larger disk) and rerun the same command: it "
             "resumes from "
             + (f"the newest checkpoint, {newest}" if newest else "the start (no checkpoint yet)")
@@ -768,6 +807,8 @@ class Checkpoints:
             self.snapshots.close()
         finally:
             self.preemption.close()
+            if self._dir_fd is not None:
+                self._unpin()
 
     def __enter__(self) -> Checkpoints:
         return self
