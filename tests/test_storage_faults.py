@@ -120,6 +120,23 @@ def test_a_work_directory_removed_as_a_save_starts_is_not_recreated(tmp_path, sn
     assert not workdir.exists()
 
 
+def test_a_full_disk_before_the_first_checkpoint_is_one_storage_error(disk):
+    """No finished checkpoint yet to name or to size: the error says the run resumes from the
+    start (it used to end in a TypeError sizing the missing newest checkpoint)."""
+    from score_sde.store import checkpoint
+    from tests.test_retention import _tree
+
+    workdir = disk / "run"
+    with checkpoint.Checkpoints(str(workdir)) as ckpts:
+        _fill(disk)
+        with pytest.raises(checkpoint.StorageError) as info:
+            ckpts.save(10, _tree(10), snapshot=True)
+    line = str(info.value)
+    assert line.startswith(f"cannot write checkpoint step 10 in {workdir} ("), line
+    assert "it resumes from the start (no checkpoint yet)" in line, line
+    assert os.listdir(workdir / "checkpoints") == []  # the partial step directory is removed
+
+
 def test_prepare_onto_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path):
     d = tmp_path / "disk"
     _mount(d, "700k")
