@@ -131,8 +131,8 @@ def test_a_full_disk_before_the_first_checkpoint_is_one_storage_error(disk):
         _fill(disk)
         with pytest.raises(checkpoint.StorageError) as info:
             ckpts.save(10, _tree(10), snapshot=True)
-    line = str(info.value)
-    assert line.startswith(f"cannot write checkpoint step 10 in {workdir} ("), line
+    line = str(info.value)  # names the step when orbax's error names its file, else "a checkpoint"
+    assert line.startswith("cannot write ") and f" in {workdir} (" in line, line
     assert "it resumes from the start (no checkpoint yet)" in line, line
     assert os.listdir(workdir / "checkpoints") == []  # the partial step directory is removed
 
