@@ -315,10 +315,10 @@ class Checkpoints:
         # (device, inode) of the work directory as opened (made by _open if new), pinned by an
         # open descriptor: a directory made again at its path cannot reuse the inode
         self._dir_id = _dir_id(workdir)
-        self._dir_fd = None
+        self._unpin = None
         if self._dir_id is not None:
-            self._dir_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
-            self._unpin = weakref.finalize(self, os.close, self._dir_fd)
+            fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+            self._unpin = weakref.finalize(self, os.close, fd)
 
     def _open(self, workdir: str, read_only: bool) -> None:
         # Saves are synchronous: a failed write (full disk, quota) surfaces in `save` itself, as
@@ -807,7 +807,7 @@ class Checkpoints:
             self.snapshots.close()
         finally:
             self.preemption.close()
-            if self._dir_fd is not None:
+            if self._unpin is not None:
                 self._unpin()
 
     def __enter__(self) -> Checkpoints:
