@@ -145,6 +145,9 @@ def make_train_steps(loss_fn: LossFn, tx, ema_rate: float, mesh: Mesh, *, scan=N
     return looped
 
 
+INIT_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
 def make_init_state(init_params: Callable[[jax.Array], Any], tx, mesh: Mesh):
     """jit(key -> TrainState) with every leaf created already replicated on the mesh.
 
@@ -155,7 +158,10 @@ def make_init_state(init_params: Callable[[jax.Array], Any], tx, mesh: Mesh):
         k_params, k_train = jax.random.split(key)
         return init_state(init_params(k_params), tx, k_train)
 
-    return jax.jit(init, out_shardings=parallel.replicated(mesh))
+    # Compiled at LLVM level 1: the init runs once, and its ~one random-number kernel per
+    # parameter compiles in about half the time (the same bits as the default level, measured on
+    # the DDPM++ and NCSN inits; integer hashing and one scale-and-shift per value).
+    return jax.jit(init, out_shardings=parallel.replicated(mesh), compiler_options=INIT_OPTIONS)
 
 
 def state_like(init_params: Callable[[jax.Array], Any], tx, mesh: Mesh):
