@@ -4,6 +4,7 @@ the whole test split, with a random-weight Inception on scikit-learn's 8x8 digit
 import io
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -60,6 +61,27 @@ def setup(tmp_path_factory):
     return root, weights, stats, inception_fn
 
 
+def interrupted_config(weights, stats):
+    """digits_config as the interruption tests run it: 2 bits/dim rounds (16 test digits, 2
+    draws), then 5 sampling rounds of 8."""
+    c = digits_config(weights, stats)
+    c.eval.num_samples, c.eval.num_bpd_examples, c.eval.batch_size = 40, 16, 16
+    return c
+
+
+@pytest.fixture(scope="module")
+def trained(setup):
+    """interrupted_config trained (2 steps) once, and an uninterrupted eval of a copy of it:
+    (workdir to copy, the reference results)."""
+    root, weights, stats, _ = setup
+    config = interrupted_config(weights, stats)
+    workdir = str(root / "trained")
+    modes.run("train", config, workdir, stream=io.StringIO())
+    shutil.copytree(workdir, root / "reference")
+    (reference,) = modes.run("eval", config, str(root / "reference"), stream=io.StringIO())
+    return workdir, reference
+
+
 @pytest.mark.slow
 def test_fid_of_the_data_against_its_own_statistics_is_zero(setup):
     _, weights, stats, inception_fn = setup
@@ -78,11 +100,11 @@ def test_fid_of_the_data_against_its_own_statistics_is_zero(setup):
 
 
 @pytest.mark.slow
-def test_eval_mode_writes_fid_is_kid_and_bits_per_dim(setup):
+def test_eval_mode_writes_fid_is_kid_and_bits_per_dim(setup, trained):
     root, weights, stats, _ = setup
     workdir = str(root / "run")
+    shutil.copytree(trained[0], workdir)  # the same training (the eval fields differ)
     config = digits_config(weights, stats)
-    modes.run("train", config, workdir, stream=io.StringIO())
     out = io.StringIO()
     (results,) = modes.run("eval", config, workdir, stream=out)
     saved = json.load(open(os.path.join(workdir, "eval", "2", "results.json")))
@@ -130,10 +152,9 @@ def _wait_for_rounds(child, directory: str, n: int, timeout: float = 300.0) -> N
 
 
 @pytest.mark.slow
-def test_a_killed_eval_resumes_at_the_next_round_with_the_same_result(setup, tmp_path):
+def test_a_killed_eval_resumes_at_the_next_round_with_the_same_result(setup, trained, tmp_path):
     """Eval in rounds: SIGKILL once some round files exist, rerun: the finished rounds are read
     back, the rest computed, and results.json equals an uninterrupted eval's."""
-    import shutil
     import signal
     import subprocess
     import sys
@@ -141,42 +162,35 @@ def test_a_killed_eval_resumes_at_the_next_round_with_the_same_result(setup, tmp
 
     root, weights, stats, _ = setup
     workdir = tmp_path / "run"
-    config = digits_config(weights, stats)
-    config.eval.num_samples, config.eval.enable_bpd = 40, False  # 5 rounds of 8
-    modes.run("train", config, str(workdir), stream=io.StringIO())
-    shutil.copytree(workdir, tmp_path / "reference")
-    (reference,) = modes.run("eval", config, str(tmp_path / "reference"), stream=io.StringIO())
-
+    shutil.copytree(trained[0], workdir)
     code = textwrap.dedent(f"""
         import io
-        from tests.test_eval_fid import digits_config
+        from tests.test_eval_fid import interrupted_config
         from score_sde.run import modes
-        config = digits_config({str(weights)!r}, {str(stats)!r})
-        config.eval.num_samples, config.eval.enable_bpd = 40, False
+        config = interrupted_config({str(weights)!r}, {str(stats)!r})
         modes.run("eval", config, {str(workdir)!r}, stream=io.StringIO())
     """)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(__file__) + "/..",
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     pattern = os.path.join(workdir, "eval", "2")
-    _wait_for_rounds(child, pattern, 2)
+    _wait_for_rounds(child, pattern, 3)  # the two bits/dim rounds and one sampling round
     child.send_signal(signal.SIGKILL)
     child.communicate()
     assert not os.path.exists(os.path.join(pattern, "results.json"))  # killed before the end
     out = io.StringIO()
-    (resumed,) = modes.run("eval", config, str(workdir), stream=out)
+    (resumed,) = modes.run("eval", interrupted_config(weights, stats), str(workdir), stream=out)
     assert "resumed" in out.getvalue()
-    assert resumed == reference
+    assert resumed == trained[1]
     saved = json.load(open(os.path.join(pattern, "results.json")))
-    assert saved == json.loads(json.dumps(reference))
+    assert saved == json.loads(json.dumps(trained[1]))
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_an_eval_round_resumes_to_the_uninterrupted_result(setup, tmp_path):
+def test_ctrl_c_in_an_eval_round_resumes_to_the_uninterrupted_result(setup, trained, tmp_path):
     """Ctrl-C (SIGINT) to `launch.py --mode=eval` once some rounds (bits/dim and FID sampling)
     are on disk: exit status 130 with one line and no traceback, no results.json; the same command
     rerun reads the finished rounds back and writes the results of an uninterrupted eval."""
-    import shutil
     import signal
     import subprocess
     import sys
@@ -187,18 +201,12 @@ def test_ctrl_c_in_an_eval_round_resumes_to_the_uninterrupted_result(setup, tmp_
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cfg_file = tmp_path / "digits_eval.py"
     cfg_file.write_text(
-        "from tests.test_eval_fid import digits_config\n\n\n"
+        "from tests.test_eval_fid import interrupted_config\n\n\n"
         "def get_config():\n"
-        f"    c = digits_config({str(weights)!r}, {str(stats)!r})\n"
-        "    c.eval.num_samples = 40  # 5 sampling rounds of 8, after 2 bits/dim rounds\n"
-        "    return c\n"
+        f"    return interrupted_config({str(weights)!r}, {str(stats)!r})\n"
     )
-    config = digits_config(weights, stats)
-    config.eval.num_samples = 40
     workdir = tmp_path / "run"
-    modes.run("train", config, str(workdir), stream=io.StringIO())
-    shutil.copytree(workdir, tmp_path / "reference")
-    (reference,) = modes.run("eval", config, str(tmp_path / "reference"), stream=io.StringIO())
+    shutil.copytree(trained[0], workdir)
 
     argv = [sys.executable, "launch.py", f"--config={cfg_file}", f"--workdir={workdir}",
             "--mode=eval"]  # fmt: skip
@@ -222,4 +230,4 @@ def test_ctrl_c_in_an_eval_round_resumes_to_the_uninterrupted_result(setup, tmp_
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resumed" in rerun.stdout + rerun.stderr  # finished rounds read back, not recomputed
     saved = json.load(open(os.path.join(eval_dir, "results.json")))
-    assert saved == json.loads(json.dumps(reference))
+    assert saved == json.loads(json.dumps(trained[1]))
