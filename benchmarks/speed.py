@@ -55,8 +55,8 @@ CONFIGS = (
     "vp/cifar10_ddpmpp_deep_continuous",
 )
 DTYPES = ("float32", "bfloat16")
-# --cpu_smoke's network: two resolutions, one attention (checks the script, measures nothing)
-SMOKE_UNET = {"model.ch_mult": "(1, 2)", "model.attn_resolutions": "(16,)"}
+# --cpu_smoke's network: one resolution, no attention (checks the script, measures nothing)
+SMOKE_UNET = {"model.ch_mult": "(1,)", "model.attn_resolutions": "()"}
 HEUN_LEVELS = 18  # EDM's Heun on 18 noise levels: 35 NFE, EDM's CIFAR-10 budget
 MODES = {
     # mode: configs, dtypes, batch, search, iters, pc_steps, budget_s, overrides

@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py [--config configs/vp/cifar10_ddpmpp_continuous.py] [--nf 32]
         [--batch 8] [--rounds 5] [--threads 1] [--breakdown]
-    python benchmarks/train_step.py --cpu_smoke      # nf 16, 2 levels, batch 2: checks it runs
+    python benchmarks/train_step.py --cpu_smoke      # nf 16, 1 level, batch 2: checks it runs
 
 Timed interleaved (A, B, C, ... per round, `--rounds` rounds, median), after compilation:
 - forward_eval: one score evaluation s(x, t), train=False (what sampling and likelihood call);
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="CPU threads (default: all this process has)")
     parser.add_argument("--breakdown", action="store_true", help="ms per kind of XLA op")
     parser.add_argument(
-        "--cpu_smoke", action="store_true", help="nf 16, 2 levels, batch 2, 2 rounds"
+        "--cpu_smoke", action="store_true", help="nf 16, 1 level, batch 2, 2 rounds"
     )
     args = parser.parse_args()
     if args.cpu_smoke:
