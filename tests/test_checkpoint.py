@@ -125,6 +125,7 @@ def test_a_replicated_state_is_saved_without_cutting_it_into_replica_slices(tmp_
     """orbax's default writes each replicated array as one slice per replica, each cut on device
     by an eagerly compiled op per shape (most of a first save's time on the test devices). Small
     arrays are written whole from one replica, and read back the same on the 4-device mesh."""
+    assert checkpoint.SMALL_ARRAYS_WHOLE  # this orbax takes the option (else its default stays)
     rep = parallel.replicated(parallel.make_mesh())
     assert jax.device_count() == 4
     tree = {f"w{n}": jax.device_put(jnp.arange(4.0 * n).reshape(4, n), rep) for n in (1, 2, 3)}

@@ -46,7 +46,6 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
-from orbax.checkpoint._src.metadata import array_metadata_store  # not exported (orbax 0.12)
 
 from score_sde.store import fs, quiet
 
@@ -64,15 +63,26 @@ ABSURD = 1e30
 # 4 CPU devices made 2,456 slices and spent 4.8 of its 7.8 s there. Arrays under 16 MiB per
 # replica are written whole from one replica (the same files); larger ones stay replica-parallel.
 REPLICA_PARALLEL_MIN_BYTES = 16 << 20
-with quiet.absl_quiet():  # orbax logs a warning on any override
-    ocp.type_handlers.register_type_handler(
-        jax.Array,
-        ocp.type_handlers.ArrayHandler(
-            array_metadata_store=array_metadata_store.Store(),  # as orbax's default: PRNG key types
+
+
+def _write_small_arrays_whole() -> bool:
+    """Registers that handler for jax.Array; False (orbax's default kept, slower first saves) if
+    this orbax lacks what it needs (the metadata store is not exported: orbax 0.12's layout)."""
+    try:
+        from orbax.checkpoint._src.metadata import array_metadata_store
+
+        handler = ocp.type_handlers.ArrayHandler(
+            array_metadata_store=array_metadata_store.Store(),  # as orbax's default: PRNG keys
             min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_BYTES,
-        ),
-        override=True,
-    )
+        )
+    except (ImportError, TypeError):
+        return False
+    with quiet.absl_quiet():  # orbax logs a warning on any override
+        ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
+    return True
+
+
+SMALL_ARRAYS_WHOLE = _write_small_arrays_whole()
 
 
 class _Damaged(Exception):
