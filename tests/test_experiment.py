@@ -93,6 +93,14 @@ def test_each_family_runs_a_train_step_through_the_launcher(family, images, tmp_
     assert json.load(open(tmp_path / "config.json"))["model"]["name"] == cfg.model.name
 
 
+def _assert_bit_identical(x, y):
+    """Two train states hold the same bits, leaf for leaf (PRNG keys by their key data)."""
+    for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_new_state_compiles_its_init_once():
     """A second new_state() reuses the first one's compiled init (it cost a compile per call: four
     in benchmarks/train_step.py) and gives the same state bit for bit."""
@@ -100,10 +108,7 @@ def test_new_state_compiles_its_init_once():
     exp = experiment.build(cfg, parallel.make_mesh(1))
     first, second = exp.new_state(), exp.new_state()
     assert exp._init_state._cache_size() == 1
-    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second), strict=True):
-        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-            a, b = jax.random.key_data(a), jax.random.key_data(b)
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    _assert_bit_identical(first, second)
     assert experiment.build(cfg, parallel.make_mesh(1))._init_state is not exp._init_state
 
 
@@ -117,7 +122,4 @@ def test_the_init_compiled_at_level_1_equals_the_default_compile():
     fast = exp.new_state()
     init = train.make_init_state(exp.init_params, exp.tx, exp.mesh)
     default = jax.jit(init.__wrapped__)(exp.key(experiment.KEY_INIT))
-    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(default), strict=True):
-        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-            a, b = jax.random.key_data(a), jax.random.key_data(b)
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    _assert_bit_identical(fast, default)
