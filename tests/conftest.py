@@ -1,5 +1,6 @@
 """Test setup: fake four CPU devices before JAX starts, so sharded code paths run on one CPU."""
 
+import itertools
 import os
 
 _flag = "--xla_force_host_platform_device_count=4"
@@ -27,6 +28,7 @@ _MODULE_FIXTURES = {
     "test_checkpoint_faults": "trained",
     "test_convert_cli": "sources",
     "test_eval_fid": "setup",
+    "test_gcs_runs": "local_run",
     "test_interrupted_sampling": "trained",
     "test_modes": "run",
     "test_operator_mistakes": "outcomes",
@@ -68,6 +70,25 @@ def pytest_configure(config):
             f"pytest {pytest.__version__} turns off pytest-xdist's --dist loadgroup (pytest-dev/"
             "pytest-xdist#1386): pip install -e '.[test]' installs the pytest < 9.2 it needs"
         )
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """A GCS emulator (tests/gcs.py) for the session; TensorStore and gcsfs point at it."""
+    from tests.gcs import GCSEmulator
+
+    server = GCSEmulator.start()
+    yield server
+    server.stop()
+
+
+_BUCKETS = itertools.count()
+
+
+@pytest.fixture
+def bucket(gcs_server):
+    """A new empty bucket on the emulator: its URL, gs://<name>."""
+    return gcs_server.bucket(f"test-{os.getpid()}-{next(_BUCKETS)}")
 
 
 @pytest.fixture(scope="session")

@@ -164,3 +164,33 @@ def test_bad_sources_give_one_line_and_exit_2(args, needle, tmp_path):
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert needle in lines[0] and "Traceback" not in err
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_sources_and_output_on_gs_give_the_local_files_bytes(tmp_path, bucket):
+    """The archive, the extracted directory and a class folder read from a bucket, written to
+    it: the same .npz bytes as from and to a local disk."""
+    import fsspec
+
+    gcs = fsspec.filesystem("gs")
+    (tmp_path / "src").mkdir()
+    _cifar_archive(tmp_path / "src" / "c.tar.gz", per_batch=2, n_test=2)
+    with tarfile.open(tmp_path / "src" / "c.tar.gz") as tar:
+        tar.extractall(tmp_path / "src" / "extracted", filter="data")
+    rng = np.random.default_rng(3)
+    for cls in ("cats", "dogs"):
+        for i in range(2):
+            image = rng.integers(0, 256, (8, 8, 3), np.uint8)
+            image_io.save_png(str(tmp_path / "src" / "images" / cls / f"{i}.png"), image)
+    gcs.put(f"{tmp_path}/src/", f"{bucket}/src/", recursive=True)
+    for args in (
+        ["cifar10", "--source", "{root}/src/c.tar.gz"],
+        ["cifar10", "--source", "{root}/src/extracted"],
+        ["folder", "--source", "{root}/src/images", "--size", "8"],
+    ):
+        outs = []
+        for root in (str(tmp_path), bucket):
+            out = f"{root}/out/{args[0]}-{len(outs)}.npz"
+            rc, _, err = _prepare(*[a.format(root=root) for a in args], "--out", out)
+            assert rc == 0, err
+            outs.append(gcs.cat(out) if root == bucket else open(out, "rb").read())
+        assert outs[0] == outs[1], args

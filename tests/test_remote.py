@@ -1,9 +1,8 @@
 """Work directories, data and statistics on a remote file system (`gs://`), through score_sde.store.fs.
 
-The remote is fsspec's in-memory file system registered as the `gcs` implementation that
-etils.epath opens for gs:// paths (no network, no credentials); every test also runs on a local
-directory and the two must hold the same bytes. Orbax's checkpoints on gs:// go through
-TensorStore's own GCS driver, which no in-process fake reaches: they are not covered here.
+The remote is a real GCS server on 127.0.0.1 (the `bucket` fixture: fake-gcs-server, tests/gcs.py)
+reached through gcsfs as on a pod; every test also runs on a local directory and the two must hold
+the same bytes. Training, checkpoints and their guarantees on gs:// are in test_gcs_runs.py.
 """
 
 from __future__ import annotations
@@ -11,42 +10,24 @@ from __future__ import annotations
 import io
 import json
 
-import fsspec
 import numpy as np
 import pytest
-from fsspec.implementations.memory import MemoryFileSystem
 
 from score_sde.config import DataConfig, read_section
 from score_sde.data import datasets
 from score_sde.evaluation import fid
 from score_sde.run import rounds
-from score_sde.store import fs, image_io
+from score_sde.store import fs, image_io, metrics_log
 from score_sde.store import workdir as wd
 from score_sde.store.metrics_log import MetricsLogger
 from tests.tb_events import read_events
 
 
-class FakeGCS(MemoryFileSystem):
-    protocol = ("gs", "gcs")
-    store: dict = {}
-    pseudo_dirs = [""]
-
-    def __init__(self, *args, **kwargs):  # gcsfs options (finalize_on_close, ...) are ignored
-        super().__init__()
-
-
 @pytest.fixture(params=["local", "gs"])
 def root(request, tmp_path):
     if request.param == "local":
-        yield str(tmp_path)
-        return
-    old = fsspec.registry.get("gcs")
-    fsspec.register_implementation("gcs", FakeGCS, clobber=True)
-    FakeGCS.store.clear()
-    yield "gs://bucket/run"
-    FakeGCS.store.clear()
-    if old is not None:
-        fsspec.register_implementation("gcs", old, clobber=True)
+        return str(tmp_path)
+    return request.getfixturevalue("bucket") + "/run"
 
 
 def test_workdir_json_and_lock(root):
@@ -85,8 +66,7 @@ def test_metrics_and_tensorboard(root):
         log.image(2, "samples", np.zeros((4, 4, 3), np.uint8))
     with MetricsLogger(root, stream=io.StringIO()) as log:  # a resumed run appends
         log.write(3, {"eval_loss": 0.125})
-    lines = fs.path(f"{root}/metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+    assert [r["step"] for r in metrics_log.read(root)] == [1, 2, 3]
     events = []
     for f in sorted(fs.path(f"{root}/tensorboard").iterdir()):
         events += read_events(f)
@@ -134,3 +114,29 @@ def test_image_folder(root):
     assert ds.num_examples == 3
     got = np.sort(np.round(np.asarray(ds.batch(0)["x"]) * 255).reshape(3, -1), axis=0)
     np.testing.assert_array_equal(got, np.sort(images.reshape(3, -1), axis=0))
+
+
+def test_two_writers_of_one_log_lose_no_row(root, monkeypatch):
+    """A training and an eval job logging to one work directory at once: every row of both is
+    read back (on an object store each writer has its own objects: no read-modify-write), in
+    time order, and so are the TensorBoard scalars."""
+    monkeypatch.setattr(metrics_log, "PART_ROWS", 3)  # a writer's rows over several objects
+    train = MetricsLogger(root, stream=io.StringIO())
+    evaluation = MetricsLogger(root, stream=io.StringIO())
+    for step in range(1, 9):
+        train.write(step, {"training_loss": 1.0 / step})
+        if step % 2 == 0:
+            evaluation.write(step, {"bpd": float(step)}, prefix="eval/")
+    train.close()
+    evaluation.close()
+    rows = metrics_log.read(root)
+    assert [r["step"] for r in rows if "training_loss" in r] == list(range(1, 9))
+    assert [r["step"] for r in rows if "eval/bpd" in r] == [2, 4, 6, 8]
+    assert [r["time"] for r in rows] == sorted(r["time"] for r in rows)
+    events = []
+    for f in sorted(fs.path(f"{root}/tensorboard").iterdir()):
+        events += read_events(f)
+    tags = sorted((s, t) for s, vals in events for t in vals if t != "samples")
+    assert tags == sorted(
+        [(s, "training_loss") for s in range(1, 9)] + [(s, "eval/bpd") for s in (2, 4, 6, 8)]
+    )

@@ -831,12 +831,7 @@ def _folder_source(split: str, path: str | None, name: str, skip_bad: bool = Fal
         if fs.path(os.path.join(root, sub)).is_dir():
             root = os.path.join(root, sub)
             break
-    files = sorted(
-        os.fspath(d / f)
-        for d, _, names in fs.path(root).walk()
-        for f in names
-        if f.lower().endswith(IMAGE_EXTENSIONS)
-    )
+    files = [f for f in fs.files_under(root) if f.lower().endswith(IMAGE_EXTENSIONS)]
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root!r}")
     return _FolderSource.open(root, files, skip_bad)

@@ -59,15 +59,13 @@ def read_cifar10(source: str) -> dict[str, np.ndarray]:
     CIFAR-10 archive (or its extracted directory)."""
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     found: dict[str, bytes] = {}
-    if os.path.isdir(source):
-        for root, _, files in os.walk(source):
-            for f in files:
-                if f in names:
-                    with open(os.path.join(root, f), "rb") as fh:
-                        found[f] = fh.read()
+    if fs.path(source).is_dir():
+        for f in fs.files_under(source):
+            if os.path.basename(f) in names:
+                found[os.path.basename(f)] = fs.path(f).read_bytes()
     else:
         try:
-            with tarfile.open(source) as tar:
+            with fs.path(source).open("rb") as fh, tarfile.open(fileobj=fh) as tar:
                 for member in tar.getmembers():
                     base = os.path.basename(member.name)
                     if member.isfile() and base in names:
@@ -98,17 +96,18 @@ def read_svhn(source: str) -> dict[str, np.ndarray]:
     or one of the files): labels 0..9 (the files' 10 is the digit 0, as in TFDS)."""
     from scipy import io as sio
 
-    directory = source if os.path.isdir(source) else os.path.dirname(source)
+    directory = source if fs.path(source).is_dir() else os.path.dirname(source)
     out = {}
     for split in ("train", "test"):
         path = os.path.join(directory, f"{split}_32x32.mat")
-        if not os.path.isfile(path):
+        if not fs.path(path).is_file():
             raise ValueError(
                 f"{path} not found: --source must be the directory (or a file) of SVHN's "
                 "train_32x32.mat and test_32x32.mat"
             )
         try:
-            mat = sio.loadmat(path)
+            with fs.path(path).open("rb") as fh:
+                mat = sio.loadmat(fh)
             x, y = mat["X"], mat["y"]
         except Exception as e:
             raise ValueError(f"{path} is not an SVHN .mat file ({type(e).__name__}: {e})") from None
@@ -121,9 +120,7 @@ def read_svhn(source: str) -> dict[str, np.ndarray]:
 
 def _images_under(root: str) -> list[str]:
     exts = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
-    return sorted(
-        os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.lower().endswith(exts)
-    )
+    return [f for f in fs.files_under(root) if f.lower().endswith(exts)]
 
 
 def _load_folder(files: list[str], root: str, size: int, classes: list[str], what: str):
@@ -142,23 +139,24 @@ def _load_folder(files: list[str], root: str, size: int, classes: list[str], wha
         square = datasets.crop_resize(image.astype(np.float32) / 255.0, size, "bicubic")
         images.append(np.round(square * 255.0).astype(np.uint8))
         if classes:
-            labels.append(classes.index(os.path.relpath(path, root).split(os.sep)[0]))
+            labels.append(classes.index(path[len(root.rstrip("/")) + 1 :].split("/")[0]))
     return np.stack(images), (np.asarray(labels, np.int32) if classes else None)
 
 
 def read_folder(source: str, size: int, test_fraction: float = 0.0, seed: int = 0):
     """Images of a directory (train/ and test/ subfolders if present), square-cropped and
     resized to `size`; class-per-subfolder layouts give labels."""
-    if not os.path.isdir(source):
+    source = os.fspath(fs.path(source))
+    if not fs.path(source).is_dir():
         raise ValueError(f"--source {source} is not a directory of images")
     splits = {s: os.path.join(source, s) for s in ("train", "test")}
-    roots = {s: r for s, r in splits.items() if os.path.isdir(r)} or {"train": source}
+    roots = {s: r for s, r in splits.items() if fs.path(r).is_dir()} or {"train": source}
     out = {}
     for split, root in roots.items():
         files = _images_under(root)
         if not files:
             raise ValueError(f"no images under {root}")
-        subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+        subdirs = sorted(p.name for p in fs.path(root).iterdir() if p.is_dir())
         top_level = [f for f in files if os.path.dirname(f) == root]
         classes = subdirs if subdirs and not top_level else []
         out[f"x_{split}"], labels = _load_folder(files, root, size, classes, split)
@@ -193,7 +191,7 @@ def main(argv=None) -> None:
     parser.add_argument("--test_fraction", type=float, default=0.0, help="folder: test split")
     args = parser.parse_args(argv)
 
-    if not os.path.exists(args.source):
+    if not fs.path(args.source).exists():
         fail(f"--source {args.source} does not exist")
     if not args.out.endswith(".npz"):
         fail(f"--out {args.out} must end with .npz (the format config.data.path reads)")

@@ -275,7 +275,7 @@ def _reason(e: BaseException) -> str:
     while e.__cause__ is not None:
         e = e.__cause__
     text = " ".join(str(e).split()).split(" See full TensorStore details")[0]
-    text = re.sub(r' in OCDBT database at local file "[^"]*"', "", text)
+    text = re.sub(r' in OCDBT database at (local file "[^"]*"|\S+:)', "", text)
     if len(text) > 200:
         text = text[:200].rsplit(" ", 1)[0] + " ..."
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
@@ -515,8 +515,7 @@ class Checkpoints:
                     while fs.path(dest).exists():
                         n += 1
                         dest = f"{base}~{n}"
-                    fs.path(dest).parent.mkdir(parents=True, exist_ok=True)
-                    fs.path(path).rename(dest)
+                    fs.move(path, dest)
                     reason = self._damaged.get(path, "not a complete checkpoint")
                     self._warn(path, f"moved the damaged checkpoint {path} ({reason}) to {dest}")
             self._damaged.pop(path, None)
@@ -732,10 +731,20 @@ class Checkpoints:
 
     # --------------------------------------------------------------------------- lifetime
 
-    def refresh(self) -> None:
-        """Re-reads the step directories (checkpoints another process wrote since opening)."""
-        self.snapshots.reload()
-        self.preemption.reload()
+    def refresh(self, tries: int = 5) -> None:
+        """Re-reads the step directories (checkpoints another process wrote since opening). On
+        an object store the cached listings are dropped first, and a listing that races the
+        writer's deletion of its previous preemption checkpoint is read again."""
+        for attempt in range(tries):
+            fs.forget_listings(self.workdir)
+            try:
+                self.snapshots.reload()
+                self.preemption.reload()
+                return
+            except FileNotFoundError:
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.2)
 
     def wait(self) -> None:
         """Blocks until pending saves are written; StorageError if one could not be."""

@@ -5,8 +5,10 @@ through etils.epath (the abstraction orbax uses; remote schemes need gcsfs / s3f
     fs.write_bytes(p, data); fs.save_npz(p, x=x); fs.load_npz(p) -> {name: array}
 
 Writes are atomic: a local file is written next to its target and renamed over it; a remote
-object upload is atomic by itself. Remote file systems have no append and no locks: see
-metrics_log (rewrites its files) and workdir.RunLock (local only).
+object upload is atomic by itself. Object stores have no append, no lock, no folders and no
+rename: metrics_log gives each writer its own objects, workdir.RunLock is local only, `move` copies
+object by object, and gcsfs's cached listings are dropped (`forget_listings`) wherever another
+process's writes must be seen.
 """
 
 from __future__ import annotations
@@ -29,6 +31,50 @@ def path(p) -> epath.Path:
     """`p` as an epath.Path; local paths are made absolute (`~` expanded)."""
     p = os.fspath(p)
     return epath.Path(p if is_remote(p) else os.path.abspath(os.path.expanduser(p)))
+
+
+def forget_listings(p) -> None:
+    """Drops the directory listings that the file system of remote `p` has cached (gcsfs keeps
+    them for the life of the process: another process's new objects would stay unseen). Every
+    cached instance of the scheme's fsspec class: etils.epath opens its own."""
+    if not is_remote(p):
+        return
+    import fsspec
+
+    cls = fsspec.get_filesystem_class(os.fspath(p).split("://", 1)[0])
+    for instance in list(getattr(cls, "_cache", {}).values()):
+        instance.invalidate_cache()
+
+
+def move(src, dst) -> None:
+    """Moves file or directory `src` to `dst` (missing parents made). Local: one rename. Remote:
+    an object store has no folders and no rename, so each object is copied then deleted; not
+    atomic (a kill midway leaves part in each place, both readable as what they are)."""
+    src, dst = path(src), path(dst)
+    if not is_remote(src):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        return
+    from fsspec.core import url_to_fs
+
+    fsys, s = url_to_fs(os.fspath(src))
+    _, d = url_to_fs(os.fspath(dst))
+    fsys.mv(s, d, recursive=src.is_dir())
+    forget_listings(src)
+
+
+def files_under(root) -> list[str]:
+    """Every file below directory `root`, recursively, as full paths (a remote one keeps its
+    scheme: gcsfs's walk names objects `bucket/key`), sorted."""
+    root = os.fspath(path(root))
+    scheme = root.split("://", 1)[0] + "://" if is_remote(root) else ""
+    out = []
+    for d, _, names in path(root).walk():
+        d = os.fspath(d)
+        if scheme and not d.startswith(scheme):
+            d = scheme + d
+        out += [f"{d.rstrip('/')}/{n}" for n in names]
+    return sorted(out)
 
 
 def write_bytes(p, data: bytes) -> None:

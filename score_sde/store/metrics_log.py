@@ -9,8 +9,14 @@ Tags are the original score_sde's: `training_loss`, `eval_loss` (plus `grad_norm
 `steps_per_sec`, `examples_per_sec`, `eval/...` from eval mode and the `samples` grids of the
 snapshots). Only process 0 writes; other processes get a disabled logger. The TensorBoard event
 file is opened at the first scalar or image, so a run that records none (sample mode) leaves no
-empty event file. A remote work directory (gs://, score_sde.store.fs) has no append: there the JSONL
-file and the event file are rewritten whole at each flush (they stay small).
+empty event file.
+
+Several processes log to one work directory (a training and an eval job watching it). On a local
+disk they append to `metrics.jsonl` (one write per line: lines interleave, none is lost). An object
+store has no append and no lock, and a read-modify-write of one shared object loses the rows of
+the writer that uploaded first: there every writer owns its objects, `metrics.d/<writer>.<part>.jsonl`
+(uploaded whole at each flush, a new part every PART_ROWS rows), and an event file of its own in
+`tensorboard/`. `read(workdir)` returns the rows of both layouts, in time order.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import sys
 import time
 
@@ -27,6 +34,8 @@ from score_sde.store import fs
 from score_sde.store.progress import hms
 
 _WRITERS = itertools.count()
+JSONL, REMOTE_DIR = "metrics.jsonl", "metrics.d"
+PART_ROWS = 1000  # rows per object of a remote writer (each flush uploads its current part)
 
 
 class _RemoteFile:
@@ -58,6 +67,73 @@ class _RemoteEventFiles:
         pass  # object stores need no directories
 
 
+class _RemoteRows:
+    """This writer's rows on a remote work directory: objects `metrics.d/<writer>.<part>.jsonl`
+    that no other process writes."""
+
+    def __init__(self, workdir: str):
+        writer = f"{time.time_ns():020d}-{socket.gethostname()}-{os.getpid()}-{next(_WRITERS)}"
+        self._base = os.path.join(workdir, REMOTE_DIR, writer)
+        self._part, self._rows = 0, []
+
+    def write(self, line: str) -> None:
+        if len(self._rows) == PART_ROWS:
+            self._part, self._rows = self._part + 1, []
+        self._rows.append(line)
+
+    def flush(self) -> None:
+        if self._rows:
+            fs.write_text(f"{self._base}.{self._part:05d}.jsonl", "".join(self._rows))
+
+    def close(self) -> None:
+        self.flush()
+
+
+def _rows(text: str) -> tuple[list[dict], int]:
+    """(the records of JSONL `text`, the number of unreadable lines: one cut short by a kill)."""
+    records, bad = [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
+
+
+def read(workdir: str) -> list[dict] | None:
+    """Every record logged in `workdir` ({"step", "time", tag: value}): `metrics.jsonl` in file
+    order, or with the remote writers' objects, all merged by time. Unreadable lines (one cut
+    short by a kill) are skipped, said on stderr. None when nothing was logged."""
+    main = fs.path(os.path.join(workdir, JSONL))
+    parts = fs.path(os.path.join(workdir, REMOTE_DIR))
+    if fs.is_remote(workdir):
+        fs.forget_listings(workdir)
+    texts = [main.read_text()] if main.is_file() else []
+    if parts.is_dir():
+        texts += [fs.path(f).read_text() for f in fs.files_under(parts)]
+    if not texts:
+        return None
+    records, bad = [], 0
+    for text in texts:
+        got, b = _rows(text)
+        records += got
+        bad += b
+    if len(texts) > 1:
+        records.sort(key=lambda r: r.get("time", 0.0))  # stable: file order within a writer
+    if bad:
+        print(
+            f"note: skipped {bad} unreadable line(s) of the metrics in {workdir}", file=sys.stderr
+        )
+    return records
+
+
 def _register_remote_event_files() -> None:
     from tensorboardX import record_writer
 
@@ -78,8 +154,10 @@ class MetricsLogger:
         self.stream = stream or sys.stdout
         self._jsonl = self._tb = None
         if enabled:
-            path = os.path.join(workdir, "metrics.jsonl")
-            self._jsonl = _RemoteFile(path) if fs.is_remote(path) else open(path, "a")
+            remote = fs.is_remote(workdir)
+            self._jsonl = (
+                _RemoteRows(workdir) if remote else open(os.path.join(workdir, JSONL), "a")
+            )
         self._last = None  # (time, step) of the previous progress line
 
     def _writer(self):

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 import os
 import re
 import sys
 
-from score_sde.store import fs, image_io
+from score_sde.store import fs, image_io, metrics_log
 
 PLOTS_DIR = "plots"
 # metrics.jsonl tag -> legend of its curve (eval mode writes its results with the prefix eval/)
@@ -39,30 +38,15 @@ LOSS_TAGS = {
 
 
 def read_metrics(workdir: str) -> list[dict]:
-    """The records of `<workdir>/metrics.jsonl`, in file order. A line cut short by a killed run
-    is skipped (said on stderr); no file raises one ValueError naming the path and what to run."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    p = fs.path(path)
-    if not p.is_file():
+    """The records logged in `workdir` (score_sde.store.metrics_log.read); none raises one
+    ValueError naming the path and what to run."""
+    records = metrics_log.read(workdir)
+    if records is None:
+        path = os.path.join(workdir, metrics_log.JSONL)
         raise ValueError(
             f"{path} not found: nothing to plot yet; train first "
             f"(score-sde --mode=train --workdir={workdir}) to write the metrics"
         )
-    records, bad = [], 0
-    for line in p.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            records.append(record)
-        else:
-            bad += 1
-    if bad:
-        print(f"note: skipped {bad} unreadable line(s) of {path}", file=sys.stderr)
     return records
 
 
