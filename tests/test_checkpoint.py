@@ -8,6 +8,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from score_sde.run import experiment, parallel
@@ -139,6 +140,12 @@ def test_a_replicated_state_is_saved_without_cutting_it_into_replica_slices(tmp_
         ckpts.wait()
         restored = ckpts.restore(tree, 1)
     assert cuts == []
+    # our own registry, given to our save handler only: orbax's process-wide one is untouched
+    ours = checkpoint._orbax.TYPE_HANDLERS.get(jax.Array)
+    assert ocp.type_handlers.get_type_handler(jax.Array) is not ours
+    assert (
+        ours._min_slice_bytes_for_replica_parallel == checkpoint._orbax.REPLICA_PARALLEL_MIN_BYTES
+    )
     for key, value in tree.items():
         np.testing.assert_array_equal(restored[key], value)
         assert restored[key].sharding == rep

@@ -26,6 +26,7 @@ from configs.toy import gmm
 from score_sde.config import from_config
 from score_sde.run import experiment, modes, parallel
 from score_sde.store import checkpoint, fs, metrics_log
+from score_sde.store.checkpoint._read import read_step
 from tests.test_checkpoint import OVERRIDES, _driver
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +72,7 @@ def _states(workdir: str, like) -> dict[str, object]:
         for kind, manager in (("checkpoints", ckpts.snapshots), ("meta", ckpts.preemption)):
             for step in manager.all_steps():
                 path = os.path.join(str(manager.directory), str(step))
-                out[f"{kind}/{step}"] = parallel.to_host(ckpts._restore_path(path, like)[0])
+                out[f"{kind}/{step}"] = parallel.to_host(read_step(path, like)[0])
     return out
 
 

@@ -63,6 +63,36 @@ def move(src, dst) -> None:
     forget_listings(src)
 
 
+def dir_id(p) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of local directory `p`: tells it from another made again at its path.
+    None if it does not exist, or is remote (an object store's folders have no identity)."""
+    if is_remote(p):
+        return None
+    try:
+        st = os.stat(os.fspath(p))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def pin_dir(p):
+    """Keeps local directory `p` open (so a directory made again at its path cannot reuse its
+    inode); returns the function that lets it go, or None for a remote or missing one."""
+    if dir_id(p) is None:
+        return None
+    fd = os.open(os.fspath(p), os.O_RDONLY | os.O_DIRECTORY)
+    return lambda: os.close(fd)
+
+
+def remove_tree(p) -> None:
+    """Removes file or directory `p` and everything under it; nothing if it is gone."""
+    p = path(p)
+    if p.is_dir():
+        p.rmtree(missing_ok=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
 def files_under(root) -> list[str]:
     """Every file below directory `root`, recursively, as full paths (a remote one keeps its
     scheme: gcsfs's walk names objects `bucket/key`), sorted."""
