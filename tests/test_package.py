@@ -124,3 +124,17 @@ def test_gpu_extras_ask_for_the_same_jax_range():
     spec = core.removeprefix("jax")
     for extra in ("cuda12", "cuda13"):
         assert project["optional-dependencies"][extra] == [f"jax[{extra}]{spec}"]
+
+
+def test_the_gcs_extra_the_readme_names_is_what_the_tests_run_against():
+    """README's `pip install -e ".[gcs]"` names an extra that exists, and the test extra installs
+    the same gcsfs requirement (the emulator tests use the client a pod user gets)."""
+    import re
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    named = set(re.findall(r'pip install -e "\.\[(\w+)\]"', (ROOT / "README.md").read_text()))
+    assert "gcs" in named and named <= set(extras)
+    assert set(extras["gcs"]) <= set(extras["test"])
