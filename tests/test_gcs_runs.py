@@ -239,3 +239,23 @@ def test_an_eval_job_watching_a_training_run_on_gs_sees_every_new_checkpoint(buc
     train_steps = sorted(r["step"] for r in rows if "training_loss" in r)
     assert train_steps[-1] == 30
     assert sorted(r["step"] for r in rows if any(k.startswith("eval/") for k in r)) == [10, 20, 30]
+
+
+def test_another_runs_checkpoint_on_gs_is_refused_and_nothing_changes(bucket, local_run, tmp_path):
+    """`gsutil cp -r` of another run's step over the newest: the resume is refused in one line
+    naming both runs, and not one object of the bucket is written, moved or removed."""
+    other = str(tmp_path / "other")
+    config = _config()
+    config.seed += 1
+    modes.run("train", config, other, stream=io.StringIO())
+    gs = f"{bucket}/run"
+    _upload(local_run, gs)
+    _gcs().rm(f"{gs}/checkpoints/24", recursive=True)
+    _gcs().put(f"{other}/checkpoints/24/", f"{gs}/checkpoints/24/", recursive=True)
+    _gcs().invalidate_cache()
+    before = {f: _gcs().info(f)["md5Hash"] for f in fs.files_under(gs)}
+    with pytest.raises(ValueError, match="refusing to resume from checkpoint") as e:
+        _train(gs, **{"training.n_iters": 28})
+    assert f"{gs}/checkpoints/24" in str(e.value) and "its config differs in seed" in str(e.value)
+    _gcs().invalidate_cache()
+    assert {f: _gcs().info(f)["md5Hash"] for f in fs.files_under(gs)} == before
