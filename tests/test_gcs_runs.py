@@ -22,24 +22,16 @@ import jax
 import numpy as np
 import pytest
 
-from configs.toy import gmm
 from score_sde.config import from_config
 from score_sde.run import experiment, modes, parallel
 from score_sde.store import checkpoint, fs, metrics_log
 from score_sde.store.checkpoint._read import read_step
 from tests.test_checkpoint import OVERRIDES, _driver
+from tests.test_checkpoint_faults import _config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Besides the one line per problem, none of orbax's or gcsfs's noise may reach the terminal.
 NOISE = ("Traceback", "Future exception", "Event loop is closed", "Exception ignored", "ERROR")
-
-
-def _config(**more):
-    c = gmm.get_config()
-    for k, v in {**OVERRIDES, **more}.items():
-        a, b = k.split(".")
-        c[a][b] = v
-    return c
 
 
 def _train(workdir: str, **more) -> str:

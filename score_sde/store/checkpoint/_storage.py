@@ -88,11 +88,8 @@ def _cannot_write(ckpts, reason: str, what: str) -> str:
     newest = max(finished)[1] if finished else None
     free = fs.free_space(ckpts.workdir)
     space = "" if free is None else f"; {fs.size_text(free)} free there without its partial files"
-    need = (
-        f", and a checkpoint of this run takes {fs.size_text(fs.tree_size(newest))}"
-        if newest
-        else ""
-    )
+    size = fs.tree_size(newest) if newest else 0  # 0 where it cannot be told (remote)
+    need = f", and a checkpoint of this run takes {fs.size_text(size)}" if size else ""
     return (
         f"cannot write {what} in {ckpts.workdir} ({reason}){space}{need}. "
         "Make room (or give the work directory a larger disk) and rerun the same command: it "
