@@ -69,6 +69,8 @@ class Checkpoints:
         self.saved: dict[str, int] = {}  # path -> step, written by this instance
         self._reported: set[str] = set()
         self._last_saved: str | None = None
+        # another process may have written since this one last listed the bucket
+        fs.forget_listings(workdir)
         # read-only managers warn about options they ignore; orbax logs an ERROR for a step whose
         # _CHECKPOINT_METADATA it cannot parse, which `restore` does not need
         with quiet.absl_quiet():
