@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=1, help="steps per dispatch")
     args = parser.parse_args()
 
-    from score_sde import config
-    from score_sde.run import experiment, parallel, train
+    from score_sde import config, parallel
+    from score_sde.run import experiment, train
 
     cfg = config.load(
         os.path.join(ROOT, args.config),

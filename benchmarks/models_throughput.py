@@ -38,8 +38,8 @@ def _time(fn, steps: int) -> float:
 
 
 def bench(path: str, dtype: str, batch: int, steps: int) -> dict:
-    from score_sde import config
-    from score_sde.run import experiment, parallel
+    from score_sde import config, parallel
+    from score_sde.run import experiment
 
     cfg = config.load(
         os.path.join(ROOT, path), {"model.dtype": dtype, "training.batch_size": str(batch)}

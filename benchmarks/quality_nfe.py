@@ -242,7 +242,7 @@ def image_metrics(data):
 def model(workdir: str, num: int, grid, key: jax.Array) -> dict:
     """The trained model of `workdir` (score_sde.load: config.json + newest checkpoint, EMA)."""
     import score_sde
-    from score_sde.run import parallel
+    from score_sde import parallel
 
     m = score_sde.load(workdir)
     exp, cfg = m.exp, m.cfg

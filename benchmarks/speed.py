@@ -135,7 +135,8 @@ class Bench:
 
     def __init__(self, name: str, dtype: str, overrides: dict, args):
         from score_sde import config as config_lib
-        from score_sde.run import experiment, parallel
+        from score_sde import parallel
+        from score_sde.run import experiment
 
         self.name, self.dtype, self.args = name, dtype, args
         self.overrides = {**overrides, "model.dtype": dtype}

@@ -128,8 +128,8 @@ def main() -> None:
     import numpy as np
 
     from benchmarks.speed import SMOKE_UNET, _flops
-    from score_sde import config
-    from score_sde.run import experiment, parallel, train
+    from score_sde import config, parallel
+    from score_sde.run import experiment, train
 
     overrides = {"model.nf": str(args.nf), "training.batch_size": str(args.batch)}
     if args.cpu_smoke:

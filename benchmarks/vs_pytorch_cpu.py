@@ -143,9 +143,9 @@ def main() -> None:
     import numpy as np
     from flax import nnx
 
-    from score_sde import config, likelihood
+    from score_sde import config, likelihood, parallel
     from score_sde.convert import layout
-    from score_sde.run import experiment, parallel, train
+    from score_sde.run import experiment, train
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)

@@ -185,7 +185,7 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it touches at INFO
     from score_sde import config as config_lib
-    from score_sde.run import parallel
+    from score_sde import parallel
 
     try:  # every flag and field is checked before anything is created or written
         parallel.check_process_flags(
@@ -251,7 +251,7 @@ def _print_devices() -> None:
     GPU build)."""
     import jax
 
-    from score_sde.run import parallel
+    from score_sde import parallel
 
     if jax.process_index() == 0:
         top = parallel.topology()

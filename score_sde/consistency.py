@@ -31,10 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from score_sde import fast_sampling
+from score_sde.names import TEACHER_SOLVERS
 from score_sde.score_fn import ApplyFn, Preconditioning, get_denoiser
 from score_sde.sde import SDE, batch_mul
-
-TEACHER_SOLVERS = ("heun", "euler")
 
 
 def karras_sigmas(n, sigma_min: float, sigma_max: float, rho: float = 7.0, size: int | None = None):

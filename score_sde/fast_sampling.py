@@ -27,32 +27,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from score_sde.names import ALIASES, FAST_METHODS, canonical_name
 from score_sde.sampling import constrain
 from score_sde.sde import SDE
 
 DISCRETIZATIONS = ("edm", "uniform_t", "uniform_lambda")
-METHODS = ("edm_heun", "dpmpp_2m", "dpmpp_2s", "dpmpp_3m", "dpmpp_2m_sde", "ddim", "consistency")
-# Short names accepted wherever a method is named (config, launcher, API).
-ALIASES = {
-    "heun": "edm_heun",
-    "dpm2m": "dpmpp_2m",
-    "dpm2s": "dpmpp_2s",
-    "dpm3m": "dpmpp_3m",
-    "dpm2m_sde": "dpmpp_2m_sde",
-    # DDIM (eta = 0) is Euler's method on dx~/dsigma; on the linear flow path with uniform t it is
-    # exactly Euler's method on the velocity, dx/dt = v (tests/test_flow.py).
-    "euler": "ddim",
-}
+METHODS = FAST_METHODS
 # Each method's own defaults: EDM's 18 steps on its rho-schedule (35 NFE), DPM-Solver++'s steps
 # uniform in lambda, the SDE solver with enough steps to match the distribution, DDIM's 50
 # uniform steps in t.
 DEFAULT_STEPS = {"edm_heun": 18, "dpmpp_2m_sde": 100, "ddim": 50, "consistency": 1}
 DEFAULT_DISCRETIZATION = {"edm_heun": "edm", "ddim": "uniform_t", "consistency": "edm"}
-
-
-def canonical_name(method: str) -> str:
-    """The METHODS name of `method` or of its alias ('heun' -> 'edm_heun'); others unchanged."""
-    return ALIASES.get(method, method)
 
 
 def defaults(method: str) -> tuple[int, str]:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from score_sde.names import TIME_SAMPLINGS
 from score_sde.score_fn import (
     ApplyFn,
     Preconditioning,
@@ -28,8 +29,6 @@ from score_sde.score_fn import (
     get_velocity_fn,
 )
 from score_sde.sde import SDE, VESDE, VPSDE, FlowPath, batch_mul
-
-TIME_SAMPLINGS = ("uniform", "logit_normal")
 
 
 def _reducer(reduce_mean: bool):

@@ -24,11 +24,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from score_sde.names import corrector_name, predictor_name
 from score_sde.sde import SDE, VESDE, VPSDE, batch_mul
 from score_sde.solvers import solve_ode
-
-PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral_sampling", "none")
-CORRECTORS = ("langevin", "ald", "none")
 
 
 def constrain(x, sharding):
@@ -90,17 +88,15 @@ def no_predictor(key, sde, score_fn, x, t, probability_flow=False):
 
 def get_predictor(name: str):
     """Returns (update function, score evaluations per step)."""
-    match name.lower():
-        case "euler_maruyama" | "eulermaruyamapredictor":
+    match predictor_name(name):
+        case "euler_maruyama":
             return euler_maruyama, 1
-        case "reverse_diffusion" | "reversediffusionpredictor":
+        case "reverse_diffusion":
             return reverse_diffusion, 1
-        case "ancestral_sampling" | "ancestralsamplingpredictor":
+        case "ancestral_sampling":
             return ancestral_sampling, 1
-        case "none" | "nonepredictor":
-            return no_predictor, 0
         case _:
-            raise ValueError(f"unknown predictor {name!r}; valid names: {PREDICTORS}")
+            return no_predictor, 0
 
 
 # ----------------------------------------------------------------------------------- correctors
@@ -164,15 +160,13 @@ def no_corrector(key, sde, score_fn, x, t, snr, n_steps, norm="example"):
 
 def get_corrector(name: str):
     """Returns (update function, score evaluations per Langevin step)."""
-    match name.lower():
-        case "langevin" | "langevincorrector":
+    match corrector_name(name):
+        case "langevin":
             return langevin, 1
-        case "ald" | "annealed_langevin" | "annealedlangevindynamics":
+        case "ald":
             return annealed_langevin, 1
-        case "none" | "nonecorrector":
-            return no_corrector, 0
         case _:
-            raise ValueError(f"unknown corrector {name!r}; valid names: {CORRECTORS}")
+            return no_corrector, 0
 
 
 # ----------------------------------------------------------------------------------- samplers

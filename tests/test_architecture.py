@@ -11,15 +11,17 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "score_sde"
 
 METHOD = {
     "sde", "losses", "score_fn", "sampling", "fast_sampling", "likelihood", "solvers",
-    "guidance", "controllable", "gmm", "models",
+    "guidance", "controllable", "gmm", "models", "names",
 }  # fmt: skip
 # What each layer may not import (by top-level name under score_sde).
+EVERYTHING = {"method", "config", "run", "store", "data", "convert", "evaluation", "cli", "api"}
 FORBIDDEN = {
-    "method": {"config", "run", "store", "data", "convert", "evaluation", "cli", "api"},
+    "parallel": EVERYTHING,  # the device helpers: below running and evaluation alike
+    "method": {"config", "run", "store", "data", "convert", "evaluation", "cli", "api", "parallel"},
     "config": {"run", "store", "data", "convert", "evaluation", "cli", "api"},
     "store": {"config", "run", "data", "convert", "evaluation", "cli", "api"},
     "data": {"run", "convert", "evaluation", "cli", "api"},
-    "evaluation": {"convert", "cli", "api"},
+    "evaluation": {"run", "convert", "cli", "api"},  # run calls the evaluators, never back
     "run": {"convert", "cli", "api"},
     "convert": {"cli", "api"},
 }
@@ -67,7 +69,7 @@ def _layer(module: str) -> str | None:
 def test_the_walk_sees_the_imports():
     # a known edge of each kind: top-level, `from package import module`, inside a function
     assert "score_sde.sde" in GRAPH["score_sde.sampling"]
-    assert "score_sde.run.parallel" in GRAPH["score_sde.run.modes.train"]
+    assert "score_sde.parallel" in GRAPH["score_sde.run.modes.train"]
     assert "score_sde.api" in GRAPH["score_sde"]
     assert len(MODULES) > 50
 
@@ -103,3 +105,45 @@ def test_no_import_cycle():
     for m in sorted(GRAPH):
         if m not in state:
             visit(m)
+
+
+def test_no_mode_borrows_from_another_mode():
+    """Each mode uses the layer below (run/, evaluation/, store/); only the dispatcher,
+    run/modes/__init__, names them all."""
+    modes = {m for m in GRAPH if m.startswith("score_sde.run.modes.")}
+    bad = [f"{m} imports {d}" for m in sorted(modes) for d in sorted(GRAPH[m] & modes)]
+    assert not bad, "\n".join(bad)
+
+
+def test_reading_and_checking_a_config_imports_no_jax():
+    """Every shipped config read through the real boundary (and printed as the launcher's
+    --dry_run does) in a fresh interpreter: JAX, Flax, diffrax and orbax stay unimported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import glob, sys\n"
+        "from score_sde import config\n"
+        "paths = [p for p in glob.glob('configs/**/*.py', recursive=True)\n"
+        "         if not p.endswith('__init__.py') and 'default' not in p.rsplit('/', 1)[-1]]\n"
+        "read = 0\n"
+        "for p in sorted(paths):\n"
+        "    try:\n"
+        "        cfg = config.load(p, {})\n"
+        "    except ValueError:\n"
+        "        continue  # a base that is no run by itself\n"
+        "    read += 1\n"
+        "    str(cfg)\n"
+        "heavy = [m for m in ('jax', 'flax', 'diffrax', 'orbax', 'tensorflow') if m in sys.modules]\n"
+        "print(read, heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PACKAGE.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    read, heavy = out.stdout.split(" ", 1)
+    assert int(read) > 30 and heavy.strip() == "[]", out.stdout

@@ -11,7 +11,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from score_sde.run import experiment, parallel
+from score_sde import parallel
+from score_sde.run import experiment
 from score_sde.store import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -23,8 +23,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs.toy import gmm
+from score_sde import parallel
 from score_sde.config import from_config
-from score_sde.run import experiment, modes, parallel
+from score_sde.run import experiment, modes
 from score_sde.store import checkpoint
 from tests import test_checkpoint
 from tests.test_launch import assert_one_clear_line as _one_line
@@ -434,7 +435,7 @@ def test_damaged_restores_keep_orbax_noise_off_stderr(trained, tmp_path):
         import os
         from score_sde.store import checkpoint
         from score_sde.run import experiment
-        from score_sde.run import parallel
+        from score_sde import parallel
         from score_sde.config import from_config
         from tests.test_checkpoint_faults import _config, truncate_file
 

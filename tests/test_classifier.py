@@ -12,7 +12,7 @@ import pytest
 from score_sde import guidance
 from score_sde.config import ClassifierConfig
 from score_sde.models import classifier as classifier_lib
-from score_sde.run import train
+from score_sde.run import experiment, train
 from score_sde.sde import VPSDE
 
 
@@ -115,7 +115,6 @@ def test_train_classifier_mode_trains_saves_and_loads(tmp_path):
     from configs.toy import base
     from score_sde.config import from_config
     from score_sde.run import modes
-    from score_sde.run.modes import train_classifier
 
     c = base.get_config("digits")
     c.classifier = ml_collections.ConfigDict()
@@ -136,15 +135,15 @@ def test_train_classifier_mode_trains_saves_and_loads(tmp_path):
     assert acc > 0.6, text  # measured 0.82 (t = 0.25: 0.55); chance is 0.1
     assert os.path.isdir(tmp_path / "classifier" / "checkpoints" / "200")
     cfg = from_config(c)
-    from score_sde.run.parallel import make_mesh
+    from score_sde.parallel import make_mesh
 
-    apply, params = train_classifier.load_classifier(cfg, str(tmp_path / "classifier"), make_mesh())
+    apply, params = experiment.load_classifier(cfg, str(tmp_path / "classifier"), make_mesh())
     np.testing.assert_allclose(
         jax.tree.leaves(params)[0], jax.tree.leaves(state.ema_params)[0], rtol=1e-6
     )
     assert apply(params, jnp.zeros((2, 8, 8, 1)), jnp.ones(2)).shape == (2, 10)
     with pytest.raises(ValueError, match="no classifier checkpoint"):
-        train_classifier.load_classifier(cfg, str(tmp_path / "nothing"), make_mesh())
+        experiment.load_classifier(cfg, str(tmp_path / "nothing"), make_mesh())
     c.classifier.bogus = 1
     with pytest.raises(ValueError, match="config.classifier.bogus"):
         modes.run("train_classifier", c, str(tmp_path))

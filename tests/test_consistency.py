@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from score_sde import consistency, fast_sampling
+from score_sde import consistency, fast_sampling, parallel
 from score_sde.config import from_config
 from score_sde.data.toy_data import toy_density
-from score_sde.run import experiment, parallel, train
+from score_sde.run import experiment, train
 from score_sde.score_fn import Preconditioning, get_denoiser
 from score_sde.sde import VESDE, batch_mul
 from tests.oracles import mixture_2d

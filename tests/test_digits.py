@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from score_sde import parallel
 from score_sde.config import from_config
 from score_sde.data import datasets
-from score_sde.run import experiment, parallel
+from score_sde.run import experiment
 from score_sde.store.checkpoint import Checkpoints
 
 STEPS = 600

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from configs.vp.ddpm import cifar10
+from score_sde import parallel
 from score_sde.config import from_config
 from score_sde.data import datasets
 from score_sde.evaluation import evaluator, fid, inception
-from score_sde.run import experiment, modes, parallel
+from score_sde.run import experiment, modes
 from score_sde.run.modes import eval as eval_mode
 
 DIGITS_TEST = 1797 - 1500  # datasets.py: train = the first 1500

@@ -13,8 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from score_sde import config, models
-from score_sde.run import experiment, modes, parallel, train
+from score_sde import config, models, parallel
+from score_sde.run import experiment, modes, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHIPPED = sorted(

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from score_sde.run import parallel
+from score_sde import parallel
 from score_sde.store import checkpoint, workdir
 from tests.test_launch import assert_one_clear_line
 

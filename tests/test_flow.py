@@ -279,8 +279,9 @@ def test_toy_flow_config_trains_samples_and_evaluates_through_the_launcher(tmp_p
 def test_a_train_step_on_four_devices_equals_one(config):
     """Flow matching's and consistency training's steps (loss, grads, Adam, EMA) on a batch
     sharded over 4 devices equal the 1-device step."""
+    from score_sde import parallel
     from score_sde.config import from_config, load_file
-    from score_sde.run import experiment, parallel, train
+    from score_sde.run import experiment, train
 
     c = load_file(os.path.join(REPO, "configs", config))
     c.model.nf, c.model.num_layers, c.training.batch_size = 16, 1, 16

@@ -22,8 +22,9 @@ import jax
 import numpy as np
 import pytest
 
+from score_sde import parallel
 from score_sde.config import from_config
-from score_sde.run import experiment, modes, parallel
+from score_sde.run import experiment, modes
 from score_sde.store import checkpoint, fs, metrics_log
 from score_sde.store.checkpoint._read import read_step
 from tests.test_checkpoint import OVERRIDES, _driver

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from configs.toy import base
+from score_sde import parallel
 from score_sde.config import from_config
-from score_sde.run import experiment, modes, parallel
+from score_sde.run import experiment, modes
 from score_sde.store import checkpoint, image_io
 from tests.tb_events import read_events
 

@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from score_sde.run import experiment, parallel
+from score_sde import parallel
+from score_sde.run import experiment
 from score_sde.store import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from configs.toy import gmm
+from score_sde import parallel
 from score_sde.config import from_config
-from score_sde.run import experiment, parallel
+from score_sde.run import experiment
 from score_sde.store import checkpoint, metrics_log
 from tests.gcs import free_port
 

@@ -14,8 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from score_sde import config
-from score_sde.run import parallel
+from score_sde import config, parallel
 from score_sde.store import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

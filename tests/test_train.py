@@ -7,8 +7,9 @@ import optax
 import pytest
 
 from configs.toy import base
+from score_sde import parallel
 from score_sde.config import OptimConfig, from_config
-from score_sde.run import experiment, parallel, train
+from score_sde.run import experiment, train
 from score_sde.store import checkpoint
 
 

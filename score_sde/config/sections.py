@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from score_sde import names
 from score_sde.config.checks import _finite, _fraction, _one_of, _positive
 from score_sde.config.families import NONLINEARITIES, ModelConfig
 
@@ -22,14 +23,12 @@ GUIDANCE = ("cfg", "classifier")
 
 def _check_pc_names(predictor: str, corrector: str) -> None:
     """config.sampling.predictor / corrector are names score_sde.sampling knows."""
-    from score_sde import sampling
-
-    for field, name, get, valid in (
-        ("predictor", predictor, sampling.get_predictor, sampling.PREDICTORS),
-        ("corrector", corrector, sampling.get_corrector, sampling.CORRECTORS),
+    for field, name, check, valid in (
+        ("predictor", predictor, names.predictor_name, names.PREDICTORS),
+        ("corrector", corrector, names.corrector_name, names.CORRECTORS),
     ):
         try:
-            get(name)
+            check(name)
         except ValueError:
             raise ValueError(
                 f"config.sampling.{field} ({name!r}) is not a {field}; valid names: "
@@ -39,17 +38,13 @@ def _check_pc_names(predictor: str, corrector: str) -> None:
 
 def sampling_methods() -> tuple[str, ...]:
     """'pc', 'ode' and the few-step methods of score_sde.fast_sampling."""
-    from score_sde.fast_sampling import METHODS
-
-    return ("pc", "ode", *METHODS)
+    return ("pc", "ode", *names.FAST_METHODS)
 
 
 def _sampling_method(field: str, name: str) -> str:
     """`name` checked against the sampling methods and their aliases; the canonical name."""
-    from score_sde.fast_sampling import ALIASES, canonical_name
-
-    _one_of(field, name, (*sampling_methods(), *ALIASES))
-    return canonical_name(name)
+    _one_of(field, name, (*sampling_methods(), *names.ALIASES))
+    return names.canonical_name(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +104,7 @@ class TrainingConfig:
             )
         if self.loss not in SDES:
             _one_of("config.training.loss", self.loss, LOSSES)
-        from score_sde.losses import TIME_SAMPLINGS
-
-        _one_of("config.training.time_sampling", self.time_sampling, TIME_SAMPLINGS)
+        _one_of("config.training.time_sampling", self.time_sampling, names.TIME_SAMPLINGS)
         _finite("config.training.logit_mean", self.logit_mean)
         _positive("config.training.logit_std", self.logit_std)
         _positive("config.training.ct_s0", self.ct_s0)
@@ -122,9 +115,7 @@ class TrainingConfig:
         _finite("config.training.huber_c", self.huber_c)
         if self.huber_c < 0:
             raise ValueError(f"config.training.huber_c ({self.huber_c}) must be >= 0")
-        from score_sde.consistency import TEACHER_SOLVERS
-
-        _one_of("config.training.teacher_solver", self.teacher_solver, TEACHER_SOLVERS)
+        _one_of("config.training.teacher_solver", self.teacher_solver, names.TEACHER_SOLVERS)
         if (self.loss == "consistency_distillation") != bool(self.teacher):
             raise ValueError(
                 "config.training.loss='consistency_distillation' distills a trained score model: "

@@ -27,9 +27,9 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from score_sde import parallel
 from score_sde.evaluation import fid as fid_lib
 from score_sde.evaluation.inception import InceptionV3, load_inception
-from score_sde.run import parallel
 
 
 def to_inception_input(images: jax.Array, quantize: bool = True) -> jax.Array:

@@ -50,9 +50,9 @@ def global_batch_size(requested: int, devices: int, backend: str) -> int:
 def main(argv, config_path: str, overrides: dict) -> None:
     del argv
     from score_sde import config as config_lib
+    from score_sde import parallel
     from score_sde.config import fail
     from score_sde.evaluation.evaluator import compute_dataset_statistics
-    from score_sde.run import parallel
 
     if not config_path:
         fail("--config is required (the config whose config.data names the dataset)")

@@ -24,13 +24,13 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from score_sde import controllable, fast_sampling, sampling
+from score_sde import controllable, fast_sampling, parallel, sampling
 from score_sde import losses as losses_lib
 from score_sde import score_fn as score_fn_lib
 from score_sde import sde as sde_lib
 from score_sde.config import Config
 from score_sde.config.sections import CONSISTENCY, FLOWS
-from score_sde.run import parallel, train
+from score_sde.run import train
 
 KEY_INIT, KEY_EVAL_LOSS, KEY_SAMPLES, KEY_LIKELIHOOD = range(4)
 
@@ -325,6 +325,22 @@ def restore(workdir: str, step: int | None = None, overrides=None):
     with Checkpoints(workdir, read_only=True) as ckpts:
         params, step = restore_ema(ckpts, exp.state_like(), step)
     return exp, params, step
+
+
+CLASSIFIER_DIR = "classifier"  # under the score model's work directory
+
+
+def load_classifier(cfg: Config, workdir: str, mesh: Mesh):
+    """(classifier_apply, EMA params) of the newest classifier checkpoint under `workdir`
+    (the classifier's own directory, e.g. <score workdir>/classifier)."""
+    from score_sde.store.checkpoint import Checkpoints, require_checkpoint
+
+    apply_fn, init_params, tx = classifier(cfg)
+    with Checkpoints(workdir, read_only=True) as ckpts:
+        fix = "train one first with --mode=train_classifier (same --workdir as the score model)"
+        require_checkpoint(ckpts, fix, what="classifier checkpoint")
+        state = ckpts.restore(train.state_like(init_params, tx, mesh))
+    return apply_fn, state.ema_params
 
 
 def classifier(cfg: Config):

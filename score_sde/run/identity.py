@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
+from score_sde import parallel
 from score_sde.config import Config
-from score_sde.run import parallel
 from score_sde.store import fs
 from score_sde.store import workdir as wd
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from score_sde import parallel
 from score_sde.config import ClassifierConfig, TrainingConfig
-from score_sde.run import parallel
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterator
 
-from score_sde.run import parallel
+from score_sde import parallel
 from score_sde.store import fs
 from score_sde.store import workdir as wd
 from score_sde.store.checkpoint import Checkpoints

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from score_sde.run import parallel
+from score_sde import parallel
 from score_sde.store import fs, progress
 
 

@@ -13,8 +13,8 @@ import os
 
 import numpy as np
 
+from score_sde import parallel
 from score_sde.data import datasets
-from score_sde.run import parallel
 from score_sde.store import image_io
 
 

@@ -22,8 +22,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from score_sde import parallel
 from score_sde.config import OptimConfig
-from score_sde.run import parallel
 
 LossFn = Callable[[Any, jax.Array, dict], jax.Array]
 

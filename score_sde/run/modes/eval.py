@@ -27,11 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from score_sde import likelihood
+from score_sde import likelihood, parallel
 from score_sde.config import Config
 from score_sde.data import datasets, toy_data
 from score_sde.evaluation import inception as inception_lib
-from score_sde.run import experiment, parallel, sample_files
+from score_sde.run import experiment, sample_files
 from score_sde.run.opening import Run, open_run
 from score_sde.run.rounds import Rounds, fingerprint
 from score_sde.store import fs, image_io

@@ -26,10 +26,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from score_sde import controllable, guidance
+from score_sde import controllable, guidance, parallel
 from score_sde.config import Config
 from score_sde.data import datasets
-from score_sde.run import experiment, parallel, sample_files
+from score_sde.run import experiment, sample_files
 from score_sde.run.opening import open_run
 from score_sde.store import image_io
 from score_sde.store.checkpoint import require_checkpoint, restore_ema
@@ -84,10 +84,8 @@ def _sample_conditional(exp: experiment.Experiment, params, step: int, workdir: 
     cond, num = cfg.condition, cfg.sampling.num_samples
     classifier, cparams = None, None
     if cond.guided and cond.guidance == "classifier":
-        from score_sde.run.modes import train_classifier
-
-        where = cond.classifier_workdir or os.path.join(workdir, train_classifier.CLASSIFIER_DIR)
-        classifier, cparams = train_classifier.load_classifier(cfg, where, exp.mesh)
+        where = cond.classifier_workdir or os.path.join(workdir, experiment.CLASSIFIER_DIR)
+        classifier, cparams = experiment.load_classifier(cfg, where, exp.mesh)
     originals, mask = _condition_inputs(exp, num)
     labels = _labels(cfg, num)
     b = exp.round_size(num, cfg.sampling.batch_size)

@@ -9,9 +9,10 @@ import os
 import jax
 from jax.sharding import Mesh
 
+from score_sde import parallel
 from score_sde.config import Config
 from score_sde.data import datasets
-from score_sde.run import experiment, identity, loop, parallel, sample_files, train
+from score_sde.run import experiment, identity, loop, sample_files, train
 from score_sde.run.opening import open_run
 from score_sde.store import fs
 from score_sde.store import workdir as wd

@@ -17,26 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from score_sde import guidance
+from score_sde import guidance, parallel
 from score_sde.config import Config
 from score_sde.data import datasets
-from score_sde.run import experiment, loop, parallel, train
+from score_sde.run import experiment, loop, train
+from score_sde.run.experiment import CLASSIFIER_DIR
 from score_sde.run.opening import open_run
 from score_sde.sde import batch_mul
-from score_sde.store.checkpoint import Checkpoints, require_checkpoint
-
-CLASSIFIER_DIR = "classifier"
-
-
-def load_classifier(cfg: Config, workdir: str, mesh: Mesh):
-    """(classifier_apply, EMA params) of the newest classifier checkpoint under `workdir`
-    (the classifier's own directory, e.g. <score workdir>/classifier)."""
-    apply_fn, init_params, tx = experiment.classifier(cfg)
-    with Checkpoints(workdir, read_only=True) as ckpts:
-        fix = "train one first with --mode=train_classifier (same --workdir as the score model)"
-        require_checkpoint(ckpts, fix, what="classifier checkpoint")
-        state = ckpts.restore(train.state_like(init_params, tx, mesh))
-    return apply_fn, state.ema_params
 
 
 class _Labelled:

@@ -1,0 +1,57 @@
+"""The method's names, without JAX: what the config layer checks a config against and what the
+method's modules dispatch on (one list, read by both), so reading a config starts no JAX."""
+
+from __future__ import annotations
+
+PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral_sampling", "none")
+CORRECTORS = ("langevin", "ald", "none")
+# The original code's class names, lower-cased, and the long name of ALD.
+_PREDICTOR_ALIASES = {f"{n.replace('_', '')}predictor": n for n in PREDICTORS}
+_CORRECTOR_ALIASES = {
+    **{f"{n}corrector": n for n in ("langevin", "none")},
+    "annealed_langevin": "ald",
+    "annealedlangevindynamics": "ald",
+}
+
+# score_sde.losses: how training draws t; score_sde.consistency: the teacher's ODE step.
+TIME_SAMPLINGS = ("uniform", "logit_normal")
+TEACHER_SOLVERS = ("heun", "euler")
+
+# The few-step methods of score_sde.fast_sampling.
+FAST_METHODS = (
+    "edm_heun", "dpmpp_2m", "dpmpp_2s", "dpmpp_3m", "dpmpp_2m_sde", "ddim", "consistency",
+)  # fmt: skip
+# Short names accepted wherever a method is named (config, launcher, API).
+ALIASES = {
+    "heun": "edm_heun",
+    "dpm2m": "dpmpp_2m",
+    "dpm2s": "dpmpp_2s",
+    "dpm3m": "dpmpp_3m",
+    "dpm2m_sde": "dpmpp_2m_sde",
+    # DDIM (eta = 0) is Euler's method on dx~/dsigma; on the linear flow path with uniform t it is
+    # exactly Euler's method on the velocity, dx/dt = v (tests/test_flow.py).
+    "euler": "ddim",
+}
+
+
+def predictor_name(name: str) -> str:
+    """The PREDICTORS name of `name` (any case, or the original's class name); ValueError."""
+    n = name.lower()
+    n = _PREDICTOR_ALIASES.get(n, n)
+    if n not in PREDICTORS:
+        raise ValueError(f"unknown predictor {name!r}; valid names: {PREDICTORS}")
+    return n
+
+
+def corrector_name(name: str) -> str:
+    """The CORRECTORS name of `name` (any case, or the original's class name); ValueError."""
+    n = name.lower()
+    n = _CORRECTOR_ALIASES.get(n, n)
+    if n not in CORRECTORS:
+        raise ValueError(f"unknown corrector {name!r}; valid names: {CORRECTORS}")
+    return n
+
+
+def canonical_name(method: str) -> str:
+    """The FAST_METHODS name of `method` or of its alias ('heun' -> 'edm_heun'); others unchanged."""
+    return ALIASES.get(method, method)
