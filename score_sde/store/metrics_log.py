@@ -27,6 +27,7 @@ import os
 import socket
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,7 @@ class _RemoteRows:
     def __init__(self, workdir: str):
         writer = f"{time.time_ns():020d}-{socket.gethostname()}-{os.getpid()}-{next(_WRITERS)}"
         self._base = os.path.join(workdir, REMOTE_DIR, writer)
-        self._part, self._rows = 0, []
+        self._part, self._rows = 0, list[str]()
 
     def write(self, line: str) -> None:
         if len(self._rows) == PART_ROWS:
@@ -152,13 +153,14 @@ class MetricsLogger:
         self.workdir = workdir
         self.total_steps = total_steps
         self.stream = stream or sys.stdout
-        self._jsonl = self._tb = None
+        self._jsonl: Any = None  # an open file, or _RemoteRows
+        self._tb: Any = None
         if enabled:
             remote = fs.is_remote(workdir)
             self._jsonl = (
                 _RemoteRows(workdir) if remote else open(os.path.join(workdir, JSONL), "a")
             )
-        self._last = None  # (time, step) of the previous progress line
+        self._last: tuple[float, int] | None = None  # (time, step) of the previous progress line
 
     def _writer(self):
         if self._tb is None:
@@ -212,7 +214,7 @@ class MetricsLogger:
         """Writes training metrics plus steps/s, examples/s (in `unit`/s), ETA and prints one
         progress line."""
         now = time.time()
-        extra = {}
+        extra: dict[str, float] = {}
         if self._last is not None and step > self._last[1]:
             rate = (step - self._last[1]) / max(now - self._last[0], 1e-9)
             extra = {"steps_per_sec": rate, "examples_per_sec": rate * batch_size}

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Set as AbstractSet
 
 from score_sde.store import fs
 
@@ -72,7 +73,7 @@ class Additions:
             path = path.parent
         self.before = set() if self.new_dirs else {p.name for p in self.path.iterdir()}
 
-    def remove_entries(self, keep: set[str] = frozenset()) -> list[str]:
+    def remove_entries(self, keep: AbstractSet[str] = frozenset()) -> list[str]:
         """Removes the entries of the work directory that were not there before (but `keep`);
         returns their names."""
         gone = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +44,7 @@ def host(x) -> np.ndarray | None:
 
 
 def crc32(a: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+    return zlib.crc32(cast(Any, np.ascontiguousarray(a).reshape(-1).view(np.uint8)))  # a buffer
 
 
 def stored_step(state) -> int | None:
@@ -95,7 +96,7 @@ def nonfinite_leaves(tree) -> list[str]:
     }
     if not named:
         return []
-    bad = host(_bad_leaves(list(named.values())))
+    bad = cast(np.ndarray, host(_bad_leaves(list(named.values()))))  # replicated: held here
     return [n for n, b in zip(named, bad, strict=True) if b]
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable
+from typing import cast
 
 import jax
 import numpy as np
@@ -141,7 +142,7 @@ class Checkpoints:
 
     def _known_good(self) -> str | None:
         known = [(step, path) for path, step in self.saved.items() if path == self._last_saved]
-        if self.last_restored_path is not None:
+        if self.last_restored_path is not None and self.last_restored_step is not None:
             known.append((self.last_restored_step, self.last_restored_path))
         return max(known)[1] if known else None
 
@@ -346,4 +347,4 @@ def restore_ema(ckpts: Checkpoints, like, step: int | None = None):
     train state's structure (abstract or concrete)."""
     require_checkpoint(ckpts)
     state = ckpts.restore(like, step)
-    return state.ema_params, int(_leaves.host(state.step))
+    return state.ema_params, int(cast(np.ndarray, _leaves.host(state.step)))

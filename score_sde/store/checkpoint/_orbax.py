@@ -78,6 +78,10 @@ def silenced(settle: float = 0.5, patience: float = 3.0):
             yield
 
 
+def _ignore(_) -> None:
+    return None
+
+
 @contextlib.contextmanager
 def _silenced_unlocked(settle: float, patience: float):
     level = logging.get_verbosity()
@@ -88,7 +92,8 @@ def _silenced_unlocked(settle: float, patience: float):
         warnings.simplefilter("ignore")
         logging.set_verbosity(logging.FATAL)
         asyncio_logger.disabled = True
-        sys.unraisablehook = threading.excepthook = lambda _: None
+        sys.unraisablehook = _ignore
+        threading.excepthook = _ignore
         sys.stderr = captured
         try:
             yield
