@@ -190,6 +190,31 @@ def test_sigkill_and_sigterm_on_gs_resume_to_the_uninterrupted_run(bucket, local
         {"10": _states(termed, exp.state_like())["checkpoints/10"]},
         {"10": want["checkpoints/10"]},
     )
+    out = _train(termed)  # the same command resumes to the uninterrupted run
+    assert "resumed from step 10" in out
+    got = _states(termed, exp.state_like())
+    assert {k: got[k] for k in got if k.startswith("checkpoints/")}.keys() == {
+        k for k in want if k.startswith("checkpoints/")
+    }
+    _assert_same_states(
+        {k: got[k] for k in want if k.startswith("checkpoints/")},
+        {k: v for k, v in want.items() if k.startswith("checkpoints/")},
+    )
+
+
+def test_a_diverged_state_is_never_written_to_gs(bucket, local_run, exp):
+    gs = f"{bucket}/run"
+    _upload(local_run, gs)
+    before = fs.files_under(gs)
+    with checkpoint.Checkpoints(gs) as ckpts:
+        state = ckpts.restore(exp.state_like())
+        bad = jax.tree.map(lambda x: x * np.nan if x.dtype.kind == "f" else x, state)
+        with pytest.raises(
+            FloatingPointError, match=f"The last good checkpoint is {gs}/checkpoints/24"
+        ):
+            ckpts.save(30, bad, snapshot=True)
+    _gcs().invalidate_cache()
+    assert fs.files_under(gs) == before
 
 
 @pytest.mark.slow
