@@ -34,22 +34,22 @@ ALIASES = {
 }
 
 
+def _lookup(kind: str, name: str, valid: tuple[str, ...], aliases: dict[str, str]) -> str:
+    n = name.lower()
+    n = aliases.get(n, n)
+    if n not in valid:
+        raise ValueError(f"unknown {kind} {name!r}; valid names: {valid}")
+    return n
+
+
 def predictor_name(name: str) -> str:
     """The PREDICTORS name of `name` (any case, or the original's class name); ValueError."""
-    n = name.lower()
-    n = _PREDICTOR_ALIASES.get(n, n)
-    if n not in PREDICTORS:
-        raise ValueError(f"unknown predictor {name!r}; valid names: {PREDICTORS}")
-    return n
+    return _lookup("predictor", name, PREDICTORS, _PREDICTOR_ALIASES)
 
 
 def corrector_name(name: str) -> str:
     """The CORRECTORS name of `name` (any case, or the original's class name); ValueError."""
-    n = name.lower()
-    n = _CORRECTOR_ALIASES.get(n, n)
-    if n not in CORRECTORS:
-        raise ValueError(f"unknown corrector {name!r}; valid names: {CORRECTORS}")
-    return n
+    return _lookup("corrector", name, CORRECTORS, _CORRECTOR_ALIASES)
 
 
 def canonical_name(method: str) -> str:
