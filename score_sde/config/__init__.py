@@ -21,6 +21,7 @@ value that has a meaning for the family, never set by the configs shipped here).
 from score_sde.config.checks import did_you_mean
 from score_sde.config.command_line import (
     EXIT_BAD_INPUT,
+    answer_help,
     apply_overrides,
     fail,
     parse_value,
@@ -87,6 +88,7 @@ __all__ = [
     "OptimConfig",
     "SamplingConfig",
     "TrainingConfig",
+    "answer_help",
     "apply_overrides",
     "configs_dir",
     "did_you_mean",

@@ -123,6 +123,23 @@ def apply_overrides(config, overrides: Mapping[str, str]) -> dict:
     return raw
 
 
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull")
+
+
+def answer_help(argv: list[str], doc: str, flag_values, names: list[str]) -> None:
+    """When `argv` asks for help: prints `doc` (the entry point's usage) and the flags `names`
+    of absl's `flag_values` with their meaning and default, then exits 0 (absl's own --help
+    exits 1 and lists only its own flags)."""
+    if not set(argv) & set(HELP_FLAGS):
+        return
+    lines = [doc.strip(), "", "flags:"]
+    for name in names:
+        flag = flag_values[name]
+        lines.append(f"  --{name}: {flag.help} (default: {flag.default!r})")
+    print("\n".join(lines))
+    sys.exit(0)
+
+
 def split_argv(argv: list[str], default_path: str) -> tuple[str, dict[str, str], list[str]]:
     """(config path, {field path: text}, the other arguments) of a command line: `--config=PATH`
     or `--config PATH`, and `--config.<section>.<field>=VALUE` (or `... VALUE`; a bare boolean

@@ -1,4 +1,4 @@
-"""Convert a published checkpoint into this framework's checkpoint format.
+r"""Convert a published checkpoint into this framework's checkpoint format.
 
     python -m score_sde.convert --config configs/ve/cifar10_ncsnpp_continuous.py \
         --source exp/ve/cifar10_ncsnpp_continuous/checkpoint_24 --workdir runs/ve_cifar10_pub
@@ -279,6 +279,8 @@ def main(argv=None) -> None:
         "overwrite", False, "Replace a checkpoint the work directory has at the step."
     )
     FLAGS = flags.FLAGS
+    names = ["source", "workdir", "format", "overwrite"]
+    config_lib.answer_help(rest, f"{USAGE}\n\n{__doc__}", FLAGS, names)
 
     def parse(args):
         try:

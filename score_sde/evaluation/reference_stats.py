@@ -1,4 +1,4 @@
-"""Reference statistics of a dataset split for FID/KID, in pytorch-fid's `.npz` layout.
+r"""Reference statistics of a dataset split for FID/KID, in pytorch-fid's `.npz` layout.
 
     python -m score_sde.evaluation.reference_stats \
         --config=configs/vp/cifar10_ddpmpp_continuous.py --split=train \
@@ -84,7 +84,9 @@ def main(argv, config_path: str, overrides: dict) -> None:
 
 
 if __name__ == "__main__":
-    from score_sde.config import split_argv
+    from score_sde.config import answer_help, split_argv
 
     path, config_overrides, rest = split_argv(sys.argv[1:], "")
+    names = ["split", "out", "batch_size", "weights", "max_examples", "keep_activations"]
+    answer_help(rest, __doc__, FLAGS, names)
     app.run(lambda argv: main(argv, path, config_overrides), argv=[sys.argv[0], *rest])
