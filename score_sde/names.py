@@ -13,6 +13,9 @@ _CORRECTOR_ALIASES = {
     "annealedlangevindynamics": "ald",
 }
 
+# The Langevin corrector's step-size rule (score_sde.sampling.langevin).
+LANGEVIN_NORMS = ("batch", "mean", "mean_per_device", "example")
+
 # score_sde.losses: how training draws t; score_sde.consistency: the teacher's ODE step.
 TIME_SAMPLINGS = ("uniform", "logit_normal")
 TEACHER_SOLVERS = ("heun", "euler")

@@ -19,12 +19,13 @@ Corrector (n_steps Langevin steps at fixed t), `update(key, sde, score_fn, x, t,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from score_sde.names import corrector_name, predictor_name
+from score_sde.names import LANGEVIN_NORMS, corrector_name, predictor_name
 from score_sde.sde import SDE, VESDE, VPSDE, batch_mul
 from score_sde.solvers import solve_ode
 
@@ -108,24 +109,36 @@ def _langevin_alpha(sde: SDE, t, dtype):
     return jnp.ones_like(t)  # sub-VP and VE: no DDPM alpha (the published code crashed on sub-VP)
 
 
-def langevin(key, sde: SDE, score_fn, x, t, snr, n_steps, norm="batch"):
-    """Langevin steps with eps = 2 alpha (snr ||z|| / ||s||)^2.
+def langevin(key, sde: SDE, score_fn, x, t, snr, n_steps, norm="batch", groups: int = 1):
+    """Langevin steps with eps = 2 alpha (snr ||z|| / ||s||)^2, the norm ratio taken by `norm`
+    (LANGEVIN_NORMS; z: the step's noise, s: the score, both [B, ...]):
 
-    norm='batch' (default) uses root-mean-square norms over the whole global batch: under jit the
-    mean spans all devices, so the step does not depend on the device count, and for large batches
-    it is a deterministic function of t, as Langevin dynamics needs. norm='example' takes both norms
-    per example, so no sample's step depends on the others; but the step then depends on the state
-    through ||s(x)||, which biases the stationary distribution (about 5x the variance error of
-    'batch' on a 16-D mixture at snr 0.16; tests/test_sampling.py measures it).
+    - 'batch' (default): sqrt(mean ||z||^2 / mean ||s||^2) over the whole global batch. Under jit
+      the mean spans all devices, so the step does not depend on the device count, and for large
+      batches it is a deterministic function of t, as Langevin dynamics needs.
+    - 'mean': mean ||z|| / mean ||s|| over the global batch, the original code's rule.
+    - 'mean_per_device': the same over each of `groups` consecutive slices of the batch (the
+      per-device batches: the original ran it under pmap, so its step depended on the device
+      count); the published FIDs were made with it.
+    - 'example': ||z|| / ||s|| per example, so no sample's step depends on the others; but the step
+      then depends on the state through ||s(x)||, which biases the stationary distribution (about
+      5x the variance error of 'batch' on a 16-D mixture at snr 0.16; tests/test_sampling.py).
     """
-    if norm not in ("example", "batch"):
-        raise ValueError(f"langevin norm must be 'example' or 'batch', got {norm!r}")
+    if norm not in LANGEVIN_NORMS:
+        raise ValueError(f"langevin norm must be one of {LANGEVIN_NORMS}, got {norm!r}")
     alpha = _langevin_alpha(sde, t, x.dtype)
 
     def ratio(z, grad):
-        if norm == "example":
-            return _norm(z) / _norm(grad)
-        return jnp.sqrt(jnp.mean(_norm(z) ** 2) / jnp.mean(_norm(grad) ** 2))
+        zn, gn = _norm(z), _norm(grad)
+        match norm:
+            case "example":
+                return zn / gn
+            case "batch":
+                return jnp.sqrt(jnp.mean(zn**2) / jnp.mean(gn**2))
+            case _:  # "mean", "mean_per_device": the mean of each group's norms
+                g = groups if norm == "mean_per_device" else 1
+                r = zn.reshape(g, -1).mean(1) / gn.reshape(g, -1).mean(1)
+                return jnp.repeat(r, zn.shape[0] // g)
 
     def step(i, carry):
         x, _ = carry
@@ -233,6 +246,9 @@ def get_pc_sampler(
     corrector's and predictor's, so the loop's own draws are the same with or without a hook.
     """
     predictor_fn, corrector_fn, nfe = pc_steps(sde, predictor, corrector, n_steps, eps)
+    if langevin_norm == "mean_per_device" and corrector_fn is langevin:
+        rows = shape[0] if sharding is None else sharding.shard_shape(shape)[0]
+        corrector_fn = functools.partial(langevin, groups=shape[0] // rows)
 
     def run(key, score_fn, cond):
         key, k_prior = jax.random.split(key)

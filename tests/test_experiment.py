@@ -123,3 +123,34 @@ def test_the_init_compiled_at_level_1_equals_the_default_compile():
     init = train.make_init_state(exp.init_params, exp.tx, exp.mesh)
     default = jax.jit(init.__wrapped__)(exp.key(experiment.KEY_INIT))
     _assert_bit_identical(fast, default)
+
+
+def test_the_ode_samplers_tolerance_and_the_langevin_rule_are_set_from_the_command_line():
+    """--config.sampling.rtol/atol reach the probability-flow ODE (fewer score evaluations at a
+    looser tolerance), and --config.sampling.langevin_norm the PC sampler's corrector; the
+    published configs use the original code's rule, the toys ours."""
+    path = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "toy" / "gmm.py")
+    score_fn = lambda x, t: -x / (1.0 + t[:, None])
+    nfes = {}
+    for tol in ("1e-2", "1e-5"):
+        cfg = config.load(
+            path, {"sampling.method": "ode", "sampling.rtol": tol, "sampling.atol": tol}
+        )
+        assert cfg.sampling.rtol == float(tol)
+        exp = experiment.build(cfg, parallel.make_mesh())
+        nfes[tol] = int(exp.sampler("ode", 64)(jax.random.key(0), score_fn, None, None)[1])
+    assert nfes["1e-2"] < nfes["1e-5"], nfes
+
+    draws = {}
+    for norm in ("batch", "mean_per_device"):
+        cfg = config.load(path, {"sampling.langevin_norm": norm, "model.num_scales": "40"})
+        exp = experiment.build(cfg, parallel.make_mesh())
+        draws[norm] = np.asarray(exp.sampler("pc", 64)(jax.random.key(0), score_fn, None, None)[0])
+    assert not np.allclose(draws["batch"], draws["mean_per_device"])
+    with pytest.raises(ValueError, match="config.sampling.langevin_norm"):
+        config.load(path, {"sampling.langevin_norm": "rms"})
+    configs = pathlib.Path(path).parents[1]
+    assert config.load(
+        str(configs / "vp" / "cifar10_ddpmpp_continuous.py"), {}
+    ).sampling.langevin_norm == ("mean_per_device")
+    assert config.load(str(configs / "digits" / "ddpmpp.py"), {}).sampling.langevin_norm == "batch"

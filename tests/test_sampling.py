@@ -92,6 +92,57 @@ def test_per_example_langevin_norm_is_biased_batch_norm_is_not():
     assert errors["batch"] < 0.06 < errors["example"], errors
 
 
+@pytest.mark.parametrize("norm, groups", [("mean", 1), ("mean_per_device", 4), ("batch", 1)])
+def test_langevin_step_rules_against_the_rule_written_out(norm, groups):
+    """One Langevin step of each rule against numpy: eps = 2 alpha (snr r)^2 with r the original
+    code's mean ||z|| / mean ||s|| over the batch (mean) or over each device's slice of it
+    (mean_per_device, the original under pmap), or ours, the RMS over the batch (batch)."""
+    sde = VPSDE(N=100)
+    key = jax.random.key(3)
+    x = jax.random.normal(jax.random.key(4), (8, 5)) * jnp.arange(1.0, 9.0)[:, None]
+    t = jnp.full((8,), 0.4)
+    score_fn = lambda y, t: -y / (1.0 + t[:, None])  # norms that differ row by row
+    got, got_mean = sampling.langevin(key, sde, score_fn, x, t, 0.16, 1, norm, groups=groups)
+
+    xs, grad = np.asarray(x, np.float64), np.asarray(score_fn(x, t), np.float64)
+    z = np.asarray(jax.random.normal(jax.random.fold_in(key, 0), x.shape), np.float64)
+    zn, gn = np.linalg.norm(z, axis=1), np.linalg.norm(grad, axis=1)
+    if norm == "batch":
+        r = np.full(8, np.sqrt(np.mean(zn**2) / np.mean(gn**2)))
+    else:
+        r = np.concatenate(
+            [np.full(8 // groups, zg.mean() / gg.mean()) for zg, gg in zip(
+                np.split(zn, groups), np.split(gn, groups), strict=True)]
+        )  # fmt: skip
+    alpha = float(np.asarray(sde.alphas)[int(np.asarray(sde.discrete_index(t))[0])])
+    eps = 2 * alpha * (0.16 * r) ** 2
+    want_mean = xs + eps[:, None] * grad
+    np.testing.assert_allclose(got_mean, want_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, want_mean + np.sqrt(2 * eps)[:, None] * z, rtol=1e-5, atol=1e-6)
+
+
+def test_the_per_device_rule_takes_its_groups_from_the_batch_sharding(monkeypatch):
+    """In the PC sampler, 'mean_per_device' on a batch sharded over 4 devices is the rule over 4
+    slices (as set by hand); unsharded, it is the global 'mean' (one device)."""
+    from score_sde import parallel
+
+    sde = VPSDE(N=20)
+    score_fn = lambda y, t: -y / (1.0 + t[:, None] ** 2)
+    sharded = parallel.batch_sharding(parallel.make_mesh())
+    assert jax.device_count() == 4
+
+    def run(norm, sharding):
+        pc = sampling.get_pc_sampler(sde, (8, 3), langevin_norm=norm, sharding=sharding)
+        return np.asarray(jax.jit(pc, static_argnums=1)(jax.random.key(0), score_fn)[0])
+
+    np.testing.assert_array_equal(run("mean_per_device", None), run("mean", None))
+    per_device = run("mean_per_device", sharded)
+    assert not np.allclose(per_device, run("mean", sharded))
+    by_hand = functools.partial(sampling.langevin, groups=4)
+    monkeypatch.setattr(sampling, "get_corrector", lambda name: (by_hand, 1))
+    np.testing.assert_allclose(run("mean_per_device", None), per_device, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("sde_name", ["vp", "subvp", "ve"])
 @pytest.mark.parametrize("corrector", ["langevin", "ald"])
 def test_corrector_alone_converges_to_p_t(sde_name, corrector):

@@ -34,6 +34,7 @@ def get_config(dataset: str = "toy/gmm") -> ml_collections.ConfigDict:
     sampling.predictor = "reverse_diffusion"
     sampling.corrector = "langevin"
     sampling.snr = 0.16
+    sampling.langevin_norm = "batch"  # ours: the step does not change with the device count
     sampling.n_steps_each = 1
     sampling.noise_removal = True
     sampling.probability_flow = False

@@ -198,6 +198,13 @@ class SamplingConfig:
     S_tmax: float = float("inf")
     S_noise: float = 1.0
     eta: float = 0.0
+    # method 'ode': the adaptive solver's tolerances (config.eval.rtol/atol are the likelihood's)
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    # the Langevin corrector's step-size rule (score_sde.sampling.langevin): 'mean_per_device' (the
+    # original code's, with which the published FIDs were made: an original config file gets it),
+    # 'batch' (ours: independent of the device count; the toys and digits), 'mean', 'example'
+    langevin_norm: str = "mean_per_device"
 
     def __post_init__(self):
         object.__setattr__(self, "method", _sampling_method("config.sampling.method", self.method))
@@ -228,6 +235,10 @@ class SamplingConfig:
             raise ValueError(
                 f"config.sampling.S_tmax ({self.S_tmax}) must be >= S_tmin ({self.S_tmin})"
             )
+        for name in ("rtol", "atol"):
+            _finite(f"config.sampling.{name}", getattr(self, name))
+            _positive(f"config.sampling.{name}", getattr(self, name))
+        _one_of("config.sampling.langevin_norm", self.langevin_norm, names.LANGEVIN_NORMS)
 
 
 @dataclasses.dataclass(frozen=True)

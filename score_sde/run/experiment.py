@@ -207,6 +207,7 @@ class Experiment:
             n_steps=s.n_steps_each,
             probability_flow=s.probability_flow,
             denoise=s.noise_removal,
+            langevin_norm=s.langevin_norm,
             sharding=sharding,
         )
         match task, method:
@@ -225,6 +226,8 @@ class Experiment:
                     predictor=s.predictor,
                     corrector=s.corrector,
                     eps=s.eps,
+                    rtol=s.rtol,
+                    atol=s.atol,
                     **pc,
                 )
                 return lambda key, score_fn, y, mask: base(key, score_fn)
@@ -233,14 +236,18 @@ class Experiment:
                     self.sde, shape, s.predictor, s.corrector, **pc
                 )
             case "inpaint", "ode":
-                return controllable.get_ode_inpainter(self.sde, shape, sharding=sharding)
+                return controllable.get_ode_inpainter(
+                    self.sde, shape, rtol=s.rtol, atol=s.atol, sharding=sharding
+                )
             case "colorize", ("pc" | "ode"):
                 if method == "pc":
                     colorize = controllable.get_pc_colorizer(
                         self.sde, shape, s.predictor, s.corrector, **pc
                     )
                 else:
-                    colorize = controllable.get_ode_colorizer(self.sde, shape, sharding=sharding)
+                    colorize = controllable.get_ode_colorizer(
+                        self.sde, shape, rtol=s.rtol, atol=s.atol, sharding=sharding
+                    )
                 return lambda key, score_fn, y, mask: colorize(key, score_fn, y)
         raise ValueError(
             f"config.condition.task={task!r} samples with config.sampling.method 'pc' or 'ode', "
