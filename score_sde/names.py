@@ -55,6 +55,22 @@ def corrector_name(name: str) -> str:
     return _lookup("corrector", name, CORRECTORS, _CORRECTOR_ALIASES)
 
 
+def kdiffusion_hint(name: str) -> str | None:
+    """For a k-diffusion sampler name that is not one of ours ('sample_dpmpp_2m', the webui's
+    'dpmpp_2m_karras'): the exact setting that is the same sampler, else None. k-diffusion's
+    Karras schedule is our discretization 'edm' (rho = 7)."""
+    base = name.lower().removeprefix("sample_")
+    karras = base.endswith("_karras")
+    base = canonical_name(base.removesuffix("_karras"))
+    if base not in FAST_METHODS or (base == name and not karras):
+        return None
+    setting = f"--config.sampling.method={base}"
+    if karras:
+        setting += " --config.sampling.discretization=edm"
+    schedule = " on the Karras schedule (our discretization 'edm', rho 7)" if karras else ""
+    return f"{name!r} is k-diffusion's name for {base}{schedule}: pass {setting}"
+
+
 def canonical_name(method: str) -> str:
     """The FAST_METHODS name of `method` or of its alias ('heun' -> 'edm_heun'); others unchanged."""
     return ALIASES.get(method, method)

@@ -531,3 +531,37 @@ def test_compatibility_defaults_are_the_originals(module, expected):
     assert (t.continuous, t.reduce_mean, t.n_jitted_steps) == (True, False, 5)
     assert (m.sigma_min, m.beta_min, m.beta_max, m.embedding_type) == (0.01, 0.1, 20.0, "fourier")
     assert "category" not in d  # the original files name it
+
+
+@pytest.mark.parametrize(
+    "name, method, discretization",
+    [
+        ("dpmpp_2m_karras", "dpmpp_2m", "edm"),
+        ("sample_dpmpp_2m", "dpmpp_2m", None),
+        ("sample_heun", "edm_heun", None),
+        ("heun_karras", "edm_heun", "edm"),
+        ("sample_dpmpp_2m_sde", "dpmpp_2m_sde", None),
+    ],
+)
+def test_a_k_diffusion_sampler_name_is_answered_with_the_exact_setting(
+    name, method, discretization
+):
+    """k-diffusion's names (and the webui's `_karras` suffix) get one line with the flags of the
+    same sampler here; those flags load and select it."""
+    toy = str(CONFIGS / "toy" / "gmm.py")
+    with pytest.raises(ValueError) as e:
+        config_lib.load(toy, {"sampling.method": name})
+    line = str(e.value)
+    assert "\n" not in line and f"k-diffusion's name for {method}" in line, line
+    flags = dict(f.removeprefix("--config.").split("=") for f in line.split("pass ")[1].split())
+    assert flags == {"sampling.method": method} | (
+        {"sampling.discretization": discretization} if discretization else {}
+    )
+    cfg = config_lib.load(toy, flags)
+    assert cfg.sampling.method == method
+    assert cfg.sampling.discretization == (discretization or "default")
+
+
+def test_a_name_k_diffusion_has_and_we_do_not_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="must be one of 'pc', 'ode', 'edm_heun'"):
+        config_lib.load(str(CONFIGS / "toy" / "gmm.py"), {"sampling.method": "lms_karras"})
