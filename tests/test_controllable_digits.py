@@ -9,6 +9,7 @@ The launcher test runs every conditional task of --mode=sample on a tiny untrain
 class-conditional digits config with label dropout and checks classifier-free-guided samples.
 """
 
+import glob
 import io
 import os
 
@@ -164,14 +165,15 @@ def test_launcher_conditional_sample_modes(tmp_path):
     out = modes.run("sample", c, workdir, stream=io.StringIO())
     assert out["samples"].shape == (8, 8, 8, 1) and out["samples"].dtype == np.uint8
     np.testing.assert_array_equal(out["labels"], np.arange(8) % 10)
-    assert os.path.isfile(os.path.join(workdir, "samples", "ckpt_0_class_cfg1_pc.png"))
+    assert glob.glob(os.path.join(workdir, "samples", "ckpt_0_class_cfg1_pc_nfe*_seed*.png"))
 
     c.condition.task, c.condition.label, c.condition.mask = "inpaint", -1, "keep_left"
     out = modes.run("sample", c, workdir, stream=io.StringIO())
     known = out["mask"].astype(bool)
     assert known[:, :, :4].all() and not known[:, :, 4:].any()
     np.testing.assert_array_equal(out["samples"][known], out["originals"][known])
-    grid = image_io.read_image(os.path.join(workdir, "samples", "ckpt_0_inpaint_pc.png"))
+    (png,) = glob.glob(os.path.join(workdir, "samples", "ckpt_0_inpaint_pc_nfe*_seed*.png"))
+    grid = image_io.read_image(png)
     assert grid.shape[1] == 2 + 5 * (8 + 2)  # input, mask, 2 samples, original per row
 
     # inpainting from a mask file with the ODE and classifier guidance (classifier trained 2 steps)

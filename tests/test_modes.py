@@ -2,6 +2,7 @@
 TensorBoard metrics, periodic eval loss, EMA sample pictures, eval results, sample mode with
 every sampler."""
 
+import glob
 import io
 import json
 import os
@@ -146,9 +147,34 @@ def test_sample_mode_any_sampler_across_devices(run, method, predictor, correcto
     assert jax.device_count() == 4
     assert samples.shape == (40, 2) and np.isfinite(samples).all()
     assert len(np.unique(samples[:, 0])) == 40  # every device and call draws its own samples
-    stem = os.path.join(workdir, "samples", f"ckpt_8_{method}")
-    np.testing.assert_array_equal(np.load(stem + ".npz")["samples"], samples)
-    assert _is_png(stem + ".png")
+    found = glob.glob(os.path.join(workdir, "samples", f"ckpt_8_{method}_nfe*_seed*.npz"))
+    # the other predictor/corrector pairs of this module wrote theirs beside it, not over it
+    (npz,) = [p for p in found if np.array_equal(np.load(p)["samples"], samples)]
+    with np.load(npz) as f:
+        assert int(f["step"]) == 8 and str(f["method"]) == method and int(f["seed"]) == c.seed
+        assert (
+            os.path.basename(npz)
+            == f"ckpt_8_{method}_nfe{int(f['nfe'])}_seed{c.seed}_{f['config_hash']}.npz"
+        )
+    assert _is_png(npz[: -len(".npz")] + ".png")
+
+
+def test_samples_of_other_settings_never_overwrite_each_other(run):
+    """DDIM at 5 and at 10 steps from one checkpoint: two files, each saying what made it."""
+    workdir, _ = run
+    made = {}
+    for steps in (5, 10):
+        c = tiny_config()
+        c.sampling.method, c.sampling.num_steps = "ddim", steps
+        c.sampling.num_samples = c.sampling.batch_size = 16
+        made[steps] = modes.run("sample", c, workdir, stream=io.StringIO())
+    files = [glob.glob(os.path.join(workdir, "samples", f"ckpt_8_ddim_nfe{n}_*.npz")) for n in made]
+    assert [len(f) for f in files] == [1, 1], files
+    for (path,) in files:
+        with np.load(path) as f:
+            steps = int(f["num_steps"])
+            assert int(f["nfe"]) == steps and f"_nfe{steps}_" in path  # DDIM: one NFE a step
+            np.testing.assert_array_equal(f["samples"], made[steps])
 
 
 def test_checkpoint_range_counts_snapshots_as_the_original():

@@ -1,7 +1,8 @@
 """The one sample writer: model-space samples -> what files hold and what the API returns.
 
     saved = sample_files.on_host(x, cfg.data)                        # uint8 images / points
-    sample_files.write(run, "samples/ckpt_100_pc", saved, "64 samples")  # .npz + .png, one log line
+    info = sample_files.provenance(cfg, step, "pc", nfe)                 # step, method, NFE, seed...
+    sample_files.write(run, sample_files.stem(workdir, info), {"samples": saved, **info}, "64 samples")
 
 Images are mapped from model space to [0, 1] and clipped (datasets.to_images), then rounded to
 uint8 for files; points stay as they are. (Denoising is the sampler's last step.)
@@ -15,6 +16,7 @@ import numpy as np
 
 from score_sde import parallel
 from score_sde.data import datasets
+from score_sde.run.rounds import fingerprint
 from score_sde.store import image_io
 
 
@@ -28,9 +30,27 @@ def on_host(x, data, *, uint8: bool = True) -> np.ndarray:
     return image_io.to_uint8(images) if uint8 else images
 
 
-def stem(workdir: str, step: int, method: str, tag: str = "") -> str:
-    """<workdir>/samples/ckpt_<step>[_<tag>]_<method>: where sample mode writes."""
-    parts = ["ckpt", str(step), *([tag] if tag else []), method]
+def provenance(cfg, step: int, method: str, nfe: int) -> dict:
+    """What made a sample file: {step, method, num_steps, nfe, seed, config_hash}, the hash over
+    every config section the samples depend on (same hash and seed: the same samples)."""
+    c = cfg.to_dict()
+    digest = fingerprint(c["seed"], c["sampling"], c["model"], c["data"], c["condition"], method)
+    return {
+        "step": int(step),
+        "method": method,
+        "num_steps": int(cfg.sampling.num_steps),
+        "nfe": int(nfe),
+        "seed": int(cfg.seed),
+        "config_hash": digest,
+    }
+
+
+def stem(workdir: str, info: dict, tag: str = "") -> str:
+    """<workdir>/samples/ckpt_<step>[_<tag>]_<method>_nfe<N>_seed<S>_<config hash>: where sample
+    mode writes `provenance` `info`. Samples of other settings never take another's name; the
+    same name means the same settings, so the same samples."""
+    parts = ["ckpt", str(info["step"]), *([tag] if tag else []), info["method"]]
+    parts += [f"nfe{info['nfe']}", f"seed{info['seed']}", info["config_hash"]]
     return os.path.join(workdir, "samples", "_".join(parts))
 
 

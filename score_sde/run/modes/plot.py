@@ -9,7 +9,7 @@ It reads only the work directory, never the config or a checkpoint (no JAX): `me
 the pictures the other modes write (image_io.save_samples):
 
 - `samples/iter_<step>/sample.png`: training snapshots (EMA samples);
-- `samples/ckpt_<step>[_<task>]_<method>.png`: sample mode;
+- `samples/ckpt_<step>[_<task>]_<method>_nfe<N>_seed<S>_<hash>.png`: sample mode;
 - `eval/<step>/<method>.png` and, for 2-D toys, `eval/<step>/scatter.png`: eval mode.
 
 The newest is the one of the highest step, then the latest written (file times have whole

@@ -2,7 +2,9 @@
 unconditional or with a condition (config.condition):
 
 - task 'none': any sampler of score_sde.sampling (config.sampling.method 'pc' with any predictor /
-  corrector, or 'ode'). Writes `samples/ckpt_<step>_<method>.{npz,png}`.
+  corrector, or 'ode'). Writes `samples/ckpt_<step>_<method>_nfe<N>_seed<S>_<config hash>.{npz,png}`
+  (sample_files.stem: other settings never overwrite; the npz holds step, method, num_steps, nfe,
+  seed and config_hash beside the samples).
 - task 'class': class-conditional samples, labels config.condition.label or 0..K-1 in turn, with
   classifier-free guidance ('cfg': (1 + w) s(x, y) - w s(x); w = 0 is the plain conditional
   model) or classifier guidance ('classifier': s(x) + w grad log p_t(y | x); w = 1 is Bayes' rule);
@@ -11,7 +13,7 @@ unconditional or with a condition (config.condition):
   (score_sde.controllable, PC or ODE); a label adds guidance.
 - task 'colorize': RGB samples whose gray channel is the condition image's.
 
-Conditional samples go to `samples/ckpt_<step>_<task>..._<method>.npz` (samples, originals,
+Conditional samples go to `samples/ckpt_<step>_<task>..._<method>_nfe<N>_...npz` (samples, originals,
 inputs, mask: uint8 images; labels; samples_model: float model-space samples) and a PNG grid: one
 row per input (input with the unknown region grayed, mask, samples, original) or, for classes,
 one column per label. Every round is one jitted sampler call over the whole mesh.
@@ -59,12 +61,9 @@ def sample(
                 f"{len(x)} samples from checkpoint {step} with {s.method} "
                 f"({nfe} score evaluations per batch)"
             )
-            sample_files.write(
-                run,
-                sample_files.stem(run.workdir, step, s.method),
-                sample_files.on_host(x, cfg.data),
-                what,
-            )
+            info = sample_files.provenance(cfg, step, s.method, int(parallel.to_host(nfe)))
+            saved = {"samples": sample_files.on_host(x, cfg.data), **info}
+            sample_files.write(run, sample_files.stem(run.workdir, info), saved, what)
             return x
         saved, tag, nfe = _sample_conditional(exp, params, step, run.workdir)
         what = (
@@ -72,9 +71,9 @@ def sample(
             "evaluations per batch)"
         )
         picture = _grid(cond, saved, cfg.model.num_classes)
-        sample_files.write(
-            run, sample_files.stem(run.workdir, step, s.method, tag), saved, what, picture
-        )
+        info = sample_files.provenance(cfg, step, s.method, nfe)
+        path = sample_files.stem(run.workdir, info, tag)
+        sample_files.write(run, path, {**saved, **info}, what, picture)
         return saved
 
 
