@@ -144,8 +144,8 @@ def test_a_killed_process_of_four_ends_them_all_and_the_same_command_resumes(tmp
     data = str(tmp_path / "points.npz")
     pts = np.asarray(toy_data.sample_toy("gmm", jax.random.key(0), 600))
     np.savez(data, x_train=pts[:500], x_test=pts[500:])
-    n, single, pod = 400, str(tmp_path / "single"), f"{bucket}/pod"
-    cmd = _cmd(pod, data, n) + ["--config.training.snapshot_freq=100", "--heartbeat_timeout=10"]
+    n, single, pod = 200, str(tmp_path / "single"), f"{bucket}/pod"
+    cmd = _cmd(pod, data, n) + ["--config.training.snapshot_freq=50", "--heartbeat_timeout=10"]
     coord = f"--coordinator=127.0.0.1:{free_port()}"
     procs = [
         subprocess.Popen(
@@ -159,7 +159,7 @@ def test_a_killed_process_of_four_ends_them_all_and_the_same_command_resumes(tmp
     ]
     try:
         deadline = time.monotonic() + 300
-        while max((r["step"] for r in metrics_log.read(pod) or []), default=0) < 102:  # saved 100
+        while max((r["step"] for r in metrics_log.read(pod) or []), default=0) < 52:  # saved 50
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
             time.sleep(0.2)
         procs[3].send_signal(signal.SIGKILL)
@@ -174,11 +174,11 @@ def test_a_killed_process_of_four_ends_them_all_and_the_same_command_resumes(tmp
     assert all(p.returncode != 0 for p in procs[:3]) and elapsed < 10 + 20, elapsed
     with checkpoint.Checkpoints(pod, read_only=True) as ckpts:
         partial = ckpts.latest_step()
-    assert partial is not None and 100 <= partial < n  # killed mid-run, after a snapshot
+    assert partial is not None and 50 <= partial < n  # killed mid-run, after a snapshot
 
     outs = _launch(cmd, 4, 2)  # the same command
     assert f"resumed from step {partial}" in outs[0]
-    _launch(_cmd(single, data, n) + ["--config.training.snapshot_freq=100"], 1, 8)
+    _launch(_cmd(single, data, n) + ["--config.training.snapshot_freq=50"], 1, 8)
     config = gmm.get_config()
     config.model.nf, config.model.num_layers, config.training.batch_size = 16, 1, 16
     like = experiment.build(from_config(config), parallel.make_mesh()).state_like()
