@@ -56,13 +56,13 @@ def corrector_name(name: str) -> str:
 
 
 def kdiffusion_hint(name: str) -> str | None:
-    """For a k-diffusion sampler name that is not one of ours ('sample_dpmpp_2m', the webui's
-    'dpmpp_2m_karras'): the exact setting that is the same sampler, else None. k-diffusion's
+    """For a name that is not one of ours but k-diffusion's ('sample_dpmpp_2m', the webui's
+    'dpmpp_2m_karras'): the exact setting of the same sampler here, else None. k-diffusion's
     Karras schedule is our discretization 'edm' (rho = 7)."""
     base = name.lower().removeprefix("sample_")
     karras = base.endswith("_karras")
     base = canonical_name(base.removesuffix("_karras"))
-    if base not in FAST_METHODS or (base == name and not karras):
+    if base not in FAST_METHODS:
         return None
     setting = f"--config.sampling.method={base}"
     if karras:

@@ -44,10 +44,10 @@ def sampling_methods() -> tuple[str, ...]:
 def _sampling_method(field: str, name: str) -> str:
     """`name` checked against the sampling methods and their aliases; the canonical name. A
     k-diffusion name is answered with the exact setting of the same sampler."""
-    hint = names.kdiffusion_hint(name)
-    if hint is not None and name not in (*sampling_methods(), *names.ALIASES):
+    valid = (*sampling_methods(), *names.ALIASES)
+    if name not in valid and (hint := names.kdiffusion_hint(name)) is not None:
         raise ValueError(f"{field} ({name!r}) is not a sampling method here: {hint}")
-    _one_of(field, name, (*sampling_methods(), *names.ALIASES))
+    _one_of(field, name, valid)
     return names.canonical_name(name)
 
 

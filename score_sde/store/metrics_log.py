@@ -114,8 +114,7 @@ def read(workdir: str) -> list[dict] | None:
     short by a kill) are skipped, said on stderr. None when nothing was logged."""
     main = fs.path(os.path.join(workdir, JSONL))
     parts = fs.path(os.path.join(workdir, REMOTE_DIR))
-    if fs.is_remote(workdir):
-        fs.forget_listings(workdir)
+    fs.forget_listings(workdir)  # another process's objects (remote only)
     texts = [main.read_text()] if main.is_file() else []
     if parts.is_dir():
         texts += [fs.path(f).read_text() for f in fs.files_under(parts)]

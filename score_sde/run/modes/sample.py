@@ -61,7 +61,7 @@ def sample(
                 f"{len(x)} samples from checkpoint {step} with {s.method} "
                 f"({nfe} score evaluations per batch)"
             )
-            info = sample_files.provenance(cfg, step, s.method, int(parallel.to_host(nfe)))
+            info = sample_files.provenance(cfg, step, s.method, nfe)
             saved = {"samples": sample_files.on_host(x, cfg.data), **info}
             sample_files.write(run, sample_files.stem(run.workdir, info), saved, what)
             return x
