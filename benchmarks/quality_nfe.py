@@ -206,12 +206,12 @@ def toy(num: int, grid, key: jax.Array) -> dict:
 
 def real_images(data, split: str) -> np.ndarray:
     """Every image of `split` in [0, 1], [N, H, W, C] (no dequantization, no flip)."""
-    from score_sde.data import datasets
+    from score_sde.data import datasets, preprocess
 
     ds = datasets.get_dataset(
         data, split, batch_size=512, seed=0, uniform_dequantization=False, augment=False
     )
-    parts = [datasets.to_images(b["x"][b["mask"]], data) for b in ds.epoch()]
+    parts = [preprocess.to_images(b["x"][b["mask"]], data) for b in ds.epoch()]
     return np.concatenate(parts).astype(np.float64)
 
 
@@ -220,7 +220,7 @@ def image_metrics(data):
     the test split and, on the digits, the classifier's confidence. The floor is the test split's
     distance to the train split and its confidence (the classifier is fit on the train split, so
     the test digits are the held-out reference for both)."""
-    from score_sde.data import datasets
+    from score_sde.data import preprocess
 
     test, train = real_images(data, "test"), real_images(data, "train")
     flat = lambda im: im.reshape(len(im), -1)
@@ -236,7 +236,7 @@ def image_metrics(data):
     floor = {"distance": of_images(train)["distance"]}
     if clf is not None:
         floor["confidence"] = confidence(clf, 2.0 * test - 1.0)
-    return (lambda x: of_images(np.asarray(datasets.to_images(x, data)))), floor
+    return (lambda x: of_images(np.asarray(preprocess.to_images(x, data)))), floor
 
 
 def model(workdir: str, num: int, grid, key: jax.Array) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 import score_sde
 from score_sde import config as config_lib
 from score_sde import controllable
-from score_sde.data import datasets
+from score_sde.data import datasets, preprocess
 from score_sde.run import modes
 from score_sde.store import fs, image_io
 
@@ -79,7 +79,7 @@ print(f"ODE samples {ode.shape}, NFE {nfe_ode}")
 # %% Bits/dim of test images: log p(x) through the probability-flow ODE, 8-bit pixels uniformly
 # dequantized. Test images come from the run's dataset config, mapped back to uint8 pixels.
 test = datasets.get_dataset(cfg.data, "test", batch_size=args.num, seed=args.seed, augment=False)
-pixels = image_io.to_uint8(datasets.to_images(test.batch(0)["x"], cfg.data))
+pixels = image_io.to_uint8(preprocess.to_images(test.batch(0)["x"], cfg.data))
 bpd = model.bits_per_dim(k_bpd, pixels)
 print(f"bits/dim of {len(pixels)} test images: {bpd.mean():.3f} (+- {bpd.std():.3f})")
 
@@ -95,9 +95,9 @@ inpaint = controllable.get_pc_inpainter(
     n_steps=s.n_steps_each,
     denoise=s.noise_removal,
 )
-y = datasets.get_data_scaler(cfg.data)(pixels / 255.0)  # model space
+y = preprocess.get_data_scaler(cfg.data)(pixels / 255.0)  # model space
 x, nfe = jax.jit(lambda k, y: inpaint(k, model.score_fn, y, mask))(k_inpaint, y)
-inpainted = image_io.to_uint8(datasets.to_images(np.asarray(x), cfg.data))
+inpainted = image_io.to_uint8(preprocess.to_images(np.asarray(x), cfg.data))
 kept = (inpainted == pixels)[:, mask[..., 0] == 1].all()
 print(f"inpainted {inpainted.shape}, NFE {nfe}; known pixels kept exactly: {bool(kept)}")
 

@@ -53,10 +53,10 @@ class Model:
     ) -> tuple[np.ndarray, int]:
         """`sample(key, num, method)` and the sampler's number of score evaluations per batch
         (fixed for PC and the few-step samplers, adaptive for the ODE)."""
-        from score_sde.data import datasets
+        from score_sde.data import preprocess
 
         x, nfe = self.exp.sample(self.params, key, num, method)
-        return (np.asarray(datasets.to_images(x, self.cfg.data)) if x.ndim == 4 else x), nfe
+        return (np.asarray(preprocess.to_images(x, self.cfg.data)) if x.ndim == 4 else x), nfe
 
     @functools.cached_property
     def _logp_fn(self):

@@ -216,9 +216,9 @@ def test_launcher_colorization_keeps_the_gray_image(tmp_path):
     # the gray image is kept (in model space, up to float rounding: an untrained model's VP samples
     # grow like 1 / alpha(t), to ~500)
     from score_sde.config import from_config
-    from score_sde.data import datasets
+    from score_sde.data import preprocess
 
-    scaler = datasets.get_data_scaler(from_config(c).data)
+    scaler = preprocess.get_data_scaler(from_config(c).data)
     gray = scaler(out["originals"].astype(np.float32) / 255.0).mean(-1)
     atol = 1e-6 * np.abs(out["samples_model"]).max() + 1e-5
     np.testing.assert_allclose(out["samples_model"].mean(-1), gray, atol=atol)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from score_sde.config import DataConfig
-from score_sde.data import datasets
+from score_sde.data import datasets, preprocess
 from score_sde.store import image_io
 
 
@@ -50,8 +50,8 @@ def test_centered_scaler_round_trip(npz_path):
     cfg = _config(path=path, centered=True)
     b = datasets.get_dataset(cfg, "train", batch_size=4, seed=0).batch(0)
     assert -1.0 <= b["x"].min() and b["x"].max() <= 1.0 and b["x"].min() < -0.5
-    inv = datasets.get_data_inverse_scaler(cfg)
-    scale = datasets.get_data_scaler(cfg)
+    inv = preprocess.get_data_inverse_scaler(cfg)
+    scale = preprocess.get_data_scaler(cfg)
     np.testing.assert_allclose(scale(inv(b["x"])), b["x"], atol=1e-6)
 
 
@@ -148,11 +148,11 @@ def test_resize_matches_jax_image_resize():
     img = np.random.default_rng(0).random((20, 14, 3), dtype=np.float32)
     for size, method in [((8, 8), "bilinear"), ((31, 9), "bilinear"), ((10, 7), "bicubic")]:
         ref = jax.image.resize(img, (*size, 3), method, antialias=True)
-        np.testing.assert_allclose(datasets.resize(img, size, method), ref, atol=1e-5)
+        np.testing.assert_allclose(preprocess.resize(img, size, method), ref, atol=1e-5)
 
 
 def test_celeba_preprocessing_shape():
-    op = datasets._preprocess_fn("celeba", DataConfig("celeba", image_size=64, num_channels=3))
+    op = preprocess.preprocess_fn("celeba", DataConfig("celeba", image_size=64, num_channels=3))
     img = np.random.default_rng(0).integers(0, 256, (218, 178, 3), dtype=np.uint8)
     out = op(img)
     assert out.shape == (64, 64, 3) and 0 <= out.min() and out.max() <= 1
@@ -168,7 +168,7 @@ def test_folder_of_images(tmp_path):
     assert ds.num_examples == 6
     b = next(ds.epoch())
     assert b["x"].shape == (6, 6, 6, 3) and b["mask"].all()
-    np.testing.assert_allclose(b["x"][2], datasets.resize(imgs[2] / 255.0, (6, 6)), atol=1e-5)
+    np.testing.assert_allclose(b["x"][2], preprocess.resize(imgs[2] / 255.0, (6, 6)), atol=1e-5)
 
 
 def test_digits():
@@ -272,12 +272,12 @@ def test_to_images_inverse_scales_and_clips():
 
     x = np.array([-1.5, -1.0, 0.0, 0.5, 1.0, 2.0], np.float32)
     np.testing.assert_array_equal(
-        datasets.to_images(x, _config(centered=True)), [0.0, 0.0, 0.5, 0.75, 1.0, 1.0]
+        preprocess.to_images(x, _config(centered=True)), [0.0, 0.0, 0.5, 0.75, 1.0, 1.0]
     )
     np.testing.assert_array_equal(
-        datasets.to_images(x, _config(centered=False)), [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
+        preprocess.to_images(x, _config(centered=False)), [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
     )
-    assert isinstance(datasets.to_images(jax.numpy.asarray(x), _config()), jax.Array)
+    assert isinstance(preprocess.to_images(jax.numpy.asarray(x), _config()), jax.Array)
 
 
 def test_process_dataset_is_this_process_share(npz_path):

@@ -20,7 +20,7 @@ dataset name stays, e.g. CIFAR10: scaling to [0, 1], random flips, centering). S
   `train_32x32.mat` / `test_32x32.mat` (X [32, 32, 3, N], y [N, 1] with 10 for the digit 0).
 - folder: a directory of images (PNG without dependencies, others with Pillow), with optional
   `train/` and `test/` subfolders; each image center-cropped to a square and resized to `--size`
-  (antialiased, as the datasets module does); subfolder names of a class-per-folder layout become
+  (antialiased, as the preprocess module does); subfolder names of a class-per-folder layout become
   labels. `--test_fraction` splits off a test set when there is no `test/` folder.
 """
 
@@ -33,6 +33,7 @@ import tarfile
 
 import numpy as np
 
+from score_sde.data import sources
 from score_sde.store import fs, image_io, progress
 
 SOURCES = ("cifar10", "svhn", "folder")
@@ -118,13 +119,8 @@ def read_svhn(source: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _images_under(root: str) -> list[str]:
-    exts = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
-    return [f for f in fs.files_under(root) if f.lower().endswith(exts)]
-
-
 def _load_folder(files: list[str], root: str, size: int, classes: list[str], what: str):
-    from score_sde.data import datasets
+    from score_sde.data import preprocess
 
     images, labels = [], []
     for path in progress.wrap(files, f"reading {what}", "img", enabled=len(files) >= 100):
@@ -136,7 +132,7 @@ def _load_folder(files: list[str], root: str, size: int, classes: list[str], wha
             ) from None
         if image.shape[-1] == 4:
             image = image[..., :3]
-        square = datasets.crop_resize(image.astype(np.float32) / 255.0, size, "bicubic")
+        square = preprocess.crop_resize(image.astype(np.float32) / 255.0, size, "bicubic")
         images.append(np.round(square * 255.0).astype(np.uint8))
         if classes:
             labels.append(classes.index(path[len(root.rstrip("/")) + 1 :].split("/")[0]))
@@ -153,7 +149,7 @@ def read_folder(source: str, size: int, test_fraction: float = 0.0, seed: int = 
     roots = {s: r for s, r in splits.items() if fs.path(r).is_dir()} or {"train": source}
     out = {}
     for split, root in roots.items():
-        files = _images_under(root)
+        files = sources.images_under(root)
         if not files:
             raise ValueError(f"no images under {root}")
         subdirs = sorted(p.name for p in fs.path(root).iterdir() if p.is_dir())

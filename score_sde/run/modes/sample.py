@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import TextIO
 
 import jax
 import numpy as np
@@ -30,7 +31,7 @@ from jax.sharding import Mesh
 
 from score_sde import controllable, guidance, parallel
 from score_sde.config import Config
-from score_sde.data import datasets
+from score_sde.data import datasets, preprocess
 from score_sde.run import experiment, sample_files
 from score_sde.run.opening import open_run
 from score_sde.store import image_io
@@ -38,8 +39,13 @@ from score_sde.store.checkpoint import require_checkpoint, restore_ema
 
 
 def sample(
-    cfg: Config, workdir: str, *, mesh: Mesh | None = None, step: int | None = None, stream=None
-):
+    cfg: Config,
+    workdir: str,
+    *,
+    mesh: Mesh | None = None,
+    step: int | None = None,
+    stream: TextIO | None = None,
+) -> np.ndarray | dict[str, np.ndarray]:
     """Draws the samples from checkpoint `step` (default: the newest). Returns the samples
     [N, ...] (unconditional) or the arrays it saved (conditional)."""
     exp = experiment.build(cfg, mesh)
@@ -95,7 +101,7 @@ def _sample_conditional(exp: experiment.Experiment, params, step: int, workdir: 
     def run(params, cparams, key, y, m, lab):
         return sampler(key, make_score(params, cparams, lab), y, m)
 
-    scaler = datasets.get_data_scaler(cfg.data)
+    scaler = preprocess.get_data_scaler(cfg.data)
 
     def inputs(rows):
         """(y, mask, labels) of one round, as global arrays sharded like the batch."""
@@ -157,7 +163,7 @@ def _condition_inputs(exp: experiment.Experiment, num: int):
             cfg.data, "test", global_batch=exp.mesh.devices.size, seed=cfg.seed
         )
         batch = next(iter(ds.epoch(n_inputs)))
-        images = np.asarray(datasets.to_images(batch["x"][batch["mask"]], cfg.data))
+        images = np.asarray(preprocess.to_images(batch["x"][batch["mask"]], cfg.data))
     originals = _fit(images, n_inputs, shape, "condition")
     originals = np.repeat(originals, cond.repeats, axis=0)[:num]
     if cond.task == "colorize":
