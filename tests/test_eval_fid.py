@@ -13,10 +13,9 @@ import pytest
 from configs.vp.ddpm import cifar10
 from score_sde import parallel
 from score_sde.config import from_config
-from score_sde.data import datasets
-from score_sde.evaluation import evaluator, fid, inception
+from score_sde.data import datasets, preprocess
+from score_sde.evaluation import evaluator, fid, inception, sample_quality
 from score_sde.run import experiment, modes
-from score_sde.run.modes import eval as eval_mode
 
 DIGITS_TEST = 1797 - 1500  # datasets.py: train = the first 1500
 
@@ -91,13 +90,16 @@ def test_fid_of_the_data_against_its_own_statistics_is_zero(setup):
     ds = datasets.get_dataset(cfg.data, "train", batch_size=32, seed=0)
     # the 32 digits the statistics were made of, in model space, as eval mode feeds samples (one
     # batch of 32, the shape the statistics compiled the Inception for)
-    batches = (parallel.global_batch(b["x"], exp.mesh) for b in ds.epoch())
-    metrics, kept = eval_mode.sample_quality_metrics(exp, batches, 32, inception_fn, stats, keep=8)
+    x = parallel.global_batch(next(iter(ds.epoch()))["x"], exp.mesh)
+    to_images = lambda x: preprocess.to_images(x, cfg.data)
+    features = sample_quality.inception_features(inception_fn, to_images)
+    drawn, _ = sample_quality.draw(lambda i: (x, 0), 32, 32, features=features)
+    metrics, kept = sample_quality.metrics(drawn, stats), drawn["images"]
     reference = fid.load_statistics(stats)
     assert metrics["fid"] < 1e-6 * np.trace(reference["sigma"]) + 1e-6, metrics
     assert np.isfinite(metrics["kid"])  # unbiased: not 0 on the very same rows
     assert metrics["num_samples"] == 32 and metrics["inception_score"] >= 1.0
-    assert kept.shape == (8, 8, 8, 1) and kept.dtype == np.uint8
+    assert kept.shape == (32, 8, 8, 1) and kept.dtype == np.uint8
 
 
 @pytest.mark.slow

@@ -177,18 +177,138 @@ def test_dataset_statistics_see_every_example_once(tmp_path):
     assert fid.load_statistics(out)["sigma"].shape == (2, 2)
 
 
-def test_evaluate_split_drops_padding(tmp_path):
+def test_over_split_drops_padding_and_stacks_per_batch_values(tmp_path):
     import jax
 
     from score_sde.data import datasets
-    from score_sde.evaluation import evaluator
+    from score_sde.evaluation import split
 
     cfg = _npz_config(tmp_path)
     ds = datasets.get_dataset(cfg, "train", batch_size=4, seed=0, uniform_dequantization=False)
-    values = evaluator.evaluate_split(
-        ds.epoch(), lambda key, x, i: (x.mean(axis=(1, 2, 3)) + 1) / 2 * 255, jax.random.key(0)
+
+    def fn(key, x):
+        return {"v": (x.mean(axis=(1, 2, 3)) + 1) / 2 * 255, "n": jax.numpy.asarray(x.shape[0])}
+
+    out = split.over_split(fn, ds.epoch(), jax.random.key(0))
+    np.testing.assert_allclose(out["v"], np.arange(13), atol=1e-4)  # 13 of 4 padded batches
+    np.testing.assert_array_equal(out["n"], [4, 4, 4, 4])  # per batch: the padded batch size
+    first = split.over_split(fn, ds.epoch(), jax.random.key(0), num_examples=6)
+    np.testing.assert_allclose(first["v"], np.arange(6), atol=1e-4)
+    assert len(first["n"]) == 2  # stopped after the batch that reached 6 examples
+
+
+def test_over_split_keys_and_cache():
+    """Batch i sees fold_in(key, i); a cache's stored result replaces the computation."""
+    import jax
+
+    from score_sde.evaluation import split
+
+    key = jax.random.key(3)
+    batches = [{"x": np.zeros((2, 1), np.float32), "mask": np.ones(2, bool)} for _ in range(3)]
+    draw = lambda k, x: {"u": jax.random.uniform(k, (x.shape[0],))}
+    out = split.over_split(draw, batches, key)
+    expected = [jax.random.uniform(jax.random.fold_in(key, i), (2,)) for i in range(3)]
+    np.testing.assert_array_equal(out["u"], np.concatenate(expected))
+    calls, stored = [], {1: {"u": np.array([7.0, 8.0])}}
+
+    def cache(i, compute):
+        calls.append(i)
+        return stored[i] if i in stored else compute()
+
+    cached = split.over_split(draw, batches, key, cache=cache)
+    assert calls == [0, 1, 2]
+    np.testing.assert_array_equal(cached["u"][2:4], [7.0, 8.0])
+    np.testing.assert_array_equal(cached["u"][:2], out["u"][:2])
+
+
+def test_mean_loss_is_the_mean_over_batches_with_folded_keys():
+    import jax
+
+    from score_sde.evaluation import loss
+
+    key = jax.random.key(1)
+    batches = ({"x": np.full((2,), float(i))} for i in range(100))
+    fn = lambda k, b: b["x"].sum() + jax.random.uniform(k)
+    got = loss.mean_loss(fn, batches, key, num_batches=3)
+    want = np.mean(
+        [2.0 * i + float(jax.random.uniform(jax.random.fold_in(key, i))) for i in range(3)]
     )
-    np.testing.assert_allclose(values, np.arange(13), atol=1e-4)
+    assert got == pytest.approx(want, rel=1e-6)
+    with pytest.raises(ValueError, match="empty"):
+        loss.mean_loss(fn, iter(()), key, num_batches=3)
+
+
+def test_draw_trims_the_last_round_and_keeps_images_of_early_rounds():
+    from score_sde.evaluation import sample_quality
+
+    rounds = []
+
+    def sample_fn(i):
+        rounds.append(i)
+        return np.full((4, 2, 2, 1), i / 10, np.float32), np.asarray(10 + i)
+
+    drawn, nfe = sample_quality.draw(sample_fn, 10, 4)
+    assert rounds == [0, 1, 2] and nfe == 12
+    want = np.float32([0] * 4 + [0.1] * 4 + [0.2] * 2)
+    np.testing.assert_array_equal(drawn["samples"][:, 0, 0, 0], want)
+    features = sample_quality.inception_features(_fake_inception, lambda x: x)
+    drawn, _ = sample_quality.draw(sample_fn, 10, 4, features=features, keep=5)
+    assert drawn["pool_3"].shape == (10, 2) and drawn["logits"].shape == (10, 2)
+    np.testing.assert_allclose(drawn["pool_3"][:, 0], want * 255, rtol=1e-6)
+    # rounds 0 and 1 start below keep=5: their 8 images are kept, round 2's are not
+    assert drawn["images"].shape == (8, 2, 2, 1) and drawn["images"].dtype == np.uint8
+    assert drawn["images"][4, 0, 0, 0] == round(0.1 * 255)
+
+
+def test_bits_per_dim_results_by_hand():
+    import math
+
+    import jax
+
+    from score_sde.evaluation import bits_per_dim
+
+    passes = [
+        {"logp": np.array([-100.0, -200.0]), "nfe": np.array([10])},
+        {"logp": np.array([-300.0, -400.0]), "nfe": np.array([20])},
+    ]
+    d = 12
+    got = bits_per_dim.image_results(passes, d, centered=True)
+    by_hand = [-lp / (d * math.log(2)) + 8 - 1 for lp in (-100.0, -200.0, -300.0, -400.0)]
+    assert got["bpd"] == pytest.approx(np.mean(by_hand))
+    assert got["bpd_per_repeat"] == pytest.approx([np.mean(by_hand[:2]), np.mean(by_hand[2:])])
+    assert bits_per_dim.summary(passes) == {
+        "likelihood_examples": 2,
+        "likelihood_repeats": 2,
+        "likelihood_nfe_mean": 15.0,
+    }
+    # one pass per draw, each with its key fold_in(key, r) and inside its own store
+    entered = []
+
+    class Store:
+        def __init__(self, r):
+            self.r = r
+
+        def __enter__(self):
+            entered.append(self.r)
+            return lambda i, compute: compute()
+
+        def __exit__(self, *exc):
+            return None
+
+    batch = {"x": np.zeros((2, 1), np.float32), "mask": np.array([True, False])}
+    key = jax.random.key(0)
+    out = bits_per_dim.log_likelihoods(
+        lambda k, x: {"logp": jax.random.normal(k, (2,)), "nfe": jax.numpy.asarray(1)},
+        lambda r: [batch],
+        key,
+        num_repeats=2,
+        num_examples=1,
+        store=Store,
+    )
+    assert entered == [0, 1]
+    for r in range(2):
+        want = jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, r), 0), (2,))[:1]
+        np.testing.assert_array_equal(out[r]["logp"], want)
 
 
 def test_compute_metrics_with_reference():

@@ -1,9 +1,12 @@
-"""Sample-quality evaluation: FID, Inception Score, KID with pytorch-fid's InceptionV3 in Flax.
+"""Evaluation: eval loss, bits/dim, and FID / IS / KID with pytorch-fid's InceptionV3 in Flax.
 
 - `fid`: the metrics on activations (numpy float64) and reference-statistics files.
 - `inception`: the network; `python -m score_sde.evaluation.inception` gets its weights (`weights`).
 - `weights`: download, SHA-256 check and conversion of pytorch-fid's `.pth`.
 - `evaluator`: jitted, sharded feature extraction, accumulation across hosts, `compute_metrics`.
+- One evaluator per metric, each taking plain callables (a loss, a log-density, a sampler) and
+  batch iterators: `loss` (eval loss), `bits_per_dim` (log-likelihood of a split), and
+  `sample_quality` (samples in rounds, FID / IS / KID); `split` is their per-example loop.
 - `reference_stats`: command that writes a dataset's statistics.
 
 The names below are imported on first use, so that `python -m score_sde.evaluation.inception` runs
@@ -15,7 +18,6 @@ _EVALUATOR = (
     "compute_dataset_statistics",
     "compute_metrics",
     "dataset_features",
-    "evaluate_split",
     "get_inception_fn",
     "to_inception_input",
 )

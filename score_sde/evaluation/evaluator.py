@@ -29,6 +29,7 @@ from jax.sharding import Mesh
 
 from score_sde import parallel
 from score_sde.evaluation import fid as fid_lib
+from score_sde.evaluation import split
 from score_sde.evaluation.inception import InceptionV3, load_inception
 
 
@@ -145,11 +146,6 @@ def compute_metrics(
     return out
 
 
-def _global_batch(local: np.ndarray, mesh: Mesh | None) -> jax.Array:
-    """Per-process rows -> a global array sharded over `mesh` (plain array without a mesh)."""
-    return jnp.asarray(local) if mesh is None else parallel.global_batch(np.asarray(local), mesh)
-
-
 def dataset_features(
     batches: Iterable[dict[str, np.ndarray]],
     inverse_scaler: Callable,
@@ -169,9 +165,9 @@ def dataset_features(
     bar = progress.bar(total, desc, "img", enabled=jax.process_index() == 0)
     with bar:
         for batch in batches:
-            images = _global_batch(np.asarray(inverse_scaler(batch["x"]), np.float32), mesh)
+            images = split.global_batch(np.asarray(inverse_scaler(batch["x"]), np.float32), mesh)
             before = len(acc)
-            acc.add(inception_fn(images), mask=_global_batch(batch["mask"], mesh))
+            acc.add(inception_fn(images), mask=split.global_batch(batch["mask"], mesh))
             bar.update(len(acc) - before)
             if max_examples and len(acc) >= max_examples:
                 break
@@ -241,7 +237,7 @@ def compute_dataset_statistics(
     `out_path` (process 0 only) in pytorch-fid's layout. `batch_size` is global. Process 0 prints
     the expected time (`estimate_line`) once the first batch after compilation is timed.
     """
-    from score_sde.data import datasets
+    from score_sde.data import datasets, preprocess
 
     ds = datasets.get_process_dataset(
         data, split, global_batch=batch_size, seed=0, uniform_dequantization=False, augment=False
@@ -251,7 +247,7 @@ def compute_dataset_statistics(
     devices = mesh.devices.size if mesh is not None else 1
     acc = dataset_features(
         ds.epoch(),
-        datasets.get_data_inverse_scaler(data),
+        preprocess.get_data_inverse_scaler(data),
         _announcing_estimate(inception_fn, num_images, batch_size, devices),
         mesh=mesh,
         max_examples=max_examples,
@@ -266,29 +262,3 @@ def compute_dataset_statistics(
     if out_path is not None and jax.process_index() == 0:
         fid_lib.save_statistics(out_path, pool, keep_activations=keep_activations)
     return stats
-
-
-def evaluate_split(
-    batches: Iterable[dict[str, np.ndarray]],
-    value_fn: Callable[[jax.Array, jax.Array, int], jax.Array],
-    key: jax.Array,
-    *,
-    mesh: Mesh | None = None,
-    max_examples: int = 0,
-) -> np.ndarray:
-    """Per-example values over one pass of `Dataset.epoch` batches, padding dropped.
-
-    `value_fn(key, x, i) -> [B]` (e.g. bits/dim of the likelihood) sees the global batch `x` and
-    the key `fold_in(key, i)` of batch i. For bits/dim with several dequantization draws, call
-    once per `repeat` with `dataset.epoch(b, repeat=r)` and a different `key`.
-    """
-    out = []
-    for i, batch in enumerate(batches):
-        x = _global_batch(batch["x"], mesh)
-        values = parallel.to_host(value_fn(jax.random.fold_in(key, i), x, i))
-        mask = parallel.to_host(_global_batch(batch["mask"], mesh)).astype(bool)
-        out.append(values[mask])
-        if max_examples and sum(len(v) for v in out) >= max_examples:
-            break
-    values = np.concatenate(out)
-    return values[:max_examples] if max_examples else values

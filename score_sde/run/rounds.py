@@ -16,6 +16,7 @@ periodic lines in a log (score_sde.store.progress).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 
@@ -25,7 +26,7 @@ from score_sde import parallel
 from score_sde.store import fs, progress
 
 
-def fingerprint(*parts) -> str:
+def fingerprint(*parts: object) -> str:
     """A short stable hash of the settings a round's result depends on (e.g. the config's eval,
     sampling and data sections): rounds of other settings live in other directories."""
     import hashlib
@@ -36,6 +37,10 @@ def fingerprint(*parts) -> str:
 
 
 class Rounds:
+    """The rounds of one long evaluation under `directory`, each cached as `<name>_<i>.npz`: a
+    context manager (the progress bar) whose `get(i, compute)` reads round i back or computes it;
+    `resumed` counts the rounds read back."""
+
     def __init__(
         self,
         directory: str,
@@ -67,7 +72,7 @@ class Rounds:
         self._bar = progress.bar(self.total, self.desc, self.unit, enabled=main)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._bar.close()
 
     def get(self, i: int, compute: Callable[[], dict]) -> dict:
@@ -83,8 +88,10 @@ class Rounds:
         self._bar.update(min(self.per_round, self.total - self._bar.n))
         return arrays
 
+    __call__ = get  # a Rounds is the `cache(i, compute)` that score_sde.evaluation takes
+
     def items(self, compute: Callable[[int], dict]) -> Iterator[tuple[int, dict]]:
         """(i, arrays) for every round, computing only the unfinished ones."""
         with self:
             for i in range(self.num_rounds):
-                yield i, self.get(i, lambda i=i: compute(i))
+                yield i, self.get(i, functools.partial(compute, i))
