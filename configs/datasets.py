@@ -8,7 +8,7 @@ architecture from configs/presets.py, then states what it changes:
     presets.vp(config, continuous=True)
     presets.ddpmpp(config)
 
-Fields equal to the defaults of score_sde/config.py (Adam, lr 2e-4, warmup 5000, gradient
+Fields equal to the defaults of score_sde/config/sections.py (Adam, lr 2e-4, warmup 5000, gradient
 clipping 1, centered False, ...) are not written. `training.sde`, `continuous`, `reduce_mean`
 and `sampling.method`, `predictor`, `corrector` come from the SDE preset. `config.condition` and
 `config.classifier` (controllable generation, --mode=train_classifier) are filled from their

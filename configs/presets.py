@@ -3,10 +3,10 @@ that fill a dataset base (configs/datasets.py) in place.
 
 Order: the dataset base, then the SDE, then the architecture, then the file's own values; a later
 step may override an earlier one (NCSN undoes the VE default scale_by_sigma, for instance).
-Only fields the chosen network family reads are written (score_sde/config.py lists them), and
-values equal to its defaults are left out unless a preset takes them as an argument. The SDE's
-parameters are written by the SDE preset they belong to (VP / sub-VP: beta_min 0.1, beta_max 20,
-N = 1000, all defaults; VE: sigma_max and N, sigma_min 0.01 the default).
+Only fields the chosen network family reads are written (score_sde/config/families.py lists
+them), and values equal to its defaults are left out unless a preset takes them as an argument.
+The SDE's parameters are written by the SDE preset they belong to (VP / sub-VP: beta_min 0.1,
+beta_max 20, N = 1000, all defaults; VE: sigma_max and N, sigma_min 0.01 the default).
 
 SDEs (Song et al. 2021, Table 1 / Appendix C):
     vp(config, continuous)      DDPM's SDE; data in [-1, 1], loss averaged, EMA 0.9999

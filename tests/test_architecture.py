@@ -1,6 +1,7 @@
 """The package's floor plan, read from its imports (every import, top-level or inside a function):
 the method imports nothing from running, storage, data, conversion or the config layer; the
-layers below never reach up; and no module imports itself through others (no cycle)."""
+layers below never reach up; and no module imports itself through others when it runs (no cycle;
+imports under `if TYPE_CHECKING:` serve annotations only)."""
 
 import ast
 import pathlib
@@ -40,11 +41,27 @@ def _modules() -> dict[str, pathlib.Path]:
 MODULES = _modules()
 
 
-def _imports(name: str, path: pathlib.Path) -> set[str]:
-    """The score_sde modules `name` imports (`from a import b` is a.b when that is a module)."""
+def _type_only(tree: ast.Module) -> set[int]:
+    """ids of the nodes under `if TYPE_CHECKING:` (imports for annotations, never run)."""
+    return {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for stmt in node.body
+        for inner in ast.walk(stmt)
+    }
+
+
+def _imports(name: str, path: pathlib.Path, *, annotations: bool = True) -> set[str]:
+    """The score_sde modules `name` imports (`from a import b` is a.b when that is a module);
+    with annotations=False, not those imported only for annotations."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skip = set() if annotations else _type_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -59,6 +76,8 @@ def _imports(name: str, path: pathlib.Path) -> set[str]:
 
 
 GRAPH = {name: _imports(name, path) - {name} for name, path in MODULES.items()}
+# What runs: a module and the helpers it passes itself to may name each other in annotations.
+RUNTIME = {name: _imports(name, path, annotations=False) - {name} for name, path in MODULES.items()}
 
 
 def _layer(module: str) -> str | None:
@@ -93,7 +112,7 @@ def test_no_import_cycle():
     def visit(m: str) -> None:
         state[m] = 1
         stack.append(m)
-        for d in sorted(GRAPH[m]):
+        for d in sorted(RUNTIME[m]):
             if state.get(d) == 1:
                 cycle = stack[stack.index(d) :] + [d]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))

@@ -320,7 +320,8 @@ def test_class_conditional_digits():
     assert cfg.condition == config_lib.ConditionConfig()
 
 
-# Fields a family accepts for original score_sde files but never reads (score_sde/config.py).
+# Fields a family accepts for original score_sde files but never reads
+# (score_sde/config/families.py).
 DEAD_MODEL_FIELDS = {
     config_lib.NCSNppConfig: set(config_lib.NCSNppConfig.ORIGINAL_ONLY),
     config_lib.DDPMConfig: {*config_lib.DDPMConfig.ORIGINAL_ONLY, "embedding_type"},

@@ -4,7 +4,7 @@
 
 Not a config on its own (it names no dataset); the files next to it import and fill it. Written
 out in full rather than from configs/datasets.py and configs/presets.py: it is the smallest
-complete config (every field without a default in score_sde/config.py, plus what the toys change).
+complete config (every field without a default in score_sde/config/, plus what the toys change).
 """
 
 import ml_collections

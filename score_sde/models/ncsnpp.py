@@ -6,7 +6,7 @@ progressive_input 'input_skip' or 'residual', Fourier embedding of log sigma (VE
 
 Input x [B, H, W, C], labels [B] (sigma for 'fourier', timestep for 'positional') -> [B, H, W, C].
 The modules live in one list, `all_modules`, in the order of the original implementation, so that a
-published checkpoint maps onto it entry by entry (see score_sde/convert.py).
+published checkpoint maps onto it entry by entry (see score_sde/convert/layout.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -49,10 +49,16 @@ def make_sde(cfg: Config) -> sde_lib.SDE:
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
+    """What a run is built from (`build(cfg)`), nothing allocated: the typed config, the
+    ('data',) mesh, the SDE, the network as `apply_fn(params, x [B, *shape], labels [B], *,
+    train, rng, class_labels [B] | None) -> [B, *shape]` (labels: its noise-level conditioning,
+    see score_fn) with `init_params(key) -> params` (a pytree), and the optimizer `tx` of
+    config.optim. One example's `shape` is (D,) or (H, W, C)."""
+
     cfg: Config
     mesh: Mesh
     sde: sde_lib.SDE
-    apply_fn: Callable
+    apply_fn: score_fn_lib.ApplyFn
     init_params: Callable[[jax.Array], Any]
     tx: optax.GradientTransformation
 
@@ -134,9 +140,15 @@ class Experiment:
         from score_sde import consistency
 
         t, m = self.cfg.training, self.cfg.model
+        preconditioning = self.preconditioning
+        if preconditioning is None:  # from_config refuses this pair; a hand-built Config may not
+            raise ValueError(
+                f"config.training.loss={t.loss!r} trains a consistency model: set "
+                "config.model.preconditioning='consistency'"
+            )
         return consistency.get_consistency_loss_fn(
             self.apply_fn,
-            self.preconditioning,
+            preconditioning,
             sigma_max=m.sigma_max,
             total_steps=t.n_iters,
             train=train,
@@ -166,7 +178,7 @@ class Experiment:
             )
         return exp.sde, exp.score_fn(params)
 
-    def state_like(self):
+    def state_like(self) -> train.TrainState:
         """The abstract TrainState, replicated: the target checkpoints restore into."""
         return train.state_like(self.init_params, self.tx, self.mesh)
 
@@ -174,19 +186,20 @@ class Experiment:
     def _init_state(self):
         return train.make_init_state(self.init_params, self.tx, self.mesh)
 
-    def new_state(self):
+    def new_state(self) -> train.TrainState:
         """A fresh TrainState from the config's seed (its init is compiled once per Experiment)."""
         return self._init_state(self.key(KEY_INIT))
 
-    def train_steps(self):
+    def train_steps(self) -> train.TrainSteps:
         return train.make_train_steps(
             self.loss_fn(train=True), self.tx, self.cfg.model.ema_rate, self.mesh
         )
 
     # ------------------------------------------------------------------------- sampling
 
-    def score_fn(self, params, class_labels=None):
-        """The sampler's score_fn(x, t) of the network with `params`."""
+    def score_fn(self, params: Any, class_labels: jax.Array | None = None) -> sde_lib.ScoreFn:
+        """The sampler's score_fn(x [B, *shape], t [B]) -> [B, *shape] of the network with
+        `params` (and class labels [B])."""
         return score_fn_lib.params_score_fn(self.score_apply, params, class_labels=class_labels)
 
     def round_size(self, num: int, batch: int) -> int:
@@ -202,7 +215,7 @@ class Experiment:
         method = fast_sampling.canonical_name(method)
         shape = (batch, *self.shape)
         sharding = parallel.batch_sharding(self.mesh)
-        pc = dict(
+        pc: dict[str, Any] = dict(  # what the PC samplers of every task share
             snr=s.snr,
             n_steps=s.n_steps_each,
             probability_flow=s.probability_flow,
@@ -255,7 +268,13 @@ class Experiment:
         )
 
     def draw(
-        self, run, key: jax.Array, num: int, batch: int, inputs=None, desc: str | None = None
+        self,
+        run: Callable[..., Any],
+        key: jax.Array,
+        num: int,
+        batch: int,
+        inputs: Callable[[np.ndarray], tuple] | None = None,
+        desc: str | None = None,
     ) -> Iterator:
         """Yields run(fold_in(key, i), *inputs(rows)) -> (x, nfe) for rounds i = 0, 1, ... of
         `batch` (= round_size) rows until `num` are drawn; rows [batch] are the indices of the
@@ -272,8 +291,14 @@ class Experiment:
                 bar.update(min(batch, num - i * batch))
 
     def sample_batches(
-        self, params, key, num: int, method: str | None = None, batch=None, desc=None
-    ):
+        self,
+        params: Any,
+        key: jax.Array,
+        num: int,
+        method: str | None = None,
+        batch: int | None = None,
+        desc: str | None = None,
+    ) -> Iterator[tuple[jax.Array, jax.Array]]:
         """Yields (x, nfe): global arrays [b, *shape] of the unconditional sampler until `num`
         samples are drawn (the last round's surplus included; trim it); `desc` as in draw."""
         method = method or self.cfg.sampling.method
@@ -281,10 +306,19 @@ class Experiment:
         run = unconditional_sampler(self, method, b)
         yield from self.draw(functools.partial(run, params), key, num, b, desc=desc)
 
-    def sample(self, params, key, num: int, method: str | None = None, batch=None, desc=None):
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        num: int,
+        method: str | None = None,
+        batch: int | None = None,
+        desc: str | None = None,
+    ) -> tuple[np.ndarray, int]:
         """`num` samples [num, *shape] (host numpy, on every process) and the sampler's NFE;
         `desc` shows the progress as in draw."""
-        out, nfe = [], 0
+        out: list[np.ndarray] = []
+        nfe: jax.Array | int = 0
         for x, n in self.sample_batches(params, key, num, method, batch, desc):
             out.append(parallel.to_host(x))
             nfe = n
@@ -311,7 +345,9 @@ def build(cfg: Config, mesh: Mesh | None = None) -> Experiment:
     return Experiment(cfg, mesh, make_sde(cfg), apply_fn, init_params, tx)
 
 
-def restore(workdir: str, step: int | None = None, overrides=None):
+def restore(
+    workdir: str, step: int | None = None, overrides: Mapping[str, str] | None = None
+) -> tuple[Experiment, Any, int]:
     """(experiment, EMA params, step) of the run in `workdir`: its config.json (with `overrides`
     as on the command line) and checkpoint `step` (default: the newest intact one). One
     ValueError naming what is missing."""

@@ -56,7 +56,7 @@ def of(cfg: Config, run_id: str) -> dict:
 
 def run_id(workdir: str, main: bool, *, adopt: str | None = None) -> str:
     """This work directory's run id: <workdir>/run.json's, else `adopt` (the id in its newest
-    checkpoint, for runs started before run ids existed), else a new one. Every process gets the
+    checkpoint, when run.json is missing), else a new one. Every process gets the
     same id (process 0 reads or makes it; one all-gather). Nothing is written: `record` does."""
     path = os.path.join(workdir, RUN_FILE)
     number = 0
@@ -84,8 +84,8 @@ def record(workdir: str, rid: str) -> None:
 def check_resume(stored: dict | None, current: dict, path: str, *, allow: bool) -> list[str]:
     """Raises one ValueError when the checkpoint at `path` (identity `stored`) belongs to another
     run or to other model/SDE/data fields than `current`, unless `allow`; returns the log lines
-    of what was allowed. A checkpoint without an identity (written before they existed, or
-    converted from a published one) is accepted as it is."""
+    of what was allowed. A checkpoint that records no identity (one without checksums, or one
+    saved without `Checkpoints.identity` set, as by score_sde.convert) is accepted as it is."""
     if stored is None:
         return []
     theirs = stored.get("fields", {})

@@ -18,11 +18,24 @@ from __future__ import annotations
 import dataclasses
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from score_sde import parallel
 from score_sde.config import ClassifierConfig, TrainingConfig
+
+if TYPE_CHECKING:
+    from score_sde.run.train import TrainState, TrainSteps
+    from score_sde.store.checkpoint import Checkpoints
+    from score_sde.store.metrics_log import MetricsLogger
+
+
+class Batches(Protocol):
+    """Training data by step: `batch(step)` -> this process's rows of global batch `step`,
+    {"x": [b, *shape], "label"?: [b]}."""
+
+    def batch(self, step: int) -> dict[str, np.ndarray]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,11 +77,11 @@ class Preemption:
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.signum: int | None = None
         self._previous: dict = {}
 
-    def __enter__(self):
+    def __enter__(self) -> Preemption:
         for sig in self.SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -79,7 +92,7 @@ class Preemption:
     def _handle(self, signum, frame):
         self.signum = signum
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
 
@@ -107,17 +120,17 @@ def finite_or_raise(value: float, what: str, step: int, last_good: str | None = 
 
 
 def run(
-    state,
-    train_steps,
-    dataset,
+    state: TrainState,
+    train_steps: TrainSteps,
+    dataset: Batches,
     schedule: Schedule,
-    ckpts,
-    log,
+    ckpts: Checkpoints,
+    log: MetricsLogger,
     *,
-    evaluate: Callable[[object, int], None] | None = None,
-    on_snapshot: Callable[[object, int], None] | None = None,
+    evaluate: Callable[[TrainState, int], None] | None = None,
+    on_snapshot: Callable[[TrainState, int], None] | None = None,
     what: str = "the training loss",
-):
+) -> tuple[TrainState, int | None]:
     """Trains from state.step to schedule.n_iters; returns (state, the signal number that
     stopped it early after a preemption checkpoint, or None).
 

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Iterator
+from typing import TextIO
 
 from score_sde import parallel
 from score_sde.store import fs
@@ -50,7 +51,7 @@ def open_run(
     subdir: str | None = None,
     check: Callable[[Checkpoints], None] | None = None,
     total_steps: int | None = None,
-    stream=None,
+    stream: TextIO | None = None,
 ) -> Iterator[Run]:
     """Opens `workdir` (or `<workdir>/<subdir>`) for one mode; yields the `Run`.
 

@@ -4,33 +4,39 @@
     info = sample_files.provenance(cfg, step, "pc", nfe)                 # step, method, NFE, seed...
     sample_files.write(run, sample_files.stem(workdir, info), {"samples": saved, **info}, "64 samples")
 
-Images are mapped from model space to [0, 1] and clipped (datasets.to_images), then rounded to
+Images are mapped from model space to [0, 1] and clipped (preprocess.to_images), then rounded to
 uint8 for files; points stay as they are. (Denoising is the sampler's last step.)
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
+import jax
 import numpy as np
 
 from score_sde import parallel
-from score_sde.data import datasets
+from score_sde.config import Config, DataConfig
+from score_sde.data import preprocess
 from score_sde.run.rounds import fingerprint
 from score_sde.store import image_io
 
+if TYPE_CHECKING:
+    from score_sde.run.opening import Run
 
-def on_host(x, data, *, uint8: bool = True) -> np.ndarray:
+
+def on_host(x: jax.Array | np.ndarray, data: DataConfig, *, uint8: bool = True) -> np.ndarray:
     """Samples x [N, ...] (a global array or numpy) -> numpy on every process: images
     [N, H, W, C] in [0, 1] (uint8 when `uint8`), points [N, D] unchanged."""
     x = np.asarray(parallel.to_host(x))
     if x.ndim != 4:
         return x
-    images = datasets.to_images(x, data)
+    images = preprocess.to_images(x, data)
     return image_io.to_uint8(images) if uint8 else images
 
 
-def provenance(cfg, step: int, method: str, nfe: int) -> dict:
+def provenance(cfg: Config, step: int, method: str, nfe: int) -> dict:
     """What made a sample file: {step, method, num_steps, nfe, seed, config_hash}, the hash over
     every config section the samples depend on (same hash and seed: the same samples)."""
     c = cfg.to_dict()
@@ -54,7 +60,14 @@ def stem(workdir: str, info: dict, tag: str = "") -> str:
     return os.path.join(workdir, "samples", "_".join(parts))
 
 
-def write(run, path_stem: str, saved, what: str, picture=None, data=None) -> np.ndarray | None:
+def write(
+    run: Run,
+    path_stem: str,
+    saved: np.ndarray | dict[str, Any],
+    what: str,
+    picture: np.ndarray | None = None,
+    data: np.ndarray | None = None,
+) -> np.ndarray | None:
     """Writes <path_stem>.npz and .png on process 0 (image_io.save_samples: `saved` is an
     array or a dict of arrays) and logs `what -> files`; returns the picture (process 0)."""
     out = None

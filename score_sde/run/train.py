@@ -29,11 +29,20 @@ LossFn = Callable[[Any, jax.Array, dict], jax.Array]
 
 
 class TrainState(NamedTuple):
+    """What a checkpoint holds: the step, the parameters and their optimizer state and EMA
+    (pytrees of the network's shapes), and the run's key."""
+
     step: jax.Array  # int32 []
     params: Any
     opt_state: Any
     ema_params: Any
     key: jax.Array  # uint32 raw key data (checkpointable); per-step keys fold_in(key, step)
+
+
+# train_steps(state, batches) -> (state, metrics): len(batches) steps, metrics with a leading axis k
+TrainSteps = Callable[
+    [TrainState, list[dict[str, np.ndarray]]], tuple[TrainState, dict[str, jax.Array]]
+]
 
 
 def learning_rate_schedule(optim: OptimConfig) -> optax.Schedule:
@@ -62,7 +71,7 @@ def make_optimizer(optim: OptimConfig) -> optax.GradientTransformation:
     return opt
 
 
-def init_state(params, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
+def init_state(params: Any, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
     """A fresh state at step 0; EMA starts at the initial params."""
     key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     return TrainState(
@@ -78,7 +87,14 @@ def step_key(state: TrainState) -> jax.Array:
     return jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
 
 
-def train_step(state: TrainState, batch, *, loss_fn: LossFn, tx, ema_rate: float):
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    ema_rate: float,
+) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step; returns (new state, {'loss', 'grad_norm'}). A loss with a curriculum
     (`loss_fn.takes_step`: consistency training) also gets the step, and one with a target
     network (`loss_fn.takes_target`: consistency distillation) the EMA parameters."""
@@ -104,7 +120,14 @@ def scan_by_default() -> bool:
     return jax.default_backend() != "cpu"
 
 
-def make_train_steps(loss_fn: LossFn, tx, ema_rate: float, mesh: Mesh, *, scan=None):
+def make_train_steps(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    ema_rate: float,
+    mesh: Mesh,
+    *,
+    scan: bool | None = None,
+) -> TrainSteps:
     """`train_steps(state, batches) -> (state, metrics)` for k steps per call.
 
     `batches` is a list of k per-step host batches (this process's rows of each global batch);
@@ -148,7 +171,9 @@ def make_train_steps(loss_fn: LossFn, tx, ema_rate: float, mesh: Mesh, *, scan=N
 INIT_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
-def make_init_state(init_params: Callable[[jax.Array], Any], tx, mesh: Mesh):
+def make_init_state(
+    init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation, mesh: Mesh
+) -> Callable[[jax.Array], TrainState]:
     """jit(key -> TrainState) with every leaf created already replicated on the mesh.
 
     `init_params(key) -> params`; the state's own key is split off the same seed key.
@@ -164,7 +189,9 @@ def make_init_state(init_params: Callable[[jax.Array], Any], tx, mesh: Mesh):
     return jax.jit(init, out_shardings=parallel.replicated(mesh), compiler_options=INIT_OPTIONS)
 
 
-def state_like(init_params: Callable[[jax.Array], Any], tx, mesh: Mesh):
+def state_like(
+    init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation, mesh: Mesh
+) -> TrainState:
     """The abstract TrainState (ShapeDtypeStructs, replicated on `mesh`): what checkpoints
     restore into."""
     abstract = jax.eval_shape(lambda k: init_state(init_params(k), tx, k), jax.random.key(0))

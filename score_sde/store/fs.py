@@ -18,22 +18,26 @@ import io
 import os
 import re
 import shutil
+from collections.abc import Callable
 
 import numpy as np
 from etils import epath
+from numpy.typing import ArrayLike
+
+StrPath = str | os.PathLike[str]  # a local path, a gs:// or s3:// URL, or an epath.Path
 
 
-def is_remote(p) -> bool:
+def is_remote(p: StrPath) -> bool:
     return "://" in os.fspath(p)
 
 
-def path(p) -> epath.Path:
+def path(p: StrPath) -> epath.Path:
     """`p` as an epath.Path; local paths are made absolute (`~` expanded)."""
     p = os.fspath(p)
     return epath.Path(p if is_remote(p) else os.path.abspath(os.path.expanduser(p)))
 
 
-def forget_listings(p) -> None:
+def forget_listings(p: StrPath) -> None:
     """Drops the directory listings that the file system of remote `p` has cached (gcsfs keeps
     them for the life of the process: another process's new objects would stay unseen). Every
     cached instance of the scheme's fsspec class: etils.epath opens its own."""
@@ -46,24 +50,24 @@ def forget_listings(p) -> None:
         instance.invalidate_cache()
 
 
-def move(src, dst) -> None:
+def move(src: StrPath, dst: StrPath) -> None:
     """Moves file or directory `src` to `dst` (missing parents made). Local: one rename. Remote:
     an object store has no folders and no rename, so each object is copied then deleted; not
     atomic (a kill midway leaves part in each place, both readable as what they are)."""
-    src, dst = path(src), path(dst)
-    if not is_remote(src):
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
+    source, target = path(src), path(dst)
+    if not is_remote(source):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
         return
     from fsspec.core import url_to_fs
 
-    fsys, s = url_to_fs(os.fspath(src))
-    _, d = url_to_fs(os.fspath(dst))
-    fsys.mv(s, d, recursive=src.is_dir())
-    forget_listings(src)
+    fsys, s = url_to_fs(os.fspath(source))
+    _, d = url_to_fs(os.fspath(target))
+    fsys.mv(s, d, recursive=source.is_dir())
+    forget_listings(source)
 
 
-def dir_id(p) -> tuple[int, int] | None:
+def dir_id(p: StrPath) -> tuple[int, int] | None:
     """(st_dev, st_ino) of local directory `p`: tells it from another made again at its path.
     None if it does not exist, or is remote (an object store's folders have no identity)."""
     if is_remote(p):
@@ -75,7 +79,7 @@ def dir_id(p) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def pin_dir(p):
+def pin_dir(p: StrPath) -> Callable[[], None] | None:
     """Keeps local directory `p` open (so a directory made again at its path cannot reuse its
     inode); returns the function that lets it go, or None for a remote or missing one."""
     if dir_id(p) is None:
@@ -84,22 +88,22 @@ def pin_dir(p):
     return lambda: os.close(fd)
 
 
-def remove_tree(p) -> None:
+def remove_tree(p: StrPath) -> None:
     """Removes file or directory `p` and everything under it; nothing if it is gone."""
-    p = path(p)
-    if p.is_dir():
-        p.rmtree(missing_ok=True)
+    q = path(p)
+    if q.is_dir():
+        q.rmtree(missing_ok=True)
     else:
-        p.unlink(missing_ok=True)
+        q.unlink(missing_ok=True)
 
 
-def files_under(root) -> list[str]:
+def files_under(root: StrPath) -> list[str]:
     """Every file below directory `root`, recursively, as full paths (a remote one keeps its
     scheme: gcsfs's walk names objects `bucket/key`), sorted."""
-    root = os.fspath(path(root))
-    scheme = root.split("://", 1)[0] + "://" if is_remote(root) else ""
+    top: str = os.fspath(path(root))
+    scheme = top.split("://", 1)[0] + "://" if is_remote(top) else ""
     out = []
-    for d, _, names in path(root).walk():
+    for d, _, names in path(top).walk():
         d = os.fspath(d)
         if scheme and not d.startswith(scheme):
             d = scheme + d
@@ -107,34 +111,34 @@ def files_under(root) -> list[str]:
     return sorted(out)
 
 
-def write_bytes(p, data: bytes) -> None:
+def write_bytes(p: StrPath, data: bytes) -> None:
     """Writes `data` to `p` atomically, creating the parent directory."""
-    p = path(p)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if is_remote(p):
-        p.write_bytes(data)
+    target = path(p)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if is_remote(target):
+        target.write_bytes(data)
         return
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     try:
         tmp.write_bytes(data)
-        os.replace(tmp, p)
+        os.replace(tmp, target)
     except OSError as e:  # a full disk: no half-written file is left beside the target
         tmp.unlink(missing_ok=True)
-        raise OSError(e.errno, e.strerror, os.fspath(p)) from e
+        raise OSError(e.errno, e.strerror, os.fspath(target)) from e
 
 
-def write_text(p, text: str) -> None:
+def write_text(p: StrPath, text: str) -> None:
     write_bytes(p, text.encode())
 
 
-def save_npz(p, **arrays) -> None:
+def save_npz(p: StrPath, **arrays: ArrayLike) -> None:
     """np.savez of `arrays` to `p`, atomically."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # mypy matches **arrays to allow_pickle
     write_bytes(p, buf.getvalue())
 
 
-def load_npz(p) -> dict[str, np.ndarray]:
+def load_npz(p: StrPath) -> dict[str, np.ndarray]:
     """Every array of the .npz file `p` (read whole)."""
     with np.load(io.BytesIO(path(p).read_bytes()), allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
@@ -178,7 +182,7 @@ def size_text(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def free_space(p) -> int | None:
+def free_space(p: StrPath) -> int | None:
     """Bytes free for this user on the file system of local path `p` (its nearest existing
     parent); None for remote paths or when it cannot be told."""
     if is_remote(p):
@@ -192,7 +196,7 @@ def free_space(p) -> int | None:
         return None
 
 
-def tree_size(p) -> int:
+def tree_size(p: StrPath) -> int:
     """Bytes of the files under local path `p` (0 if it is missing or remote)."""
     if is_remote(p):
         return 0

@@ -7,13 +7,15 @@ is Pillow's: PNG, JPEG folders, TFDS images, the plot labels.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from score_sde.store import fs
 
 
-def to_uint8(images) -> np.ndarray:
+def to_uint8(images: ArrayLike) -> np.ndarray:
     """Float images in [0, 1] -> uint8 by rounding (not truncation); uint8 passes through.
 
     uint8 = clip(round(255 * x), 0, 255).
@@ -26,7 +28,7 @@ def to_uint8(images) -> np.ndarray:
     return np.clip(np.rint(images.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def make_grid(images, nrow: int, padding: int = 2, pad_value: int = 0) -> np.ndarray:
+def make_grid(images: ArrayLike, nrow: int, padding: int = 2, pad_value: int = 0) -> np.ndarray:
     """Tile `images` [N, H, W, C] into one uint8 image with `nrow` images per row.
 
     Like torchvision's `make_grid`: `padding` pixels between and around tiles.
@@ -51,7 +53,7 @@ def make_grid(images, nrow: int, padding: int = 2, pad_value: int = 0) -> np.nda
     return grid
 
 
-def encode_png(image) -> bytes:
+def encode_png(image: ArrayLike) -> bytes:
     """Encode one image [H, W] or [H, W, C] (C in 1..4; float in [0, 1] or uint8) as PNG bytes."""
     import io
 
@@ -125,12 +127,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return decode_image(fs.path(path).read_bytes())
 
 
-def save_png(path: str | os.PathLike, image) -> None:
+def save_png(path: str | os.PathLike, image: ArrayLike) -> None:
     """Write one image [H, W, C] (float in [0, 1] or uint8) as PNG."""
     fs.write_bytes(path, encode_png(image))
 
 
-def save_image_grid(path: str | os.PathLike, images, nrow: int = 8, padding: int = 2) -> None:
+def save_image_grid(
+    path: str | os.PathLike, images: ArrayLike, nrow: int = 8, padding: int = 2
+) -> None:
     """Write `images` [N, H, W, C] (float in [0, 1] or uint8) as one PNG grid, `nrow` per row."""
     save_png(path, make_grid(np.asarray(images), nrow, padding))
 
@@ -220,7 +224,10 @@ def samples_picture(samples: np.ndarray, data: np.ndarray | None = None) -> np.n
 
 
 def save_samples(
-    path_stem: str, samples, data: np.ndarray | None = None, picture: np.ndarray | None = None
+    path_stem: str,
+    samples: np.ndarray | dict[str, Any],
+    data: np.ndarray | None = None,
+    picture: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Writes `<stem>.npz` and `<stem>.png`; returns the picture written (None: no PNG).
 

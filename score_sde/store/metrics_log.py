@@ -27,7 +27,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -146,7 +146,12 @@ class MetricsLogger:
     context manager that closes its files on exit."""
 
     def __init__(
-        self, workdir: str, *, enabled: bool = True, total_steps: int | None = None, stream=None
+        self,
+        workdir: str,
+        *,
+        enabled: bool = True,
+        total_steps: int | None = None,
+        stream: TextIO | None = None,
     ):
         self.enabled = enabled
         self.workdir = workdir
@@ -252,5 +257,5 @@ class MetricsLogger:
     def __enter__(self) -> MetricsLogger:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -10,9 +10,24 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+T = TypeVar("T")
 
 
-def bar(total: int | None, desc: str, unit: str, *, enabled: bool = True, stream=None, **kw):
+def bar(
+    total: int | None,
+    desc: str,
+    unit: str,
+    *,
+    enabled: bool = True,
+    stream: TextIO | None = None,
+    **kw: Any,
+) -> tqdm | Lines:
     """A tqdm bar on `stream` (default stderr) when it is a terminal, else `Lines`; `enabled`
     False (other processes) shows nothing. Both have `update(n)`, `n`, `close()` and `with`."""
     from tqdm import tqdm
@@ -25,7 +40,7 @@ def bar(total: int | None, desc: str, unit: str, *, enabled: bool = True, stream
     return Lines(total, desc, unit, stream, **kw)
 
 
-def wrap(items, desc: str, unit: str, **kw):
+def wrap(items: Iterable[T], desc: str, unit: str, **kw: Any) -> Iterator[T]:
     """Yields `items`, showing their progress as `bar` does."""
     items = list(items)
     with bar(len(items), desc, unit, **kw) as b:
@@ -38,7 +53,15 @@ class Lines:
     """Plain progress lines: after the first update (the rate and ETA a log reader wants early),
     then one per `interval` seconds at most: `desc: n/total unit (rate unit/s, ETA 1:02:03)`."""
 
-    def __init__(self, total, desc, unit, stream, interval: float = 30.0, clock=time.monotonic):
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        unit: str,
+        stream: TextIO,
+        interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.total, self.desc, self.unit, self.stream = total, desc, unit, stream
         self.interval, self.clock = interval, clock
         self.n = 0
@@ -64,7 +87,7 @@ class Lines:
     def __enter__(self) -> Lines:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

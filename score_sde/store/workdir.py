@@ -96,7 +96,7 @@ class Additions:
                 return
 
 
-def write_json(path: str, obj) -> None:
+def write_json(path: str, obj: object) -> None:
     """Writes `obj` as indented JSON, atomically (creating the parent directory)."""
     fs.write_text(path, json.dumps(obj, indent=2))
 
@@ -205,7 +205,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 

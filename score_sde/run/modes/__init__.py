@@ -11,7 +11,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from score_sde import config as config_lib
+
+if TYPE_CHECKING:
+    from ml_collections import ConfigDict
 
 MODES = ("train", "eval", "sample", "train_classifier", "plot")
 
@@ -28,7 +34,9 @@ class Preempted(Exception):
         self.step, self.signum = step, signum
 
 
-def run(mode: str, config, workdir: str, **kw):
+def run(
+    mode: str, config: config_lib.Config | ConfigDict | Mapping | None, workdir: str, **kw: Any
+) -> Any:
     """Checks `config` (a ConfigDict, dict or typed Config) and runs `mode` in `workdir`.
 
     Returns what the mode returns (train: the final state; plot: the paths written). Raises

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import sys
+from typing import TextIO
 
 from score_sde.store import fs, image_io, metrics_log
 
@@ -149,7 +150,7 @@ def plot_picture(picture: Picture, path: str, title: str) -> None:
     _save(fig, path)
 
 
-def plot(workdir: str, *, stream=None) -> list[str]:
+def plot(workdir: str, *, stream: TextIO | None = None) -> list[str]:
     """Writes `<workdir>/plots/loss.png` and (when the run has a sample picture)
     `<workdir>/plots/samples.png`; prints each path written on its own line to `stream`
     (default stdout) and returns them. Raises ValueError when the run has no metrics."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TextIO
 
 import jax
 from jax.sharding import Mesh
@@ -19,8 +20,13 @@ from score_sde.store import workdir as wd
 
 
 def train_and_evaluate(
-    cfg: Config, workdir: str, *, mesh: Mesh | None = None, dataset=None, stream=None
-):
+    cfg: Config,
+    workdir: str,
+    *,
+    mesh: Mesh | None = None,
+    dataset: loop.Batches | None = None,
+    stream: TextIO | None = None,
+) -> tuple[train.TrainState, int | None]:
     """Trains to config.training.n_iters (resuming if checkpoints exist); returns (the final
     state, the signal number if a SIGTERM or SIGINT stopped the run early, else None).
 
@@ -39,11 +45,12 @@ def train_and_evaluate(
     with open_run(workdir, total_steps=t.n_iters, stream=stream) as run:  # one run per workdir
         ckpts, log = run.ckpts, run.log
         state = ckpts.restore(exp.state_like())
-        stored = ckpts.last_restored_identity if state is not None else None
+        restored = ckpts.last_restored_path if state is not None else None
+        stored = ckpts.last_restored_identity if restored is not None else None
         ident = identity.of(cfg, identity.run_id(run.workdir, run.main, adopt=_run_of(stored)))
-        if state is not None:  # another run's checkpoint or other model/SDE/data: refused
+        if restored is not None:  # another run's checkpoint or other model/SDE/data: refused
             allowed = identity.check_resume(
-                stored, ident, ckpts.last_restored_path, allow=t.allow_foreign_checkpoint
+                stored, ident, restored, allow=t.allow_foreign_checkpoint
             )
             for line in allowed:
                 log.info(line)

@@ -12,6 +12,9 @@ Settings: config.classifier (score_sde.config.ClassifierConfig).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, TextIO
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,13 +26,14 @@ from score_sde.data import datasets
 from score_sde.run import experiment, loop, train
 from score_sde.run.experiment import CLASSIFIER_DIR
 from score_sde.run.opening import open_run
-from score_sde.sde import batch_mul
+from score_sde.score_fn import ApplyFn
+from score_sde.sde import SDE, batch_mul
 
 
 class _Labelled:
     """The training data, checked to carry labels."""
 
-    def __init__(self, dataset, name: str):
+    def __init__(self, dataset: loop.Batches, name: str):
         self.dataset, self.name = dataset, name
 
     def batch(self, step: int) -> dict:
@@ -43,8 +47,13 @@ class _Labelled:
 
 
 def train_classifier(
-    cfg: Config, workdir: str, *, mesh: Mesh | None = None, dataset=None, stream=None
-):
+    cfg: Config,
+    workdir: str,
+    *,
+    mesh: Mesh | None = None,
+    dataset: loop.Batches | None = None,
+    stream: TextIO | None = None,
+) -> tuple[train.TrainState, int | None]:
     """Trains the classifier to config.classifier.n_iters (resuming); returns (the final state,
     the signal number if a SIGTERM or SIGINT stopped it early, else None).
 
@@ -94,16 +103,23 @@ def train_classifier(
     return state, signum
 
 
-def evaluate_classifier(cfg, sde, mesh, apply_fn, params, times=(0.0, 0.25, 0.5, 0.75)) -> dict:
+def evaluate_classifier(
+    cfg: Config,
+    sde: SDE,
+    mesh: Mesh,
+    apply_fn: ApplyFn,
+    params: Any,
+    times: Sequence[float] = (0.0, 0.25, 0.5, 0.75),
+) -> dict[float, float]:
     """Test-split accuracy of the classifier on x_t at a few times t (fixed noise draws)."""
     ds = datasets.get_process_dataset(
         cfg.data, "test", global_batch=mesh.devices.size, seed=cfg.seed
     )
-    x, y = [], []
+    xs, ys = [], []
     for b in ds.epoch(256):
-        x.append(b["x"][b["mask"]])
-        y.append(b["label"][b["mask"]])
-    x, y = jnp.asarray(np.concatenate(x)), jnp.asarray(np.concatenate(y))
+        xs.append(b["x"][b["mask"]])
+        ys.append(b["label"][b["mask"]])
+    x, y = jnp.asarray(np.concatenate(xs)), jnp.asarray(np.concatenate(ys))
     key = jax.random.fold_in(jax.random.key(cfg.seed), experiment.KEY_EVAL_LOSS)
     accuracy = jax.jit(guidance.classifier_accuracy, static_argnums=0)
     out = {}

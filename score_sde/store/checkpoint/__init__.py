@@ -8,8 +8,8 @@ Layout under the work directory:
     <kind>/<step>/state/       the train state (orbax's PyTree layout)
     <kind>/<step>/checksums/   {leaf name: shape, dtype, crc32 of its bytes} and the writing run's
                                identity (orbax JsonSave), part of the same atomic checkpoint;
-                               checkpoints written before checksums were added hold one `default/`
-                               item and restore unverified
+                               a checkpoint without checksums holds one `default/` item and
+                               restores unverified
     checkpoints-damaged/       damaged steps that a resumed run had to write again, moved aside
 
 The modules, one guarantee each:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from score_sde.store import fs
+
+if TYPE_CHECKING:
+    import orbax.checkpoint as ocp
 
 SNAPSHOT_DIR = "checkpoints"
 PREEMPTION_DIR = "checkpoints-meta"
@@ -18,6 +22,6 @@ def entries(path: str) -> set[str]:
     return {p.name for p in fs.path(path).iterdir()}
 
 
-def step_path(manager, step: int) -> str:
+def step_path(manager: ocp.CheckpointManager, step: int) -> str:
     """The step directory of `step` under an orbax CheckpointManager's directory."""
     return os.path.join(str(manager.directory), str(step))

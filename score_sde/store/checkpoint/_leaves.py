@@ -8,13 +8,14 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 # |x| above this in a float array of the state is divergence, not a trained network (squared,
 # it overflows float32).
 ABSURD = 1e30
 
 
-def name(path) -> str:
+def name(path: jax.tree_util.KeyPath) -> str:
     """Dotted name of a leaf, as orbax names it: `params.hidden.0.kernel.value`."""
     parts = []
     for k in path:
@@ -27,11 +28,11 @@ def name(path) -> str:
     return ".".join(parts)
 
 
-def named_leaves(tree) -> dict:
+def named_leaves(tree: Any) -> dict[str, Any]:
     return {name(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def host(x) -> np.ndarray | None:
+def host(x: ArrayLike) -> np.ndarray | None:
     """The host copy of a leaf (one replica of a replicated array), None when this process does
     not hold all of it."""
     if isinstance(x, jax.Array):
@@ -47,7 +48,7 @@ def crc32(a: np.ndarray) -> int:
     return zlib.crc32(cast(Any, np.ascontiguousarray(a).reshape(-1).view(np.uint8)))  # a buffer
 
 
-def stored_step(state) -> int | None:
+def stored_step(state: Any) -> int | None:
     """The step a restored state records (a TrainState's `step`), or None if it has none."""
     step = getattr(state, "step", None)
     if step is None or np.ndim(step) != 0:
@@ -56,7 +57,7 @@ def stored_step(state) -> int | None:
     return int(np.asarray(shards(0) if shards is not None else step))
 
 
-def checksums(tree) -> dict:
+def checksums(tree: Any) -> dict:
     """{leaf name: {"shape", "dtype", "crc32"}} of the arrays of `tree`; crc32 is None for an array
     spread over several processes (not verified)."""
     out = {}
@@ -70,7 +71,7 @@ def checksums(tree) -> dict:
     return out
 
 
-def mismatched(restored, sums: dict) -> list[str]:
+def mismatched(restored: Any, sums: dict) -> list[str]:
     """Names of the arrays of `restored` whose bytes do not match their recorded crc32."""
     return [
         n
@@ -87,7 +88,7 @@ def _bad_leaves(leaves):
     return jnp.stack([~jnp.all(jnp.abs(x) <= ABSURD) for x in leaves])
 
 
-def nonfinite_leaves(tree) -> list[str]:
+def nonfinite_leaves(tree: Any) -> list[str]:
     """Names of the float arrays of `tree` holding NaN, Inf or |x| > ABSURD."""
     named = {
         n: x
@@ -100,7 +101,7 @@ def nonfinite_leaves(tree) -> list[str]:
     return [n for n, b in zip(named, bad, strict=True) if b]
 
 
-def abstract(tree, dtypes: dict | None = None):
+def abstract(tree: Any, dtypes: dict | None = None) -> Any:
     """ShapeDtypeStructs (with shardings) to restore into: the arrays land where `tree` lives;
     `dtypes` ({name: dtype}) overrides the dtype leaf by leaf (the dtype they were saved in)."""
 

@@ -8,7 +8,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -47,8 +47,9 @@ class Checkpoints:
     """Snapshot and preemption CheckpointManagers over one work directory; a context manager
     (`with Checkpoints(workdir) as ckpts:`) that finishes pending saves and closes on exit.
 
-    `warn(line)` receives the one line per checkpoint problem (a skipped damaged checkpoint, an
-    unverified old one, a damaged one moved aside to be rewritten); default: stderr of process 0.
+    `warn(line)` receives the one line per checkpoint problem (a skipped damaged checkpoint, one
+    without checksums restored unverified, a damaged one moved aside to be rewritten); default:
+    stderr of process 0.
     After a restore, `last_restored_step` / `last_restored_path` say which checkpoint was used,
     `last_restored_identity` what run wrote it (the `identity` dict its writer set; None for
     checkpoints written without one), and `skipped` lists (path, reason) of the newer ones that
@@ -153,7 +154,7 @@ class Checkpoints:
 
     # --------------------------------------------------------------------------- saving
 
-    def save(self, step: int, state, *, snapshot: bool) -> None:
+    def save(self, step: int, state: Any, *, snapshot: bool) -> None:
         """Saves `state` (a pytree of arrays) with the checksums of its arrays, as a snapshot or
         the rolling preemption one.
 
@@ -209,7 +210,7 @@ class Checkpoints:
 
     # --------------------------------------------------------------------------- restoring
 
-    def restore(self, like, step: int | None = None):
+    def restore(self, like: Any, step: int | None = None) -> Any:
         """Restores checkpoint `step` (default: the newest intact one) shaped and sharded like
         `like` (a pytree of arrays or ShapeDtypeStructs).
 
@@ -282,7 +283,7 @@ class Checkpoints:
             skipped,
         )
 
-    def restore_newest(self, like):
+    def restore_newest(self, like: Any) -> tuple[Any, int | None]:
         """(state, step) of the newest intact checkpoint (see `restore`), or (None, None)."""
         state = self.restore(like)
         return state, (None if state is None else self.last_restored_step)
@@ -327,7 +328,7 @@ class Checkpoints:
     def __enter__(self) -> Checkpoints:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             self.wait()
         finally:
@@ -342,7 +343,7 @@ def require_checkpoint(ckpts: Checkpoints, fix: str = "", what: str = "checkpoin
         raise ValueError(f"no {what} in {ckpts.workdir}; {fix}")
 
 
-def restore_ema(ckpts: Checkpoints, like, step: int | None = None):
+def restore_ema(ckpts: Checkpoints, like: Any, step: int | None = None) -> tuple[Any, int]:
     """(EMA params, step) of checkpoint `step` (default: the newest intact one); `like` is the
     train state's structure (abstract or concrete)."""
     require_checkpoint(ckpts)

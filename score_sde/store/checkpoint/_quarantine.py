@@ -10,14 +10,22 @@ not atomic, but a kill midway leaves each half where the next run reads it as wh
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import jax
 
 from score_sde.store import fs
 from score_sde.store.checkpoint._layout import DAMAGED_DIR, entries, step_path
 
+if TYPE_CHECKING:
+    import orbax.checkpoint as ocp
 
-def blocking(ckpts, manager, step: int, *, rolling: bool) -> list[int]:
+    from score_sde.store.checkpoint._manager import Checkpoints
+
+
+def blocking(
+    ckpts: Checkpoints, manager: ocp.CheckpointManager, step: int, *, rolling: bool
+) -> list[int]:
     """Steps of `manager` that would keep `step` from being saved."""
     return [
         s
@@ -27,7 +35,9 @@ def blocking(ckpts, manager, step: int, *, rolling: bool) -> list[int]:
     ]
 
 
-def move_aside(ckpts, manager, steps: list[int], saving: int) -> None:
+def move_aside(
+    ckpts: Checkpoints, manager: ocp.CheckpointManager, steps: list[int], saving: int
+) -> None:
     """Moves (or, when empty, removes) the step directories `steps` of `manager`, one line each
     through ckpts.warn; done by process 0, every process then agrees."""
     for s in steps:

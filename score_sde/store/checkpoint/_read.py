@@ -3,6 +3,8 @@ arrays, each failure one reason (`Damaged`); a checkpoint of another config is a
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +15,7 @@ from score_sde.store.checkpoint._errors import Damaged
 from score_sde.store.checkpoint._layout import CHECKSUM_ITEM, LEGACY_ITEM, STATE_ITEM, entries
 
 
-def read_step(path: str, like):
+def read_step(path: str, like: Any) -> tuple[Any, bool, dict | None]:
     """(the state in step directory `path` shaped and sharded like `like`, whether checksums
     verified it, the identity of the run that wrote it or None). Damaged if it cannot be read
     back intact, ValueError if it was written for another tree than `like`."""
@@ -94,7 +96,7 @@ def _read_checksums(checkpointer, path: str, saved: dict) -> dict:
     return doc
 
 
-def check_fits(path: str, saved: dict, like) -> None:
+def check_fits(path: str, saved: dict, like: Any) -> None:
     """ValueError when the checkpoint's leaves or shapes are not those of `like`."""
     want = {n: tuple(np.shape(x)) for n, x in _leaves.named_leaves(like).items()}
     have = {n: shape for n, (shape, _) in saved.items()}

@@ -8,11 +8,15 @@ so a damaged, misnamed or copied-in snapshot can neither push an honest one out 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from score_sde.store.checkpoint._layout import step_path
 
+if TYPE_CHECKING:
+    from score_sde.store.checkpoint._manager import Checkpoints
 
-def retain(ckpts, keep: int) -> list[str]:
+
+def retain(ckpts: Checkpoints, keep: int) -> list[str]:
     """With keep > 0 deletes the snapshots older than the newest `keep` honest ones and returns
     their paths; nothing until `keep` honest ones exist, so the newest is never deleted."""
     if keep <= 0:
@@ -20,8 +24,9 @@ def retain(ckpts, keep: int) -> list[str]:
     manager = ckpts.snapshots
     root = str(manager.directory)
     honest = {s for p, s in ckpts.saved.items() if os.path.dirname(p) == root}
-    if ckpts.last_restored_path and os.path.dirname(ckpts.last_restored_path) == root:
-        honest.add(ckpts.last_restored_step)
+    restored, restored_step = ckpts.last_restored_path, ckpts.last_restored_step  # set together
+    if restored and restored_step is not None and os.path.dirname(restored) == root:
+        honest.add(restored_step)
     if len(honest) <= keep:
         return []
     cutoff = sorted(honest)[-keep]

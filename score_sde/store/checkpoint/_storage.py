@@ -7,15 +7,20 @@ import contextlib
 import logging as py_logging
 import os
 import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from score_sde.store import fs
 from score_sde.store.checkpoint import _orbax
 from score_sde.store.checkpoint._errors import StorageError
 from score_sde.store.checkpoint._layout import PREEMPTION_DIR, SNAPSHOT_DIR
 
+if TYPE_CHECKING:
+    from score_sde.store.checkpoint._manager import Checkpoints
+
 
 @contextlib.contextmanager
-def writing(ckpts):
+def writing(ckpts: Checkpoints) -> Iterator[None]:
     """Turns a failed write of the storage under `ckpts` (a Checkpoints) into one StorageError;
     orbax's thread tracebacks stay off the terminal (absl debug log). Pending saves are let
     finish (or fail) first, so the message names the newest checkpoint really written; the
@@ -49,7 +54,7 @@ def writing(ckpts):
         raise StorageError(_cannot_write(ckpts, reason, what)) from None
 
 
-def vanished(ckpts) -> bool:
+def vanished(ckpts: Checkpoints) -> bool:
     """The local work directory is gone, or another one stands at its path (a remote one has no
     identity to compare: a bucket prefix cannot vanish in a way we could tell)."""
     return ckpts.dir_id is not None and fs.dir_id(ckpts.workdir) != ckpts.dir_id
