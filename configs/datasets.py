@@ -152,7 +152,7 @@ def digits() -> ml_collections.ConfigDict:
 
     config.data = data = ml_collections.ConfigDict()
     data.dataset = "digits"
-    data.image_size = 8  # kept at 8x8: tests/test_digits.py's classifier check runs at this size
+    data.image_size = 8  # 8x8: tests/system/test_digits.py's classifier check runs at this size
     data.num_channels = 1  # random_flip stays off: digits are not mirror-symmetric
 
     config.model = ml_collections.ConfigDict()  # filled by the presets

@@ -12,7 +12,7 @@ SDEs (Song et al. 2021, Table 1 / Appendix C):
     vp(config, continuous)      DDPM's SDE; data in [-1, 1], loss averaged, EMA 0.9999
     subvp(config)               the sub-VP SDE, continuous time
     ve(config, sigma_max, ...)  SMLD's SDE; data in [0, 1], loss summed, s = net / sigma, EMA 0.999
-Architectures ('ncsnpp' family unless noted; parameter counts in tests/test_configs.py):
+Architectures ('ncsnpp' family unless noted; parameter counts in tests/config/test_configs.py):
     ddpmpp(deep)                DDPM++ (cont.): 4 (deep: 8) BigGAN blocks per resolution
     ncsnpp(embedding, deep)     NCSN++ 32 px: DDPM++ with FIR resampling and a residual input pyramid
     ncsnpp_256, ncsnpp_1024     NCSN++ for 256 and 1024 px (output-skip / input-skip pyramids)

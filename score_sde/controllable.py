@@ -17,7 +17,7 @@ ODE: the known coordinates follow y_t = alpha(t) y + std(t) z with one z drawn p
 the hidden ones are integrated.
 
 The replacement scheme samples the hidden coordinates with grad log p_t(x_hidden, y_t), not the
-score of p_t(x_hidden | y); it is an approximation (tests/test_controllable.py measures its bias on
+score of p_t(x_hidden | y); it is an approximation (tests/method/test_controllable.py measures its bias on
 Gaussian mixtures). For a Gaussian mixture the exact conditional is a mixture again
 (`GaussianMixture.conditional` in score_sde.gmm), whose score
 (`GaussianMixture.conditional_score_fn`, with channel_matrix = COLOR_MATRIX for colorization)

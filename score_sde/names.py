@@ -32,7 +32,7 @@ ALIASES = {
     "dpm3m": "dpmpp_3m",
     "dpm2m_sde": "dpmpp_2m_sde",
     # DDIM (eta = 0) is Euler's method on dx~/dsigma; on the linear flow path with uniform t it is
-    # exactly Euler's method on the velocity, dx/dt = v (tests/test_flow.py).
+    # exactly Euler's method on the velocity, dx/dt = v (tests/method/test_flow.py).
     "euler": "ddim",
 }
 

@@ -122,7 +122,7 @@ def langevin(key, sde: SDE, score_fn, x, t, snr, n_steps, norm="batch", groups: 
       count); the published FIDs were made with it.
     - 'example': ||z|| / ||s|| per example, so no sample's step depends on the others; but the step
       then depends on the state through ||s(x)||, which biases the stationary distribution (about
-      5x the variance error of 'batch' on a 16-D mixture at snr 0.16; tests/test_sampling.py).
+      5x the variance error of 'batch' on a 16-D mixture at snr 0.16; tests/method/test_sampling.py).
     """
     if norm not in LANGEVIN_NORMS:
         raise ValueError(f"langevin norm must be one of {LANGEVIN_NORMS}, got {norm!r}")

@@ -6,7 +6,7 @@ import diffrax
 import jax.numpy as jnp
 
 # Vector-field evaluations per diffrax step (accepted or rejected) and at start-up, for each
-# solver, as diffrax 0.7 spends them; tests/test_solvers.py counts them with a callback.
+# solver, as diffrax 0.7 spends them; tests/method/test_solvers.py counts them with a callback.
 _SOLVERS = {
     "tsit5": (diffrax.Tsit5, 6, 1),
     "dopri5": (diffrax.Dopri5, 6, 1),

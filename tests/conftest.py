@@ -24,17 +24,22 @@ _GROUPS = {"trained_digits": "digits", "trained_digits_edm": "digits_edm"}
 # use them go to one worker too, so the fixture is set up once, not once per worker.
 _MODULE_FIXTURES = {
     "test_api": "toy",
+    "test_api_sampler": "toy",
+    "test_autoguide_sampling": "runs",
     "test_bad_flags": "outcomes",
-    "test_checkpoint_faults": "trained",
+    "test_checkpoint_faults": "tiny_run",
     "test_convert_cli": "sources",
     "test_eval_fid": "setup",
+    "test_export": "run",
     "test_gcs_runs": "local_run",
-    "test_interrupted_sampling": "trained",
+    "test_interrupted_sampling": "tiny_run",
     "test_modes": "run",
     "test_operator_mistakes": "outcomes",
     "test_package": "installed",
+    "test_pictures": "toy_run",
     "test_quality_nfe": "run",
     "test_run_identity": "runs",
+    "test_wandb": "run",
 }
 
 
@@ -95,7 +100,8 @@ def bucket(gcs_server):
 def trained_digits(tmp_path_factory):
     """The class-conditional digits config (configs/digits/conditional.py, label dropout 0.1)
     trained for 600 steps through the launcher: (config, workdir). Trained once per session and
-    shared by tests/test_digits.py (unconditional: null label) and test_controllable_digits.py."""
+    shared by tests/system/test_digits.py (unconditional: null label) and
+    tests/method/test_controllable_digits.py."""
     import io
 
     from configs.digits import conditional
@@ -129,3 +135,29 @@ def trained_digits_edm(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("digits_edm"))
     modes.run("train", c, workdir, stream=io.StringIO())
     return c, workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The work directory of the tiny checkpointed run (tests/helpers.py OVERRIDES: snapshots
+    checkpoints/{10,20,24}, preemption slot checkpoints-meta/16), trained once per session and
+    worker. Do not modify: tests copy it."""
+    import io
+
+    from score_sde.run import modes
+    from tests.helpers import tiny_config
+
+    workdir = tmp_path_factory.mktemp("faults") / "run"
+    modes.run("train", tiny_config("checkpoint"), str(workdir), stream=io.StringIO())
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def tiny_exp():
+    """The experiment of the tiny checkpointed run (its state_like() restores tiny_run's steps)."""
+    from score_sde import parallel
+    from score_sde.config import from_config
+    from score_sde.run import experiment
+    from tests.helpers import tiny_config
+
+    return experiment.build(from_config(tiny_config("checkpoint")), parallel.make_mesh())

@@ -12,7 +12,7 @@ Measured (2,000 steps, PC / Euler-Maruyama with 100 steps, raw params): test DSM
 init -> 0.088; a logistic-regression classifier fit on the digits (test accuracy 0.91) gives the
 samples a mean max-probability of 0.84 (test digits 0.875, the untrained model's samples 0.645,
 uniform noise 0.52), with all ten classes present; the digits are recognizable by eye.
-tests/test_digits.py checks a 600-step run of this config.
+tests/system/test_digits.py checks a 600-step run of this config.
 """
 
 from configs import datasets, presets

@@ -6,7 +6,7 @@ sampler (18 noise levels, 35 NFE): the few-step demo on a CPU.
     python launch.py --config configs/digits/edm.py --workdir runs/digits_edm --mode sample \
         --config.sampling.method=dpmpp_2m --config.sampling.num_steps=10
 
-tests/test_edm_digits.py trains it for 600 steps and judges its samples with a digits classifier;
+tests/method/test_edm_digits.py trains it for 600 steps and judges its samples with a digits classifier;
 benchmarks/edm_vs_dsm_digits.py compares it with the DSM-trained model over training seeds.
 """
 

@@ -8,7 +8,7 @@ Distillation from a trained score model instead (any work directory of the same 
         --config.training.loss=consistency_distillation --config.training.teacher=runs/toy_gmm
 
 The eval report has no likelihood (a consistency model has no probability-flow ODE of its own);
-it writes the samples and eval/<step>/scatter.png. tests/test_consistency.py runs both.
+it writes the samples and eval/<step>/scatter.png. tests/method/test_consistency.py runs both.
 """
 
 from configs import presets

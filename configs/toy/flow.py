@@ -7,7 +7,7 @@ The network predicts the velocity z - x_0; every sampler and the likelihood use 
 score it implies. Samples with the probability-flow ODE and Euler's method on the velocity
 ('euler': 50 uniform steps in t), reports the test
 log-likelihood next to the true density and the best single-Gaussian fit, and writes
-eval/<step>/scatter.png. tests/test_flow.py trains it through the launcher.
+eval/<step>/scatter.png. tests/method/test_flow.py trains it through the launcher.
 """
 
 from configs import presets
