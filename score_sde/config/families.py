@@ -1,6 +1,7 @@
 """config.model: one frozen dataclass per network family, chosen by config.model.name.
 
-NCSN++ / DDPM++ (`ncsnpp`), DDPM, NCSN / NCSNv2, the toy MLP. Each family knows exactly the fields
+NCSN++ / DDPM++ (`ncsnpp`), DDPM, NCSN / NCSNv2, the toy MLP, the transformers U-ViT and DiT.
+Each family knows exactly the fields
 it reads, plus the few the original configs set without effect (`ORIGINAL_ONLY`: accepted with the
 only value that has a meaning for the family, never set by the configs shipped here).
 """
@@ -71,7 +72,7 @@ class ModelConfig:
             if isinstance(self, NCSNv2Config):
                 raise ValueError(
                     f"config.model.preconditioning ({self.preconditioning!r}) needs a network "
-                    "conditioned on a continuous noise level: ncsnpp, ddpm or mlp, not "
+                    "conditioned on a continuous noise level: ncsnpp, ddpm, mlp, uvit or dit, not "
                     f"{self.name!r}"
                 )
             if getattr(self, "embedding_type", None) == "fourier":
@@ -240,17 +241,73 @@ class MLPConfig(ModelConfig):
         _positive("config.model.num_layers", self.num_layers)
 
 
+def _check_transformer(m, width_field: str) -> None:
+    for name in ("patch_size", "depth", "num_heads", width_field):
+        _positive(f"config.model.{name}", getattr(m, name))
+    _finite("config.model.mlp_ratio", m.mlp_ratio)
+    _positive("config.model.mlp_ratio", m.mlp_ratio)
+    width = getattr(m, width_field)
+    if width % m.num_heads:
+        raise ValueError(
+            f"config.model.num_heads ({m.num_heads}) must divide config.model.{width_field} "
+            f"({width})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class UViTConfig(ModelConfig):
+    """U-ViT (config.model.name 'uvit'): patch, time and class tokens, long skips; the defaults
+    are U-ViT-S/2 of the CIFAR-10 experiment (depth 12 as its config writes it: 6 in, 1 middle
+    and 6 out blocks, the paper's 13 layers; 44M parameters)."""
+
+    patch_size: int = 2
+    embed_dim: int = 512
+    depth: int = 12
+    num_heads: int = 8
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = False
+    mlp_time_embed: bool = False
+    conv: bool = True
+    scale_by_sigma: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_transformer(self, "embed_dim")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiTConfig(ModelConfig):
+    """DiT (config.model.name 'dit'): patches conditioned by adaLN-Zero; the defaults are
+    DiT-S/2 (XL/2: hidden_size 1152, depth 28, num_heads 16)."""
+
+    patch_size: int = 2
+    hidden_size: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    learn_sigma: bool = False
+    scale_by_sigma: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_transformer(self, "hidden_size")
+
+
 FAMILIES = {
     "ncsnpp": NCSNppConfig,
     "ddpm": DDPMConfig,
     **{name: NCSNv2Config for name in NCSNV2_NAMES},
     "mlp": MLPConfig,
+    "uvit": UViTConfig,
+    "dit": DiTConfig,
 }
 FAMILIES_BY_CLASS = {
     NCSNppConfig: "ncsnpp",
     DDPMConfig: "ddpm",
     NCSNv2Config: "ncsnv2",
     MLPConfig: "mlp",
+    UViTConfig: "uvit",
+    DiTConfig: "dit",
     ModelConfig: "model",
 }
 

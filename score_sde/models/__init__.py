@@ -18,7 +18,7 @@ from flax import nnx
 
 from score_sde.models.spec import DataSpec, ModelSpec
 
-FAMILIES = ("ncsnpp", "ddpm", "ncsnv2", "mlp")
+FAMILIES = ("ncsnpp", "ddpm", "ncsnv2", "mlp", "uvit", "dit")
 
 
 def build_module(model: ModelSpec, data: DataSpec, key: jax.Array) -> nnx.Module:
@@ -43,6 +43,14 @@ def build_module(model: ModelSpec, data: DataSpec, key: jax.Array) -> nnx.Module
             from score_sde.models.ncsnv2 import NCSNv2
 
             return NCSNv2(model, data, rngs=rngs)
+        case "uvit":
+            from score_sde.models.uvit import UViT
+
+            return UViT(model, data, rngs=rngs)
+        case "dit":
+            from score_sde.models.dit import DiT
+
+            return DiT(model, data, rngs=rngs)
     raise ValueError(
         f"no network for config.model family {model.family!r} ({model.name!r}); the families: "
         + ", ".join(FAMILIES)

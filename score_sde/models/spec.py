@@ -18,7 +18,7 @@ class DataSpec(Protocol):
 
 
 class ModelSpec(Protocol):
-    """config.model: `family` ('ncsnpp', 'ddpm', 'ncsnv2', 'mlp') picks the network; each
+    """config.model: `family` ('ncsnpp', 'ddpm', 'ncsnv2', 'mlp', 'uvit', 'dit') picks the network; each
     network reads the fields of its family (score_sde.config.families)."""
 
     name: str

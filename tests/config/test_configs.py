@@ -15,8 +15,8 @@ import pytest
 
 from score_sde import config as config_lib
 from score_sde import models
+from tests.helpers import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 DDPMPP, DDPMPP_DEEP = 61_804_419, 106_632_579
@@ -25,6 +25,7 @@ NCSNPP_VE_DEEP, NCSNPP_VP_DEEP = 107_587_075, 107_521_411
 NCSNPP_256, NCSNPP_1024 = 65_574_549, 105_785_896
 DDPM_32, DDPM_256 = 35_218_947, 111_569_923
 NCSNV2_CIFAR10 = 29_694_083
+UVIT_S2 = 44_255_328  # U-ViT-S/2 (the paper: 44M); tests/models/test_uvit.py derives it
 
 PUBLISHED = {
     "vp/cifar10_ddpmpp_continuous.py": DDPMPP,
@@ -57,6 +58,7 @@ PUBLISHED = {
     "vp/ddpm/celebahq.py": DDPM_256,
     "vp/ddpm/church.py": DDPM_256,
     "vp/ddpm/bedroom.py": DDPM_256,
+    "vp/cifar10_uvit_s2.py": UVIT_S2,
 }
 
 # The published settings of every shipped config, as resolved by the boundary:
@@ -67,6 +69,10 @@ SETTINGS = {
     "default.py": ("vpsde", True, "mlp", 0.99, "reverse_diffusion", "langevin", 0.16, 1, 500, None),
     "digits/conditional.py": ("vpsde", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
     "digits/ddpmpp.py": ("vpsde", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
+    "digits/dit.py": ("vpsde", True, "dit", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
+    "digits/uvit.py": ("vpsde", True, "uvit", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
+    "vp/cifar10_dit_s2.py": ("vpsde", True, "dit", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
+    "vp/cifar10_uvit_s2.py": ("vpsde", True, "uvit", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "digits/consistency.py": ("vesde", True, "ncsnpp", 0.99, "reverse_diffusion", "none", 0.16, 1, 18, 80.0),
     "digits/edm.py": ("vesde", True, "ncsnpp", 0.99, "reverse_diffusion", "none", 0.16, 1, 200, 80.0),
     "digits/flow.py": ("flow", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
@@ -127,6 +133,10 @@ DATA_AND_SCHEDULE = {
     "default.py": ("toy/gmm", None, 2, False, True, 512, 3000, 2e-3),
     "digits/conditional.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "digits/ddpmpp.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
+    "digits/dit.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
+    "digits/uvit.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
+    "vp/cifar10_dit_s2.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 1e-4),
+    "vp/cifar10_uvit_s2.py": ("CIFAR10", None, 32, True, True, 128, 500000, 2e-4),
     "digits/consistency.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "digits/edm.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "digits/flow.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
@@ -327,6 +337,8 @@ DEAD_MODEL_FIELDS = {
     config_lib.DDPMConfig: {*config_lib.DDPMConfig.ORIGINAL_ONLY, "embedding_type"},
     config_lib.NCSNv2Config: {"dropout", "embedding_type"},
     config_lib.MLPConfig: set(),
+    config_lib.UViTConfig: set(),
+    config_lib.DiTConfig: set(),
 }
 
 
@@ -352,10 +364,12 @@ def test_config_writes_no_dead_field(rel):
 @pytest.mark.parametrize("rel", SHIPPED)
 def test_a_model_typo_is_rejected_with_the_closest_name(rel):
     config = load(rel)
-    config.model.nff = 64
+    fields = {f.name for f in dataclasses.fields(config_lib.model_class(config.model.name))}
+    typo, right = ("nff", "nf") if "nf" in fields else ("depthh", "depth")  # the transformers
+    config.model[typo] = 64
     with pytest.raises(
         ValueError,
-        match=r"config\.model\.nff is not a known field \(did you mean config\.model\.nf\?\)",
+        match=rf"config\.model\.{typo} is not a known field \(did you mean config\.model\.{right}\?\)",
     ):
         config_lib.from_config(config)
 
