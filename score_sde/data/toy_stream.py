@@ -20,6 +20,8 @@ class ToyDataset:
     set of `num_examples` samples drawn from key(seed) folded with the split.
     """
 
+    notes: tuple[str, ...] = ()  # no data choices to say (datasets.Dataset.notes)
+
     def __init__(
         self,
         name: str,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -101,6 +102,21 @@ class Preemption:
         return parallel.max_over_processes(self.signum or 0) or None
 
 
+def _compiling_line(sch: Schedule) -> str:
+    """What the first dispatch waits for, said before it starts."""
+    import jax
+
+    return (
+        f"compiling the training step ({sch.n_jitted_steps} step(s) per dispatch, global batch "
+        f"{sch.batch_size}, {jax.device_count()} {jax.default_backend()} device(s)): seconds for "
+        "a toy, about a minute for the paper's networks on a GPU, several on a CPU"
+    )
+
+
+def _seconds(start: float) -> str:
+    return f"{time.perf_counter() - start:.1f} s"
+
+
 def _crossed(old: int, new: int, freq: int | None) -> bool:
     return freq is not None and new // freq > old // freq
 
@@ -139,14 +155,27 @@ def run(
     checkpoint.Checkpoints; `log` a MetricsLogger; `evaluate(state, step)` and
     `on_snapshot(state, step)` are called at their events.
     """
+    from score_sde.store import progress
+
     sch = schedule
     step = int(parallel.to_host(state.step))
-    with Preemption() as preemption:
+    if step < sch.n_iters:
+        log.info(_compiling_line(sch))
+    started: float | None = time.perf_counter()
+    bar = progress.bar(
+        sch.n_iters, "training", "step", enabled=log.enabled, stream=log.stream, initial=step
+    )
+    with Preemption() as preemption, bar:
         while step < sch.n_iters:
             n = min(sch.n_jitted_steps, sch.n_iters - step)
             state, metrics = train_steps(state, [dataset.batch(step + i) for i in range(n)])
             old, step = step, step + n
             losses = parallel.to_host(metrics["loss"])
+            if started is not None:
+                log.info(f"compiled and ran the first {n} step(s) in {_seconds(started)}")
+                started = None
+            bar.set_postfix(loss=float(losses.mean()))
+            bar.update(n)
             bad = ~np.isfinite(losses)
             if bad.any():
                 at = old + int(np.argmax(bad)) + 1

@@ -3,12 +3,17 @@ file, a pipe), so that logs hold no carriage-return clutter.
 
     with progress.bar(total=50_000, desc="Inception features", unit="img") as bar:
         bar.update(250)
+
+No silent minutes: plain lines start with a line at once, and while one update is awaited (a
+compilation, a long ODE solve) a line every KEEPALIVE seconds says that the loop is still working;
+a terminal bar is redrawn as often (its elapsed time moves).
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -17,6 +22,26 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 T = TypeVar("T")
+
+# The longest silence (seconds) of a bar while its loop waits on one long update.
+KEEPALIVE = 20.0
+
+
+class _KeepAlive:
+    """A daemon thread calling `ping()` every `interval` seconds until `stop()`."""
+
+    def __init__(self, ping: Callable[[], None], interval: float):
+        self._stopped = threading.Event()
+
+        def loop() -> None:
+            while not self._stopped.wait(interval):
+                ping()
+
+        self._thread = threading.Thread(target=loop, daemon=True, name="progress-keepalive")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def bar(
@@ -36,7 +61,17 @@ def bar(
     if not enabled:
         return tqdm(total=total, disable=True)
     if getattr(stream, "isatty", lambda: False)():
-        return tqdm(total=total, desc=desc, unit=unit, leave=False, file=stream)
+        initial = kw.get("initial", 0)
+        bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=stream, initial=initial)
+        keepalive = _KeepAlive(bar.refresh, KEEPALIVE)
+        close = bar.close
+
+        def closed() -> None:
+            keepalive.stop()
+            close()
+
+        bar.close = closed  # type: ignore[method-assign]
+        return bar
     return Lines(total, desc, unit, stream, **kw)
 
 
@@ -50,8 +85,10 @@ def wrap(items: Iterable[T], desc: str, unit: str, **kw: Any) -> Iterator[T]:
 
 
 class Lines:
-    """Plain progress lines: after the first update (the rate and ETA a log reader wants early),
-    then one per `interval` seconds at most: `desc: n/total unit (rate unit/s, ETA 1:02:03)`."""
+    """Plain progress lines: one at once (`desc: 0/total unit, starting`), one after the first
+    update (the rate and ETA a log reader wants early), then one per `interval` seconds at most:
+    `desc: n/total unit (rate unit/s, ETA 1:02:03)`; while no update comes, `desc: n/total unit,
+    still working (25 s since the last line)` every `keepalive` seconds."""
 
     def __init__(
         self,
@@ -61,11 +98,41 @@ class Lines:
         stream: TextIO,
         interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        initial: int = 0,
+        keepalive: float | None = None,
     ):
         self.total, self.desc, self.unit, self.stream = total, desc, unit, stream
         self.interval, self.clock = interval, clock
-        self.n = 0
+        self.n = self.initial = initial
         self.start, self.last = clock(), -math.inf
+        self.postfix = ""
+        self._lock = threading.Lock()
+        self._print(f"{self._done()} {self.unit}, starting")
+        self.said = self.start  # when the last line was printed
+        keepalive = KEEPALIVE if keepalive is None else keepalive
+        self._keepalive = _KeepAlive(self._ping, keepalive / 2) if keepalive > 0 else None
+        self._quiet = keepalive
+
+    def _done(self) -> str:
+        return f"{self.n}/{self.total}" if self.total else f"{self.n}"
+
+    def _print(self, text: str) -> None:
+        with self._lock:
+            print(f"{self.desc}: {text}{self.postfix}", file=self.stream)
+            self.stream.flush()
+            self.said = self.clock()
+
+    def _ping(self) -> None:
+        quiet = self.clock() - self.said
+        if quiet >= self._quiet:
+            self._print(
+                f"{self._done()} {self.unit}, still working ({quiet:.0f} s since the last line)"
+            )
+
+    def set_postfix(self, **values: float) -> None:
+        """Values shown after the next lines (`, loss 0.0123`), as tqdm's set_postfix."""
+        self.postfix = "".join(f", {k} {v:.4g}" for k, v in values.items())
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -73,16 +140,15 @@ class Lines:
         if now - self.last < self.interval:
             return
         self.last = now
-        rate = self.n / max(now - self.start, 1e-9)
-        done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+        rate = (self.n - self.initial) / max(now - self.start, 1e-9)
         eta = ""
         if self.total and self.n < self.total and rate > 0:
             eta = f", ETA {hms((self.total - self.n) / rate)}"
-        print(f"{self.desc}: {done} {self.unit} ({rate:.3g} {self.unit}/s{eta})", file=self.stream)
-        self.stream.flush()
+        self._print(f"{self._done()} {self.unit} ({rate:.3g} {self.unit}/s{eta})")
 
     def close(self) -> None:
-        pass
+        if self._keepalive is not None:
+            self._keepalive.stop()
 
     def __enter__(self) -> Lines:
         return self

@@ -1,12 +1,9 @@
 """Progress: a tqdm bar only on a terminal, plain lines (no carriage returns) in logs."""
 
 import io
-import re
 
 from score_sde.store import progress
-
-# A plain progress line, as other tests tell it apart from warnings and errors on stderr.
-LINE = re.compile(r"^[^\n]+: \d+(/\d+)? \S+ \([0-9.e+-]+ \S+/s(, ETA [0-9:?]+)?\)$")
+from tests.helpers import PROGRESS_LINE, RATE_LINE
 
 
 class _Clock:
@@ -24,14 +21,20 @@ def test_a_log_gets_plain_lines_first_then_one_per_interval():
             clock.t += 5.0
             b.update(10)
     lines = stream.getvalue().splitlines()
-    # the first update, then at 35 s (30 s after it); the rate is 10 pt per 5 s
+    # a line at once, the first update, then at 35 s (30 s after it); 10 pt per 5 s
     assert lines == [
+        "sampling pc: 0/100 pt, starting",
         "sampling pc: 10/100 pt (2 pt/s, ETA 0:00:45)",
         "sampling pc: 70/100 pt (2 pt/s, ETA 0:00:15)",
     ]
     assert "\r" not in stream.getvalue()
-    assert all(LINE.match(line) for line in lines)
-    assert not LINE.match("warning: skipped checkpoint /w/checkpoints/24: unreadable array data")
+    assert all(PROGRESS_LINE.match(line) for line in lines)
+    assert not PROGRESS_LINE.match(
+        "warning: skipped checkpoint /w/checkpoints/24: unreadable array data"
+    )
+    assert PROGRESS_LINE.match("training: 3/10 step, still working (21 s since the last line)")
+    assert PROGRESS_LINE.match("training: 4/10 step (0.5 step/s, ETA 0:00:12), loss 0.0123")
+    assert not RATE_LINE.match("sampling pc: 0/100 pt, starting")
 
 
 def test_a_terminal_gets_a_tqdm_bar_and_other_processes_nothing():
@@ -52,4 +55,4 @@ def test_a_terminal_gets_a_tqdm_bar_and_other_processes_nothing():
 def test_wrap_yields_every_item():
     stream = io.StringIO()
     assert list(progress.wrap(range(5), "reading", "img", stream=stream)) == list(range(5))
-    assert stream.getvalue().startswith("reading: 1/5 img")
+    assert stream.getvalue().startswith("reading: 0/5 img, starting\nreading: 1/5 img")
