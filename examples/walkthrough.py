@@ -104,9 +104,7 @@ print(f"inpainted {inpainted.shape}, NFE {nfe}; known pixels kept exactly: {bool
 # %% Save one picture: a row per kind, pixels enlarged for small images.
 shown = np.where(mask == 1, pixels, 128).astype(np.uint8)  # unknown region gray
 rows = [image_io.to_uint8(pc), image_io.to_uint8(ode), pixels, shown, inpainted]
-grid = image_io.make_grid(np.concatenate(rows), nrow=args.num)
-zoom = max(1, 128 // (shape[0] * 4))
-grid = grid.repeat(zoom, 0).repeat(zoom, 1)
+grid = image_io.upscale(image_io.make_grid(np.concatenate(rows), nrow=args.num))
 png = os.path.join(args.workdir, "walkthrough.png")
 npz = os.path.join(args.workdir, "walkthrough.npz")
 image_io.save_png(png, grid)

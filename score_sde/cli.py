@@ -7,6 +7,8 @@
     score-sde --config=... --workdir=... --mode=eval     # or --mode=sample
     score-sde sample --config=... --workdir=...          # the mode may come first, as a word
     score-sde --config=... --dry_run                     # print the resolved config
+    score-sde fields [SECTION]                           # every config field and its meaning
+    score-sde export --workdir=W --out=model.safetensors # EMA params + config in one file
 
 --config takes a config file's path or the name of a shipped config (`vp/cifar10_ddpmpp_continuous`,
 see score_sde.config.shipped_configs). Every field of score_sde.config can be set with
@@ -65,7 +67,7 @@ flags:
                     digits/ddpmpp, toy/checkerboard); default: the embedded 2-D toy
   --workdir=DIR     checkpoints, logs and samples (default runs/default; gs:// URLs work)
   --config.SECTION.FIELD=VALUE   any config field, for every config (sections: training,
-                    sampling, eval, optim, model, data, condition, classifier)
+                    sampling, eval, optim, model, data, condition, classifier, logging)
   --dry_run         print the resolved config and the network size, then exit
   --coordinator=HOST:PORT|auto --num_processes=N --process_id=I   one process per host
 
@@ -165,6 +167,7 @@ def mode_help(mode: str) -> str:
 def usage() -> str:
     """The `score-sde --help` text."""
     modes = "\n".join(f"  {m:<17} {MODE_HELP[m][0].split(';')[0]}" for m in MODE_HELP)
+    modes += f"\n  {'export':<17} {EXPORT_WHAT}"
     return HELP.format(modes=modes)
 
 
@@ -259,6 +262,74 @@ def _print_devices() -> None:
         print(f"topology: {top.describe()}{hint}", flush=True)
 
 
+EXPORT_WHAT = "write a run's EMA parameters and config as one .safetensors file"
+EXPORT_USAGE = (
+    "usage: score-sde export --workdir=DIR --out=FILE.safetensors [--step=N] [--overwrite]"
+)
+EXPORT_HELP = f"""{EXPORT_USAGE}
+
+export: {EXPORT_WHAT}
+(tensors named by parameter path, the config as JSON metadata), which
+score_sde.load("FILE.safetensors") loads without the work directory; the parameters are the
+checkpoint's bit for bit.
+
+flags:
+  --workdir=DIR     the run (trained, or converted with python -m score_sde.convert)
+  --out=FILE        the file to write; must end in .safetensors and not exist
+  --step=N          the checkpoint to export (default: the newest intact one)
+  --overwrite       replace an existing --out
+
+example:
+  score-sde export --workdir=runs/digits --out=digits.safetensors
+
+Exit status: 0 done; 2 bad input (one `error:` line)."""
+
+
+def _is_export(args: list[str]) -> bool:
+    """Whether the command line asks for export: `export` as the first word, or --mode=export."""
+    pairs = zip(args, [*args[1:], ""], strict=True)
+    return (args[:1] == ["export"]) or any(
+        a == "--mode=export" or (a == "--mode" and b == "export") for a, b in pairs
+    )
+
+
+def _export(args: list[str]) -> None:
+    """`score-sde export ...` (its own flags: absl's are global, and --out is taken elsewhere)."""
+    import argparse
+
+    if "--help" in args or "-h" in args:
+        print(EXPORT_HELP)
+        sys.exit(0)
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            fail(f"{message}; {EXPORT_USAGE}")
+
+    parser = Parser(prog="score-sde export", add_help=False, allow_abbrev=False)
+    parser.add_argument("--mode", choices=["export"])  # --mode=export instead of the word
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--step", type=int, default=None)
+    parser.add_argument("--overwrite", action="store_true")
+    a = parser.parse_args(args[1:] if args[:1] == ["export"] else args)
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file it touches at INFO
+    from score_sde.convert import safetensors_export
+    from score_sde.store import fs
+
+    try:
+        step = safetensors_export.export(a.workdir, a.out, a.step, overwrite=a.overwrite)
+    except ValueError as e:
+        fail(str(e))
+    except OSError as e:  # --out on a full, read-only or missing disk
+        if fs.storage_failure(e) is None:
+            raise
+        fail(f"cannot write --out {a.out} ({fs.storage_failure(e)}); nothing was written")
+    print(
+        f"exported {a.workdir} (step {step}: EMA parameters and config) -> {a.out}; load it "
+        f"with score_sde.load({a.out!r})"
+    )
+
+
 def _parse_flags(argv):
     try:
         return FLAGS(argv)
@@ -271,6 +342,12 @@ def main(argv: list[str] | None = None) -> None:
     from score_sde.config import split_argv
 
     argv = sys.argv if argv is None else argv
+    if _is_export(argv[1:]):
+        return _export(argv[1:])
+    if argv[1:2] == ["fields"]:  # every config field: type, default, meaning (no JAX)
+        from score_sde.config import fields
+
+        sys.exit(fields.main(argv[2:]))
     path, overrides, rest = split_argv(_mode_and_help(argv[1:]), DEFAULT_CONFIG)
     app.run(
         lambda args: _main(args, path, overrides),

@@ -12,6 +12,10 @@ inpainters) runs them unchanged, jitted and sharded like unconditional sampling.
   (index num_classes), trained with label dropout (`with_label_dropout`):
       s_w(x, t) = (1 + w) s(x, t, y) - w s(x, t, null);
   w = 0 is the conditional score; w > 0 sharpens p(x | y) towards p(x | y)^(1+w) p(x)^(-w).
+- Autoguidance (Karras et al. 2024, EDM2): a model guided by a worse version of itself (smaller or
+  less trained), D_w = D_g + w (D - D_g); at fixed t the score is affine in the denoiser, so
+      s_w(x, t) = s_g(x, t) + w (s(x, t) - s_g(x, t)),
+  optionally only for t in an interval (Kynkaanniemi et al. 2024); w = 1 is the main model.
 
 The exact p_t(y | x) and grad log p_t(x | y) of a Gaussian mixture (y = component), which test these,
 are `GaussianMixture.class_log_prob_fn` and `class_score_fn` in score_sde.gmm.
@@ -20,6 +24,7 @@ are `GaussianMixture.class_log_prob_fn` and `class_score_fn` in score_sde.gmm.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -62,6 +67,41 @@ def network_cfg_score_fn(score_apply, params, labels: jax.Array, null_label: int
     cond = lambda x, t: score_apply(params, x, t, class_labels=labels)
     null = jnp.full_like(labels, null_label)
     return cfg_score_fn(cond, lambda x, t: score_apply(params, x, t, class_labels=null), scale)
+
+
+def autoguided_score(
+    score_fn: ScoreFn,
+    guide_score_fn: ScoreFn,
+    weight: float,
+    interval: tuple[float, float] | None = None,
+) -> ScoreFn:
+    """Autoguidance: `score_fn(x, t)` of s_w = s_g + weight (s - s_g), x [B, ...], t [B].
+
+    s = score_fn (the main model), s_g = guide_score_fn (the guide: a smaller or earlier model of
+    the same data and SDE). With `interval` = (t_lo, t_hi) (the SDE's time) row b is guided only
+    where t_lo <= t[b] <= t_hi and is s(x_b, t_b) exactly elsewhere. weight = 1 returns score_fn
+    itself (bit for bit); weight > 1 moves away from the guide's errors.
+    """
+    if not math.isfinite(weight):
+        raise ValueError(f"autoguidance weight ({weight}) must be a finite number")
+    if interval is not None:
+        lo, hi = interval
+        if not lo <= hi:
+            raise ValueError(
+                f"autoguidance interval {interval!r} must be (t_lo, t_hi), t_lo <= t_hi"
+            )
+    if weight == 1:
+        return score_fn
+
+    def guided(x, t):
+        s, g = score_fn(x, t), guide_score_fn(x, t)
+        out = g + weight * (s - g)
+        if interval is None:
+            return out
+        inside = (t >= interval[0]) & (t <= interval[1])
+        return jnp.where(inside.reshape(inside.shape + (1,) * (x.ndim - 1)), out, s)
+
+    return guided
 
 
 # ------------------------------------------------------------------------------ training
@@ -124,6 +164,7 @@ def with_label_dropout(loss_fn, rate: float, null_label: int):
 
 
 __all__ = [
+    "autoguided_score",
     "cfg_score_fn",
     "classifier_accuracy",
     "classifier_guided_score_fn",

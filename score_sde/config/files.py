@@ -38,6 +38,18 @@ def resolve_config_path(path: str) -> str:
     ('toy/gmm', 'configs/toy/gmm.py' from any directory). One ValueError naming the choices."""
     if os.path.isfile(path):
         return path
+    if not path.strip():
+        raise ValueError(
+            "--config is empty; pass a config file (--config=configs/toy/gmm.py) or a shipped "
+            "name (--config=toy/gmm), or leave --config out for the default"
+        )
+    if os.path.isdir(path):
+        inside = sorted(f for f in os.listdir(path) if f.endswith(".py"))[:3]
+        e_g = f" (e.g. --config={os.path.join(path, inside[0])})" if inside else ""
+        raise ValueError(
+            f"--config={path} is a directory; pass one Python file in it that defines "
+            f"get_config(){e_g}"
+        )
     name = path.removeprefix("configs/").removesuffix(".py")
     candidate = os.path.join(configs_dir(), *name.split("/")) + ".py"
     if os.path.isfile(candidate):
@@ -65,6 +77,30 @@ def _make_configs_importable() -> None:
         sys.modules["configs"] = package
 
 
+def _cause(e: BaseException) -> str:
+    """One line saying what a config file raised; sys.exit() in it is named as such."""
+    if isinstance(e, SystemExit):
+        return (
+            f"it called sys.exit({e.code!r}); a config file must not exit, only define get_config()"
+        )
+    return " ".join(f"{type(e).__name__}: {e}".split())
+
+
+def _check_no_arguments(path: str, get_config) -> None:
+    """get_config() is called with no arguments: one that needs some is named with them."""
+    import inspect
+
+    try:
+        inspect.signature(get_config).bind()
+    except TypeError:
+        raise ValueError(
+            f"--config={path}: get_config{inspect.signature(get_config)} needs arguments, but it "
+            "is called with none; give them defaults, or set them with --config.SECTION.FIELD"
+        ) from None
+    except ValueError:  # no signature (a builtin): calling it says what is wrong
+        pass
+
+
 def load_file(path: str):
     """Runs a config file's `get_config()` (a path, or a shipped name: resolve_config_path);
     returns its ConfigDict. One ValueError on failure."""
@@ -74,16 +110,19 @@ def load_file(path: str):
     _make_configs_importable()
     try:
         namespace = runpy.run_path(path)
-    except Exception as e:  # any error in the user's file: reported as the cause
-        cause = " ".join(f"{type(e).__name__}: {e}".split())
-        raise ValueError(f"--config={path}: the config file failed to load: {cause}") from None
-    if "get_config" not in namespace:
-        raise ValueError(f"--config={path}: the file defines no get_config() function")
+    except (Exception, SystemExit) as e:  # any error in the user's file: reported as the cause
+        raise ValueError(f"--config={path}: the config file failed to load: {_cause(e)}") from None
+    get_config = namespace.get("get_config")
+    if not callable(get_config):
+        raise ValueError(
+            f"--config={path}: the file defines no get_config() function; a config file is a "
+            "Python module whose get_config() returns an ml_collections.ConfigDict"
+        )
+    _check_no_arguments(path, get_config)
     try:
-        config = namespace["get_config"]()
-    except Exception as e:
-        cause = " ".join(f"{type(e).__name__}: {e}".split())
-        raise ValueError(f"--config={path}: get_config() failed: {cause}") from None
+        config = get_config()
+    except (Exception, SystemExit) as e:
+        raise ValueError(f"--config={path}: get_config() failed: {_cause(e)}") from None
     if not hasattr(config, "to_dict") and not isinstance(config, Mapping):
         raise ValueError(
             f"--config={path}: get_config() returned {type(config).__name__}, not an "

@@ -7,6 +7,7 @@ section's dataclass is its network family's (score_sde.config.families).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from score_sde import names
 from score_sde.config.checks import _finite, _fraction, _one_of, _positive
@@ -209,9 +210,17 @@ class SamplingConfig:
     # original code's, with which the published FIDs were made: an original config file gets it),
     # 'batch' (ours: independent of the device count; the toys and digits), 'mean', 'example'
     langevin_norm: str = "mean_per_device"
+    # autoguidance (score_sde.guidance.autoguided_score, Karras et al. 2024): the guide run's work
+    # directory ('' off; this run's own with guide_step: an earlier snapshot), its step (-1: the
+    # newest), the weight w of s_g + w (s - s_g), the times (t_lo, t_hi) it applies at (() all)
+    guide: str = ""
+    guide_step: int = -1
+    guide_weight: float = 2.0
+    guide_interval: tuple[float, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "method", _sampling_method("config.sampling.method", self.method))
+        self._check_guide()
         _check_pc_names(self.predictor, self.corrector)
         _one_of("config.sampling.discretization", self.discretization, DISCRETIZATIONS)
         _finite("config.sampling.snr", self.snr)
@@ -243,6 +252,20 @@ class SamplingConfig:
             _finite(f"config.sampling.{name}", getattr(self, name))
             _positive(f"config.sampling.{name}", getattr(self, name))
         _one_of("config.sampling.langevin_norm", self.langevin_norm, names.LANGEVIN_NORMS)
+
+    def _check_guide(self) -> None:
+        if self.guide_step < -1:
+            raise ValueError(
+                f"config.sampling.guide_step ({self.guide_step}) must be a step >= 0 or -1 "
+                "(the guide's newest checkpoint)"
+            )
+        _finite("config.sampling.guide_weight", self.guide_weight)
+        iv = self.guide_interval
+        if iv and not (len(iv) == 2 and all(map(math.isfinite, iv)) and 0 <= iv[0] <= iv[1]):
+            raise ValueError(
+                f"config.sampling.guide_interval ({iv!r}) must be () (guide at every time) or "
+                '(t_lo, t_hi) with 0 <= t_lo <= t_hi, e.g. "(0.1,0.8)"'
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +300,18 @@ class EvalConfig:
     def __post_init__(self):
         for name in ("batch_size", "num_samples", "num_repeats"):
             _positive(f"config.eval.{name}", getattr(self, name))
+        for name, minus_one in (("begin_ckpt", "the newest only"), ("end_ckpt", "no end")):
+            if getattr(self, name) < -1:
+                raise ValueError(
+                    f"config.eval.{name} ({getattr(self, name)}) must be a snapshot number >= 0, "
+                    f"or -1 for {minus_one}"
+                )
+        if 0 <= self.end_ckpt < self.begin_ckpt:
+            raise ValueError(
+                f"config.eval.end_ckpt ({self.end_ckpt}) is before config.eval.begin_ckpt "
+                f"({self.begin_ckpt}): the range of snapshots to evaluate is empty; set "
+                f"--config.eval.end_ckpt={self.begin_ckpt} or larger"
+            )
         _one_of(
             "config.eval.hutchinson_type", self.hutchinson_type, ("rademacher", "gaussian", "exact")
         )
@@ -434,6 +469,33 @@ class ClassifierConfig:
         return OptimConfig(lr=self.lr, warmup=self.warmup, grad_clip=self.grad_clip)
 
 
+WANDB_MODES = ("online", "offline")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingConfig:
+    """config.logging: train mode's metrics and sample grids to Weights & Biases too, besides
+    stdout, metrics.jsonl and TensorBoard (which every run writes). wandb: a Weights & Biases project ('' = off; needs `pip install -e ".[wandb]"`);
+    wandb_name: the run's name ('' = the work directory's basename); wandb_mode: 'online' or
+    'offline' (written under <workdir>/wandb/, uploaded later with `wandb sync`); wandb_entity: the
+    team or user ('' = W&B's default). Not part of a run's identity: may change on resume."""
+
+    wandb: str = ""
+    wandb_name: str = ""
+    wandb_mode: str = "online"
+    wandb_entity: str = ""
+
+    def __post_init__(self):
+        _one_of("config.logging.wandb_mode", self.wandb_mode, WANDB_MODES)
+        if not self.wandb:
+            for name in ("wandb_name", "wandb_entity"):
+                if getattr(self, name):
+                    raise ValueError(
+                        f"config.logging.{name} ({getattr(self, name)!r}) is read only with "
+                        "a W&B project: set config.logging.wandb too, or remove it"
+                    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The whole run, typed and checked (see the module docstring)."""
@@ -447,6 +509,7 @@ class Config:
     data: DataConfig
     condition: ConditionConfig
     classifier: ClassifierConfig
+    logging: LoggingConfig = LoggingConfig()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -461,5 +524,6 @@ SECTIONS = {
     "data": DataConfig,
     "condition": ConditionConfig,
     "classifier": ClassifierConfig,
+    "logging": LoggingConfig,
 }
 _REQUIRED_SECTIONS = ("training", "sampling", "eval", "model", "data")

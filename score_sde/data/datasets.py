@@ -57,6 +57,7 @@ class Dataset:
         random_flip: bool = False,
         uniform_dequantization: bool = False,
         name: str = "",
+        notes: tuple[str, ...] = (),
     ):
         if len(source) == 0:
             raise ValueError(f"dataset {name!r} is empty")
@@ -67,6 +68,7 @@ class Dataset:
                 f"process_index ({process_index}) must be in [0, process_count={process_count})"
             )
         self.source, self.preprocess, self.scaler = source, preprocess, scaler
+        self.notes = notes  # the data choices to say at start (sources.choices)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.process_index, self.process_count = int(process_index), int(process_count)
         self.random_flip, self.uniform_dequantization = random_flip, uniform_dequantization
@@ -185,11 +187,14 @@ def get_dataset(
     process_count: int = 1,
     uniform_dequantization: bool | None = None,
     augment: bool | None = None,
+    num_classes: int = 0,
+    classes_field: str = "config.model.num_classes",
 ):
     """The dataset `config.data.dataset` for `split` ('train' | 'test'; 'eval' = 'test').
 
     The data are checked against `data` first (`check_against`: one ValueError naming the field
-    and the fix). `batch_size` is per process. `uniform_dequantization` overrides
+    and the fix); with `num_classes` > 0 (a class-conditional model's `classes_field`) they must
+    hold integer labels in [0, num_classes). `batch_size` is per process. `uniform_dequantization` overrides
     `config.data.uniform_dequantization` (bits/dim uses True); `augment` (default: split ==
     'train') enables the random flip of `config.data.random_flip`.
     """
@@ -205,10 +210,17 @@ def get_dataset(
             process_count=process_count,
         )
         toy.check_against(data)
+        if num_classes > 0:
+            raise ValueError(
+                f"{classes_field} ({num_classes}) asks for a class-conditional model, but "
+                f"config.data.dataset {data.dataset!r} has no labels; use labelled data or set "
+                f"--{classes_field}=0"
+            )
         return toy
     source = sources.get_source(data, split)
-    per_example = preprocess.preprocess_fn(sources.canonical_name(data.dataset), data)
-    source.check_against(data, per_example)  # before anything trains or writes
+    name = sources.canonical_name(data.dataset)
+    per_example = preprocess.preprocess_fn(name, data)
+    source.check_against(data, per_example, num_classes, classes_field)  # before any write
     if augment is None:
         augment = sources.canonical_split(split) == "train"
     dequantize = (
@@ -225,6 +237,7 @@ def get_dataset(
         random_flip=bool(data.random_flip and augment),
         uniform_dequantization=bool(dequantize),
         name=data.dataset,
+        notes=tuple(sources.choices(source, data, name)),
     )
 
 

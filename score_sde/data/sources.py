@@ -88,6 +88,8 @@ class _Source:
     give `example_shapes()`: {raw example shape: (how many, the first such example)}."""
 
     where: str = "the data"
+    # Set when the split asked for is not in the data and another one is read in its place.
+    fallback: str | None = None
 
     def example_shapes(self) -> dict[tuple[int, ...], tuple[int, str]]:
         raise NotImplementedError
@@ -95,12 +97,34 @@ class _Source:
     def check_values(self, data: DataConfig) -> None:
         """Checks of the values (array sources: labels, float range); nothing by default."""
 
-    def check_against(self, data: DataConfig, preprocess: Callable) -> None:
+    def has_labels(self) -> bool:
+        """Whether `get` returns labels (one per example)."""
+        return False
+
+    def check_labels(self, num_classes: int, field: str) -> None:
+        """A class-conditional model (`field`, e.g. config.model.num_classes, > 0) needs labels;
+        sources that hold labels check them further (`_ArraySource`)."""
+        if num_classes > 0 and not self.has_labels():
+            raise ValueError(
+                f"{field} ({num_classes}) asks for a class-conditional model, but {self.where} "
+                "has no labels; use labelled data (an .npz with y_train / y_test: integers in "
+                f"0..{num_classes - 1}) or train an unconditional model with "
+                f"--{field}=0 (and --config.model.class_dropout=0)"
+            )
+
+    def check_against(
+        self,
+        data: DataConfig,
+        preprocess: Callable,
+        num_classes: int = 0,
+        classes_field: str = "config.model.num_classes",
+    ) -> None:
         """Raises one ValueError naming the config.data field (or the data) and the fix when
         these data do not fit `data`: no examples, labels of another length, float images
         outside [0, 1], points of another dimension than config.data.dim, images with another
         number of channels than config.data.num_channels, or sizes the preprocessing cannot
-        bring to config.data.image_size."""
+        bring to config.data.image_size; with `num_classes` > 0 (the model's `classes_field`),
+        no labels, or labels that are not integers in [0, num_classes)."""
         n = len(self)
         if n == 0:
             raise ValueError(f"{self.where} has no examples; put at least one example there")
@@ -110,6 +134,7 @@ class _Source:
         else:
             self._check_images(data, shapes, preprocess, n)
         self.check_values(data)
+        self.check_labels(num_classes, classes_field)
 
     def _check_vectors(self, data: DataConfig, shapes: dict) -> None:
         for raw, (_, first) in shapes.items():
@@ -210,6 +235,40 @@ class _ArraySource(_Source):
 
     def example_shapes(self):
         return {tuple(self.images.shape[1:]): (len(self), self.where)}
+
+    def has_labels(self) -> bool:
+        return self.labels is not None
+
+    def check_labels(self, num_classes: int, field: str) -> None:
+        """Labels are integers (or integral floats): the batches carry them as int32; for a
+        class-conditional model they lie in [0, num_classes) (index num_classes is the null
+        label of classifier-free guidance)."""
+        super().check_labels(num_classes, field)
+        y = self.labels
+        if y is None:
+            return
+        y = np.asarray(y)
+        fix = f"save integer labels 0..{max(num_classes, 1) - 1} (one per example)"
+        if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+            raise ValueError(
+                f"{self.labels_where} holds {y.dtype} labels (e.g. {y.flat[0]!r}), not integers; "
+                f"{fix}, e.g. with np.unique(y, return_inverse=True)[1]"
+            )
+        if num_classes <= 0 or y.size == 0:
+            return
+        if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y) & (y == np.round(y))):
+            bad = y[~(np.isfinite(y) & (y == np.round(y)))]
+            raise ValueError(
+                f"{self.labels_where} holds {len(bad)} labels that are not whole numbers (e.g. "
+                f"{float(bad[0]):g}); {fix}"
+            )
+        lo, hi = int(np.min(y)), int(np.max(y))
+        if lo < 0 or hi >= num_classes:
+            more = "" if lo < 0 else f", or set --{field}={hi + 1}"
+            raise ValueError(
+                f"{self.labels_where} holds labels in [{lo}, {hi}], but {field} ({num_classes}) "
+                f"takes 0..{num_classes - 1}; relabel them to 0..{num_classes - 1}{more}"
+            )
 
     def check_values(self, data: DataConfig) -> None:
         x = self.images
@@ -360,6 +419,9 @@ class _TfdsSource(_Source):
                 labels.append(ex["label"])
         return images, (np.asarray(labels, np.int32) if labels else None)
 
+    def has_labels(self) -> bool:
+        return self.get(np.zeros(1, np.int64))[1] is not None
+
     def example_shapes(self):
         """The shape of example 0 (TFDS image datasets share one shape or nearly)."""
         (image,), _ = self.get(np.zeros(1, np.int64))
@@ -421,7 +483,23 @@ def _tfds_source(name: str, split: str, spec: DataConfig):
             f"TFDS dataset {tfds_name!r} (split {tfds_split!r}) is not prepared as array_record "
             f"in {data_dir or '~/tensorflow_datasets'}: {type(e).__name__}: {e}; {how}"
         ) from e
-    return _TfdsSource(source, where=f"TFDS {tfds_name!r} split {tfds_split!r}")
+    out = _TfdsSource(source, where=f"TFDS {tfds_name!r} split {tfds_split!r}")
+    if canonical_split(split) == "test" and tfds_split == splits.get("train"):
+        out.fallback = f"{tfds_name!r} has no held-out split: the test split is its {tfds_split!r}"
+    return out
+
+
+def _not_npz(path: str, error: Exception) -> str:
+    """Why `path` is not an .npz (a zip archive of .npy files), from its first bytes."""
+    try:
+        head = fs.path(path).read_bytes()[:8]
+    except OSError as e:
+        return f"cannot be read: {e.strerror or e}"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is one .npy array (np.save), not an .npz archive (np.savez)"
+    if not head.startswith(b"PK"):
+        return f"it starts with {head!r}, not a zip archive as np.savez writes"
+    return f"{type(error).__name__}: {error}"
 
 
 def _npz_source(split: str, path: str | None):
@@ -435,10 +513,10 @@ def _npz_source(split: str, path: str | None):
     try:
         arrays = fs.load_npz(path)
         files = list(arrays)
-    except (OSError, ValueError, zipfile.BadZipFile, AttributeError) as e:
+    except (OSError, ValueError, TypeError, zipfile.BadZipFile, AttributeError) as e:
         raise ValueError(
-            f"config.data.path ({path!r}) is not a readable .npz file ({type(e).__name__}: "
-            f"{e}); write one with np.savez(path, x_train=uint8 [N, H, W, C], x_test=...)"
+            f"config.data.path ({path!r}) is not a readable .npz file ({_not_npz(path, e)}); "
+            "write one with np.savez(path, x_train=uint8 [N, H, W, C], x_test=...)"
         ) from None
     split = canonical_split(split)
     for image_key in (f"x_{split}", split, "x", "images", "arr_0"):
@@ -450,6 +528,12 @@ def _npz_source(split: str, path: str | None):
             f"{path!r} has arrays {files}; expected one of x_{split}, {split}, x, images, arr_0"
         )
     where = f"{path} array {image_key!r}"
+    fallback = None
+    if split == "test" and image_key not in ("x_test", "test"):
+        fallback = (
+            f"{path} has no x_test array: the test split is {image_key!r}, the training images "
+            "(add x_test to evaluate on held-out images)"
+        )
     if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
         raise ValueError(
             f"{where} is {images.dtype}; save images as uint8 (0..255) or float in [0, 1], "
@@ -464,7 +548,9 @@ def _npz_source(split: str, path: str | None):
     meant = [k for k in candidates if k.endswith(f"_{split}") or shared_images]
     label_key = (fits or meant or [None])[0]
     labels = None if label_key is None else arrays[label_key]
-    return _ArraySource(images, labels, where, f"array {label_key!r}")
+    source = _ArraySource(images, labels, where, f"array {label_key!r}")
+    source.fallback = fallback
+    return source
 
 
 def images_under(root: str) -> list[str]:
@@ -488,7 +574,13 @@ def _folder_source(split: str, path: str | None, name: str, skip_bad: bool = Fal
     files = images_under(root)
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root!r}")
-    return _FolderSource.open(root, files, skip_bad)
+    source = _FolderSource.open(root, files, skip_bad)
+    if root == path and canonical_split(split) == "test":
+        source.fallback = (
+            f"{path} has no test/ folder: the test split is every image under it, the training "
+            "images (add a test/ folder to evaluate on held-out images)"
+        )
+    return source
 
 
 def _digits_source(split: str):
@@ -497,7 +589,8 @@ def _digits_source(split: str):
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[..., None]
     sl = slice(0, 1500) if canonical_split(split) == "train" else slice(1500, None)
-    return _ArraySource(images[sl], digits.target[sl].astype(np.int32), "dataset 'digits'")
+    labels = digits.target[sl].astype(np.int32)
+    return _ArraySource(images[sl], labels, "dataset 'digits'", "dataset 'digits'")
 
 
 def get_source(data: DataConfig, split: str) -> _Source:
@@ -522,3 +615,30 @@ def get_source(data: DataConfig, split: str) -> _Source:
     if name == "digits":
         return _digits_source(split)
     raise ValueError(f"unknown config.data.dataset {data.dataset!r}; valid names: {_valid_names()}")
+
+
+def choices(source: _Source, data: DataConfig, name: str) -> list[str]:
+    """One line per choice the loading makes that config.data does not spell out: another split
+    read in place of the one asked for, a crop or a resize to config.data.image_size. `name`:
+    the dataset as `canonical_name` spells it."""
+    out = [source.fallback] if source.fallback else []
+    size = data.image_size
+    if data.dim is not None or size is None:
+        return out
+    if name in ("celeba", "lsun"):
+        crop = "a 140x140 centre crop" if name == "celeba" else "a centre crop"
+        return out + [f"{name}: {crop}, resized to {size}x{size}, as the original code does"]
+    for raw, (count, first) in source.example_shapes().items():
+        if len(raw) < 2 or tuple(raw[:2]) == (size, size):
+            continue
+        h, w = raw[:2]
+        what = f"{count} image(s) of {h}x{w} (the first: {first})"
+        if h != w:
+            m = min(h, w)
+            out.append(
+                f"{what} are centre-cropped to {m}x{m} and resized to {size}x{size} "
+                "(config.data.image_size)"
+            )
+        else:
+            out.append(f"{what} are resized to {size}x{size} (config.data.image_size)")
+    return out

@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -33,6 +33,14 @@ from score_sde.config.sections import CONSISTENCY, FLOWS
 from score_sde.run import train
 
 KEY_INIT, KEY_EVAL_LOSS, KEY_SAMPLES, KEY_LIKELIHOOD = range(4)
+
+
+class Guided(NamedTuple):
+    """The samplers' params under autoguidance (config.sampling.guide): the model's EMA params
+    and the guide's, one pytree, so a jitted sampler takes both as arguments."""
+
+    model: Any
+    guide: Any
 
 
 def make_sde(cfg: Config) -> sde_lib.SDE:
@@ -178,6 +186,32 @@ class Experiment:
             )
         return exp.sde, exp.score_fn(params)
 
+    @functools.cached_property
+    def guide(self) -> tuple[Experiment, Any]:
+        """(experiment, EMA params) of config.sampling.guide (autoguidance), checked to model
+        this run's data under the same SDE; its network may differ (a smaller or earlier one)."""
+        s = self.cfg.sampling
+        try:
+            exp, params, _ = restore(s.guide, None if s.guide_step < 0 else s.guide_step)
+        except ValueError as e:
+            raise ValueError(f"config.sampling.guide: {e}") from None
+        mine = (list(self.shape), self.sde, self.cfg.data.centered)
+        its = (list(exp.shape), exp.sde, exp.cfg.data.centered)
+        for what, a, b in zip(("data shape", "SDE", "data.centered"), mine, its, strict=True):
+            if a != b:
+                raise ValueError(
+                    f"config.sampling.guide ({s.guide}) has {what} {b}, this run {a}; a guide "
+                    "is a smaller or earlier model of the same data under the same SDE"
+                )
+        return exp, params
+
+    def sampling_params(self, params: Any) -> Any:
+        """What the samplers take: `params`, or Guided(params, the guide's EMA params) when
+        config.sampling.guide names a guide (loaded once per Experiment)."""
+        if not self.cfg.sampling.guide or isinstance(params, Guided):
+            return params
+        return Guided(params, self.guide[1])
+
     def state_like(self) -> train.TrainState:
         """The abstract TrainState, replicated: the target checkpoints restore into."""
         return train.state_like(self.init_params, self.tx, self.mesh)
@@ -199,7 +233,19 @@ class Experiment:
 
     def score_fn(self, params: Any, class_labels: jax.Array | None = None) -> sde_lib.ScoreFn:
         """The sampler's score_fn(x [B, *shape], t [B]) -> [B, *shape] of the network with
-        `params` (and class labels [B])."""
+        `params` (and class labels [B]); for Guided params (`sampling_params`) the autoguided
+        s_g + w (s - s_g) of config.sampling.guide_weight and guide_interval."""
+        if isinstance(params, Guided):
+            from score_sde import guidance
+
+            s, (guide, _) = self.cfg.sampling, self.guide
+            guide_labels = class_labels if guide.cfg.model.num_classes > 0 else None
+            return guidance.autoguided_score(
+                self.score_fn(params.model, class_labels),
+                guide.score_fn(params.guide, guide_labels),
+                s.guide_weight,
+                (s.guide_interval[0], s.guide_interval[1]) if s.guide_interval else None,
+            )
         return score_fn_lib.params_score_fn(self.score_apply, params, class_labels=class_labels)
 
     def round_size(self, num: int, batch: int) -> int:
@@ -304,6 +350,7 @@ class Experiment:
         method = method or self.cfg.sampling.method
         b = self.round_size(num, batch or self.cfg.sampling.batch_size)
         run = unconditional_sampler(self, method, b)
+        params = self.sampling_params(params)  # with config.sampling.guide's
         yield from self.draw(functools.partial(run, params), key, num, b, desc=desc)
 
     def sample(
@@ -357,6 +404,12 @@ def restore(
     from score_sde.store import fs
     from score_sde.store.checkpoint import Checkpoints, restore_ema
 
+    if fs.path(workdir).is_file():
+        raise ValueError(
+            f"{workdir} is a file, not a work directory: score_sde.load takes a work directory "
+            "or a .safetensors file written by `score-sde export --workdir=DIR --out=FILE"
+            ".safetensors`"
+        )
     path = os.path.join(workdir, "config.json")
     if not fs.path(path).is_file():
         raise ValueError(

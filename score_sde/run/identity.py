@@ -10,7 +10,8 @@ SDE or the data (`fields`), `config_hash` their digest. Resuming from a checkpoi
 names both and the flag that allows it on purpose (fine-tuning from another run's weights). Other
 fields (steps, logging, eval and snapshot frequencies, batch size, optimizer) may change on resume
 (but for consistency training the step count, which sets its curriculum);
-`changed_fields` lists them for the log.
+`changed_fields` lists them for the log (but config.logging: where the run reports, not what it
+is).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def changed_fields(before: dict, after: dict) -> list[str]:
     (config.json of the last start and this one; tuples and lists are alike, as in JSON)."""
     before, after = json.loads(json.dumps(before)), json.loads(json.dumps(after))
     out = []
-    for section in sorted(set(before) | set(after)):
+    for section in sorted((set(before) | set(after)) - {"logging"}):
         a, b = before.get(section), after.get(section)
         if isinstance(a, dict) and isinstance(b, dict):
             out += [

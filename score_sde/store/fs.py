@@ -31,9 +31,26 @@ def is_remote(p: StrPath) -> bool:
     return "://" in os.fspath(p)
 
 
+_SCHEMES = ("gs", "s3", "gcs", "az", "hf", "http", "https")
+
+
+def _refuse_a_broken_url(p: str) -> None:
+    """`gs:/bucket/x` or `gs:bucket/x` (a slash missing): one ValueError, not a local folder
+    named `gs:` created in the current directory."""
+    scheme, colon, rest = p.partition(":")
+    if colon and scheme.lower() in _SCHEMES and not rest.startswith("//"):
+        meant = f"{scheme}://{rest.lstrip('/')}"
+        raise ValueError(
+            f"{p} looks like a {scheme}:// URL with a slash missing; write {meant} (or "
+            f"./{p} for a local folder of that name)"
+        )
+
+
 def path(p: StrPath) -> epath.Path:
-    """`p` as an epath.Path; local paths are made absolute (`~` expanded)."""
+    """`p` as an epath.Path; local paths are made absolute (`~` expanded). A URL with a slash
+    missing (`gs:/bucket`) raises ValueError."""
     p = os.fspath(p)
+    _refuse_a_broken_url(p)
     return epath.Path(p if is_remote(p) else os.path.abspath(os.path.expanduser(p)))
 
 

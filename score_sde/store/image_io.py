@@ -1,18 +1,25 @@
 """Reading and writing 8-bit images.
 
-`save_image_grid(path, images, nrow)` writes a tiled PNG of a batch `[N, H, W, C]`. Every codec
-is Pillow's: PNG, JPEG folders, TFDS images, the plot labels.
+`save_image_grid(path, images, nrow)` writes a tiled PNG of a batch `[N, H, W, C]`, enlarged
+(`upscale`: nearest neighbour, an integer factor) until its shorter side has MIN_SIDE pixels, as
+are the sample pictures (`save_samples`) and the TensorBoard image summaries made of them. 2-D
+point sets are drawn by matplotlib (`scatter_figure`: axes, ticks, legends; Agg, no display).
+Every codec is Pillow's: PNG (matplotlib's too), JPEG folders, TFDS images.
 """
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from score_sde.store import fs
+
+MIN_SIDE = 256  # pixels of a picture's shorter side at least (small grids are enlarged)
 
 
 def to_uint8(images: ArrayLike) -> np.ndarray:
@@ -55,8 +62,6 @@ def make_grid(images: ArrayLike, nrow: int, padding: int = 2, pad_value: int = 0
 
 def encode_png(image: ArrayLike) -> bytes:
     """Encode one image [H, W] or [H, W, C] (C in 1..4; float in [0, 1] or uint8) as PNG bytes."""
-    import io
-
     from PIL import Image
 
     image = to_uint8(image)
@@ -79,8 +84,6 @@ _PILLOW_MODES = {
 def _open(data: bytes, verify: bool):
     """The decoded Pillow image of `data`; with `verify` every chunk's checksum (PNG) is checked
     first. One ValueError saying why it cannot be read."""
-    import io
-
     from PIL import Image
 
     try:
@@ -135,8 +138,9 @@ def save_png(path: str | os.PathLike, image: ArrayLike) -> None:
 def save_image_grid(
     path: str | os.PathLike, images: ArrayLike, nrow: int = 8, padding: int = 2
 ) -> None:
-    """Write `images` [N, H, W, C] (float in [0, 1] or uint8) as one PNG grid, `nrow` per row."""
-    save_png(path, make_grid(np.asarray(images), nrow, padding))
+    """Write `images` [N, H, W, C] (float in [0, 1] or uint8) as one PNG grid, `nrow` per row,
+    enlarged to MIN_SIDE (upscale)."""
+    save_png(path, upscale(make_grid(np.asarray(images), nrow, padding)))
 
 
 def read_images(path: str) -> np.ndarray:
@@ -157,69 +161,111 @@ def read_images(path: str) -> np.ndarray:
     return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
 
 
-# ---------------------------------------------------------------------------- 2-D scatter plots
+# ---------------------------------------------------------------------------- pictures
 
 
-def scatter_image(
-    points: list[np.ndarray],
-    colors: list[tuple[int, int, int]],
-    *,
-    size: int = 256,
-    extent: float | None = None,
-) -> np.ndarray:
-    """Rasterizes 2-D point sets [n_i, 2] into one RGB uint8 image [size, size, 3]."""
-    allp = np.concatenate([p for p in points if len(p)])
-    finite = allp[np.isfinite(allp).all(-1)]
-    if extent is None:
-        extent = float(np.quantile(np.abs(finite), 0.995)) * 1.1 if len(finite) else 1.0
-    img = np.full((size, size, 3), 255, np.uint8)
-    for pts, color in zip(points, colors, strict=True):
-        pts = pts[np.isfinite(pts).all(-1)]
-        ij = np.floor((pts / extent + 1) / 2 * (size - 1)).astype(int)
-        ok = ((ij >= 0) & (ij < size)).all(-1)
-        col, row = ij[ok, 0], size - 1 - ij[ok, 1]
-        img[row, col] = color
-    return img
+def upscale(image: ArrayLike, min_side: int = MIN_SIDE) -> np.ndarray:
+    """`image` [H, W, ...] enlarged by the smallest integer factor k with k * min(H, W) >=
+    `min_side`, nearest neighbour (out[i, j] = image[i // k, j // k]); unchanged when already
+    that large."""
+    image = np.asarray(image)
+    if image.ndim < 2 or min(image.shape[:2]) < 1:
+        raise ValueError(f"image must be [H, W, ...] with H, W >= 1, got shape {image.shape}")
+    k = -(-min_side // min(image.shape[:2]))
+    return image.repeat(k, 0).repeat(k, 1) if k > 1 else image
 
 
-def scatter_panels(panels: dict[str, np.ndarray], size: int = 256) -> np.ndarray:
-    """Side-by-side scatter plots [n, 2] (one per panel, axes fitted to the first, each labelled
-    with its key) as one uint8 image."""
-    first = np.asarray(next(iter(panels.values())))
-    finite = first[np.isfinite(first).all(-1)]
-    extent = float(np.quantile(np.abs(finite), 0.999)) * 1.25 if len(finite) else 1.0
-    colors = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
-    tiles = [
-        label(scatter_image([p], [colors[i % 4]], size=size, extent=extent), name)
-        for i, (name, p) in enumerate(panels.items())
-    ]
-    return make_grid(np.stack(tiles), len(tiles), padding=4)
-
-
-def save_scatter(path: str, panels: dict[str, np.ndarray], size: int = 256) -> None:
-    """scatter_panels(panels) as a PNG."""
-    save_png(path, scatter_panels(panels, size))
-
-
-def label(image: np.ndarray, text: str) -> np.ndarray:
-    """`image` (uint8 [H, W, 3]) with `text` written in its top-left corner (Pillow's default
-    font, dark gray)."""
+def label_columns(grid: ArrayLike, labels: list[str], height: int = 20) -> np.ndarray:
+    """`grid` (uint8 [H, W, C], equal columns side by side: make_grid's, enlarged or not) below a
+    black strip `height` px high with labels[i] in white centred over column i (Pillow's default
+    font)."""
     from PIL import Image, ImageDraw
 
-    out = Image.fromarray(np.asarray(image, np.uint8))
-    ImageDraw.Draw(out).text((6, 4), text, fill=(40, 40, 40))
-    return np.asarray(out)
+    grid = to_uint8(grid)
+    if grid.ndim != 3 or not labels:
+        raise ValueError(f"grid must be [H, W, C] with labels, got {grid.shape}, {labels!r}")
+    strip = Image.new("L", (grid.shape[1], height), 0)
+    draw = ImageDraw.Draw(strip)
+    width = grid.shape[1] / len(labels)
+    for i, text in enumerate(labels):
+        x = (i + 0.5) * width - draw.textlength(text) / 2
+        draw.text((x, height / 2), text, fill=255, anchor="lm")
+    pixels = np.broadcast_to(np.asarray(strip)[..., None], (height, *grid.shape[1:]))
+    return np.concatenate([pixels, grid])
 
 
-def samples_picture(samples: np.ndarray, data: np.ndarray | None = None) -> np.ndarray | None:
-    """What save_samples draws (uint8 [H, W, 3]): a scatter plot of 2-D points (next to `data`
-    if given) or a grid of the first 64 images; None for other shapes."""
+def figure(width: float, height: float):
+    """A matplotlib Figure (`width` x `height` inches, 100 dpi) on the Agg canvas: no pyplot,
+    no display, no global backend state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib Figure as PNG bytes (matplotlib writes its name in the 'Software' chunk)."""
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()
+
+
+_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
+
+
+def scatter_figure(panels: Mapping[str, ArrayLike]):
+    """A matplotlib Figure of 2-D point sets [n, 2], one panel each (in order, titled with the
+    key), on shared axes fitted to the first set (its 99.9% quantile of |x|, plus 25%); each
+    later panel shows the first set in gray behind it; legends count the points, and those
+    outside the axes or not finite."""
+    if not panels:
+        raise ValueError("panels must name at least one [n, 2] point set, got none")
+    sets = {name: np.asarray(p, np.float64) for name, p in panels.items()}
+    for name, p in sets.items():
+        if p.ndim != 2 or p.shape[1] != 2:
+            raise ValueError(f"panel {name!r} must be points [n, 2], got shape {p.shape}")
+    (first_name, first), *_ = sets.items()
+    finite = first[np.isfinite(first).all(-1)]
+    extent = float(np.quantile(np.abs(finite), 0.999)) * 1.25 if len(finite) else 1.0
+    extent = extent if extent > 0 else 1.0
+    fig = figure(3.2 * len(sets), 3.8)
+    axes = fig.subplots(1, len(sets), sharex=True, sharey=True, squeeze=False)[0]
+    for i, (ax, (name, p)) in enumerate(zip(axes, sets.items(), strict=True)):
+        if i > 0:
+            ax.scatter(*first.T, s=3, c="0.75", linewidths=0, label=first_name)
+        shown = (np.abs(p) <= extent).all(-1)  # False for NaN and inf
+        note = f", {len(p) - shown.sum()} outside" if not shown.all() else ""
+        color = _COLORS[i % len(_COLORS)]
+        ax.scatter(*p[shown].T, s=3, c=color, linewidths=0, label=f"{name} (n={len(p)}{note})")
+        ax.set(title=name, xlim=(-extent, extent), ylim=(-extent, extent), xlabel="$x_1$")
+        ax.set_box_aspect(1)  # square axes on square limits: equal scales
+        ax.legend(loc="upper right", fontsize="x-small", markerscale=3)
+    axes[0].set_ylabel("$x_2$")
+    return fig
+
+
+def scatter_png(panels: Mapping[str, ArrayLike]) -> bytes:
+    """scatter_figure(panels) as PNG bytes."""
+    return figure_png(scatter_figure(panels))
+
+
+def save_scatter(path: str | os.PathLike, panels: Mapping[str, ArrayLike]) -> None:
+    """Writes scatter_figure(panels) ({name: points [n, 2]}, one panel each) as a PNG."""
+    fs.write_bytes(path, scatter_png(panels))
+
+
+def samples_png(samples: np.ndarray, data: np.ndarray | None = None) -> bytes | None:
+    """What save_samples draws, as PNG bytes: a scatter plot of 2-D points (beside `data` if
+    given) or a grid of the first 64 images, enlarged (upscale); None for other shapes."""
     if samples.ndim == 2 and samples.shape[1] == 2:
-        panels = {"data": data, "samples": samples} if data is not None else {"samples": samples}
-        return scatter_panels(panels)
+        return scatter_png(
+            {"data": data, "samples": samples} if data is not None else {"samples": samples}
+        )
     if samples.ndim == 4:
         n = min(len(samples), 64)
-        return make_grid(samples[:n], int(np.ceil(np.sqrt(n))), 2)
+        return encode_png(upscale(make_grid(samples[:n], int(np.ceil(np.sqrt(n))), 2)))
     return None
 
 
@@ -229,16 +275,19 @@ def save_samples(
     data: np.ndarray | None = None,
     picture: np.ndarray | None = None,
 ) -> np.ndarray | None:
-    """Writes `<stem>.npz` and `<stem>.png`; returns the picture written (None: no PNG).
+    """Writes `<stem>.npz` and `<stem>.png`; returns the PNG's pixels (None: no PNG).
 
     samples: an array (saved as "samples": 2-D points, or uint8 images [N, H, W, C]) or a dict of
-    arrays (its "samples" drawn). picture: what the PNG shows (default samples_picture(samples,
-    data): a scatter of 2-D points, a grid of images).
+    arrays (its "samples" drawn). picture: what the PNG shows, enlarged (upscale) (default
+    samples_png(samples, data): a scatter plot of 2-D points, a grid of images).
     """
     arrays = dict(samples) if isinstance(samples, dict) else {"samples": samples}
     fs.save_npz(path_stem + ".npz", **arrays)
-    if picture is None:
-        picture = samples_picture(np.asarray(arrays["samples"]), data)
     if picture is not None:
-        save_png(path_stem + ".png", picture)
-    return picture
+        png: bytes | None = encode_png(upscale(picture))
+    else:
+        png = samples_png(np.asarray(arrays["samples"]), data)
+    if png is None:
+        return None
+    fs.write_bytes(path_stem + ".png", png)
+    return decode_image(png)

@@ -17,6 +17,9 @@ store has no append and no lock, and a read-modify-write of one shared object lo
 the writer that uploaded first: there every writer owns its objects, `metrics.d/<writer>.<part>.jsonl`
 (uploaded whole at each flush, a new part every PART_ROWS rows), and an event file of its own in
 `tensorboard/`. `read(workdir)` returns the rows of both layouts, in time order.
+
+With config.logging.wandb set, `start_wandb` (train mode, once the run id is known) adds
+Weights & Biases as one more sink of `write` and `image` (score_sde.store.wandb_log).
 """
 
 from __future__ import annotations
@@ -159,6 +162,7 @@ class MetricsLogger:
         self.stream = stream or sys.stdout
         self._jsonl: Any = None  # an open file, or _RemoteRows
         self._tb: Any = None
+        self._wandb: Any = None  # a wandb_log.WandbRun once start_wandb ran
         if enabled:
             remote = fs.is_remote(workdir)
             self._jsonl = (
@@ -192,25 +196,43 @@ class MetricsLogger:
         for tag, value in metrics.items():
             writer.add_scalar(tag, value, int(step))
         writer.flush()
+        if self._wandb is not None:
+            self._wandb.log(step, metrics)
 
     def image(self, step: int, tag: str, image: np.ndarray) -> None:
-        """An image summary of a uint8 image [H, W, C] (C = 1 or 3), PNG-encoded."""
+        """An image summary of a uint8 image [H, W] or [H, W, C] (C = 1, 3 or 4; gray is stored
+        as RGB), PNG-encoded by tensorboardX's SummaryWriter.add_image."""
         if not self.enabled:
             return
-        from tensorboardX.proto import summary_pb2
-
-        from score_sde.store import image_io
-
         image = np.asarray(image)
-        h, w = image.shape[:2]
-        channels = 1 if image.ndim == 2 else image.shape[-1]
-        png = summary_pb2.Summary.Image(
-            height=h, width=w, colorspace=channels, encoded_image_string=image_io.encode_png(image)
-        )
-        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=png)])
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ValueError(f"image must be uint8 [H, W(, C)], got {image.dtype} {image.shape}")
         writer = self._writer()
-        writer._get_file_writer().add_summary(summary, int(step))
+        writer.add_image(tag, image, int(step), dataformats="HWC"[: image.ndim])
         writer.flush()
+        if self._wandb is not None:
+            self._wandb.image(step, tag, image)
+
+    def start_wandb(
+        self, *, project: str, name: str, mode: str, entity: str, run_id: str, config: dict
+    ) -> None:
+        """From here on, `write` and `image` also go to the W&B run `run_id` of `project`
+        (score_sde.store.wandb_log.start), finished at `close`. Nothing when disabled."""
+        if not self.enabled or not project:
+            return
+        from score_sde.store import wandb_log
+
+        self._wandb, note = wandb_log.start(
+            project=project,
+            name=name,
+            mode=mode,
+            entity=entity,
+            workdir=self.workdir,
+            run_id=run_id,
+            config=config,
+        )
+        if note:
+            self.info(note)
 
     def progress(
         self, step: int, metrics: dict[str, float], *, batch_size: int, unit: str = "img"
@@ -246,16 +268,20 @@ class MetricsLogger:
         if self.enabled:
             print(text, file=self.stream, flush=True)
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
+        """Closes the files (and finishes the W&B run, marked failed when `failed`)."""
         if self._jsonl is not None:
             self._jsonl.close()
             self._jsonl = None
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._wandb is not None:
+            self._wandb.finish(failed=failed)
+            self._wandb = None
 
     def __enter__(self) -> MetricsLogger:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(failed=exc_type is not None)

@@ -6,7 +6,6 @@ checkpoint that sample mode loads. No torch needed (the .pth file test skips wit
 import dataclasses
 import importlib.util
 import os
-import pathlib
 import sys
 import types
 
@@ -19,8 +18,8 @@ from flax import nnx
 from score_sde import config as config_lib
 from score_sde import convert, models
 from score_sde.convert import layout
+from tests.helpers import ASSETS, ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 BASE = dict(
     name="ncsnpp", nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
     embedding_type="positional", dropout=0.1,
@@ -228,11 +227,11 @@ def test_converted_jax_checkpoint_loads_in_sample_mode(tmp_path):
 
 
 def test_port_pth_reads_without_torch(monkeypatch):
-    """tests/data/port_checkpoint_9.pth: the port's checkpoint layout (optimizer, model, ema with
+    """tests/assets/port_checkpoint_9.pth: the port's checkpoint layout (optimizer, model, ema with
     shadow_params, step) for VARIANTS['ncsnpp'], written by PyTorch 2.13; the expected arrays are
-    torch's own (tests/data/README.md)."""
+    torch's own (tests/assets/README.md)."""
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails
-    data = os.path.join(os.path.dirname(__file__), "data")
+    data = str(ASSETS)
     model, ema, step = convert.read_torch_checkpoint(os.path.join(data, "port_checkpoint_9.pth"))
     expected = np.load(os.path.join(data, "port_checkpoint_9_expected.npz"))
     assert step == 9

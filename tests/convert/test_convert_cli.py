@@ -23,9 +23,8 @@ from score_sde import convert, models
 from score_sde.convert import layout
 from score_sde.run import experiment
 from score_sde.store import checkpoint
-from tests.test_launch import assert_kept, assert_one_clear_line, snapshot
+from tests.helpers import REPO, assert_kept, assert_one_clear_line, snapshot
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = ["--config", "configs/digits/ddpmpp.py"]
 OVERRIDES = [
     "--config.model.nf=8",

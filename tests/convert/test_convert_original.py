@@ -1,7 +1,7 @@
 """Our NCSN++ / DDPM++ / DDPM parameters map one to one onto the ORIGINAL score_sde's parameter
 trees, for every original config file of those families.
 
-tests/data/original_param_trees.json.gz holds the parameter paths and shapes of the original's
+tests/assets/original_param_trees.json.gz holds the parameter paths and shapes of the original's
 flax models (models/ncsnpp.py, models/ddpm.py of yang-song/score_sde), initialized with
 jax.eval_shape from each original config file. The layout map of score_sde.convert.layout must
 produce exactly those names (e.g. the FIR `Conv2d` kernel is 'weight') with those shapes, so a
@@ -11,7 +11,6 @@ directions share the map).
 
 import gzip
 import json
-import pathlib
 
 import numpy as np
 import pytest
@@ -19,9 +18,9 @@ from flax import nnx
 
 from score_sde import config, models
 from score_sde.convert import layout
+from tests.helpers import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-FIXTURE = json.load(gzip.open(ROOT / "tests" / "data" / "original_param_trees.json.gz", "rt"))
+FIXTURE = json.load(gzip.open(ROOT / "tests" / "assets" / "original_param_trees.json.gz", "rt"))
 
 
 @pytest.mark.slow

@@ -9,8 +9,6 @@ preprocessing through one flag (config.data.path).
 import io
 import os
 import pickle
-import subprocess
-import sys
 import tarfile
 
 import numpy as np
@@ -19,48 +17,15 @@ import pytest
 from score_sde import config
 from score_sde.data import datasets
 from score_sde.store import image_io
+from tests.helpers import REPO, cifar_archive, prepare
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_CONFIG = os.path.join(REPO, "configs", "vp", "cifar10_ddpmpp_continuous.py")
 
 
-def _prepare(*args):
-    proc = subprocess.run(
-        [sys.executable, "-m", "score_sde.data.prepare", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def _cifar_archive(path, per_batch=3, n_test=4, seed=0):
-    """A cifar-10-python.tar.gz in the real layout; returns the (images, labels) it holds."""
-    rng = np.random.default_rng(seed)
-    batches = {}
-    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
-        images = rng.integers(0, 256, (n, 32, 32, 3), np.uint8)
-        labels = rng.integers(0, 10, n).tolist()
-        rows = images.transpose(0, 3, 1, 2).reshape(n, 3072)  # R plane, G plane, B plane
-        batches[name] = (images, labels, {b"batch_label": name.encode(), b"labels": labels,
-                                          b"data": rows, b"filenames": [b"x.png"] * n})  # fmt: skip
-    with tarfile.open(path, "w:gz") as tar:
-        for name, (_, _, content) in [*batches.items(), ("batches.meta", (None, None, {}))]:
-            data = pickle.dumps(content, protocol=2)
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    train = [batches[f"data_batch_{i}"] for i in range(1, 6)]
-    return (
-        np.concatenate([b[0] for b in train]),
-        np.concatenate([b[1] for b in train]),
-        batches["test_batch"][0],
-        np.asarray(batches["test_batch"][1]),
-    )
-
-
 def test_cifar10_archive_round_trips_and_the_published_config_reads_it(tmp_path):
-    x_train, y_train, x_test, y_test = _cifar_archive(tmp_path / "cifar-10-python.tar.gz")
+    x_train, y_train, x_test, y_test = cifar_archive(tmp_path / "cifar-10-python.tar.gz")
     out = tmp_path / "data" / "cifar10.npz"
-    rc, stdout, err = _prepare("cifar10", "--source", str(tmp_path / "cifar-10-python.tar.gz"),
+    rc, stdout, err = prepare("cifar10", "--source", str(tmp_path / "cifar-10-python.tar.gz"),
                                "--out", str(out))  # fmt: skip
     assert rc == 0, err
     assert "--config.data.path=" in stdout
@@ -86,11 +51,11 @@ def test_cifar10_archive_round_trips_and_the_published_config_reads_it(tmp_path)
 
 
 def test_an_extracted_cifar10_directory_works_too(tmp_path):
-    x_train, *_ = _cifar_archive(tmp_path / "c.tar.gz", per_batch=2, n_test=2)
+    x_train, *_ = cifar_archive(tmp_path / "c.tar.gz", per_batch=2, n_test=2)
     with tarfile.open(tmp_path / "c.tar.gz") as tar:
         tar.extractall(tmp_path / "extracted", filter="data")
     out = tmp_path / "c.npz"
-    rc, _, err = _prepare("cifar10", "--source", str(tmp_path / "extracted"), "--out", str(out))
+    rc, _, err = prepare("cifar10", "--source", str(tmp_path / "extracted"), "--out", str(out))
     assert rc == 0, err
     np.testing.assert_array_equal(np.load(out)["x_train"], x_train)
 
@@ -107,7 +72,7 @@ def test_svhn_mat_files_round_trip_with_ten_as_zero(tmp_path):
                     {"X": images.transpose(1, 2, 3, 0), "y": digits[:, None]})  # fmt: skip
         expected[split] = (images, digits % 10)
     out = tmp_path / "svhn.npz"
-    rc, _, err = _prepare("svhn", "--source", str(tmp_path), "--out", str(out))
+    rc, _, err = prepare("svhn", "--source", str(tmp_path), "--out", str(out))
     assert rc == 0, err
     with np.load(out) as f:
         for split, (images, labels) in expected.items():
@@ -125,7 +90,7 @@ def test_image_folder_with_class_subfolders(tmp_path):
             image_io.save_png(str(tmp_path / "images" / cls / f"{i}.png"), image)
             kept[(cls, i)] = image
     out = tmp_path / "faces.npz"
-    rc, _, err = _prepare("folder", "--source", str(tmp_path / "images"), "--out", str(out),
+    rc, _, err = prepare("folder", "--source", str(tmp_path / "images"), "--out", str(out),
                           "--size", "8", "--test_fraction", "0.34")  # fmt: skip
     assert rc == 0, err
     with np.load(out) as f:
@@ -159,7 +124,7 @@ def test_bad_sources_give_one_line_and_exit_2(args, needle, tmp_path):
     argv = [a.format(tmp=tmp_path) for a in args]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "out.npz")]
-    rc, _, err = _prepare(*argv)
+    rc, _, err = prepare(*argv)
     lines = [line for line in err.splitlines() if line.strip()]
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert needle in lines[0] and "Traceback" not in err
@@ -173,7 +138,7 @@ def test_sources_and_output_on_gs_give_the_local_files_bytes(tmp_path, bucket):
 
     gcs = fsspec.filesystem("gs")
     (tmp_path / "src").mkdir()
-    _cifar_archive(tmp_path / "src" / "c.tar.gz", per_batch=2, n_test=2)
+    cifar_archive(tmp_path / "src" / "c.tar.gz", per_batch=2, n_test=2)
     with tarfile.open(tmp_path / "src" / "c.tar.gz") as tar:
         tar.extractall(tmp_path / "src" / "extracted", filter="data")
     rng = np.random.default_rng(3)
@@ -190,7 +155,7 @@ def test_sources_and_output_on_gs_give_the_local_files_bytes(tmp_path, bucket):
         outs = []
         for root in (str(tmp_path), bucket):
             out = f"{root}/out/{args[0]}-{len(outs)}.npz"
-            rc, _, err = _prepare(*[a.format(root=root) for a in args], "--out", out)
+            rc, _, err = prepare(*[a.format(root=root) for a in args], "--out", out)
             assert rc == 0, err
             outs.append(gcs.cat(out) if root == bucket else open(out, "rb").read())
         assert outs[0] == outs[1], args

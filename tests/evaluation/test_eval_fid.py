@@ -10,33 +10,14 @@ import jax
 import numpy as np
 import pytest
 
-from configs.vp.ddpm import cifar10
 from score_sde import parallel
 from score_sde.config import from_config
 from score_sde.data import datasets, preprocess
 from score_sde.evaluation import evaluator, fid, inception, sample_quality
 from score_sde.run import experiment, modes
+from tests.helpers import REPO, digits_config, interrupted_config, popen_as_a_script_starts_it
 
 DIGITS_TEST = 1797 - 1500  # datasets.py: train = the first 1500
-
-
-def digits_config(weights, stats):
-    """configs/vp/ddpm/cifar10.py shrunk to a tiny DDPM on 8x8 digits."""
-    c = cifar10.get_config()
-    c.data.dataset, c.data.image_size, c.data.num_channels = "digits", 8, 1
-    c.data.random_flip = False
-    m = c.model
-    m.nf, m.ch_mult, m.num_res_blocks, m.attn_resolutions, m.num_scales = 32, (1,), 1, (), 50
-    m.dropout = 0.0
-    t = c.training
-    t.batch_size, t.n_iters, t.snapshot_sampling = 16, 2, False
-    c.sampling.batch_size = 8
-    e = c.eval
-    e.begin_ckpt, e.batch_size = -1, 300  # the 297 test digits in one padded batch
-    e.enable_sampling, e.num_samples = True, 12  # two sampler calls, the second trimmed
-    e.enable_bpd, e.num_repeats, e.rtol, e.atol = True, 2, 1e-2, 1e-2
-    e.inception_weights, e.fid_stats = str(weights), str(stats)
-    return c
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +40,6 @@ def setup(tmp_path_factory):
         inception_fn=inception_fn,
     )
     return root, weights, stats, inception_fn
-
-
-def interrupted_config(weights, stats):
-    """digits_config as the interruption tests run it: 2 bits/dim rounds (16 test digits, 2
-    draws), then 5 sampling rounds of 8."""
-    c = digits_config(weights, stats)
-    c.eval.num_samples, c.eval.num_bpd_examples, c.eval.batch_size = 40, 16, 16
-    return c
 
 
 @pytest.fixture(scope="module")
@@ -168,13 +141,13 @@ def test_a_killed_eval_resumes_at_the_next_round_with_the_same_result(setup, tra
     shutil.copytree(trained[0], workdir)
     code = textwrap.dedent(f"""
         import io
-        from tests.test_eval_fid import interrupted_config
+        from tests.helpers import interrupted_config
         from score_sde.run import modes
         config = interrupted_config({str(weights)!r}, {str(stats)!r})
         modes.run("eval", config, {str(workdir)!r}, stream=io.StringIO())
     """)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(__file__) + "/..",
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO,
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     pattern = os.path.join(workdir, "eval", "2")
     _wait_for_rounds(child, pattern, 3)  # the two bits/dim rounds and one sampling round
@@ -198,13 +171,11 @@ def test_ctrl_c_in_an_eval_round_resumes_to_the_uninterrupted_result(setup, trai
     import subprocess
     import sys
 
-    from tests.test_interrupted_sampling import popen_as_a_script_starts_it
-
     root, weights, stats, _ = setup
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = REPO
     cfg_file = tmp_path / "digits_eval.py"
     cfg_file.write_text(
-        "from tests.test_eval_fid import interrupted_config\n\n\n"
+        "from tests.helpers import interrupted_config\n\n\n"
         "def get_config():\n"
         f"    return interrupted_config({str(weights)!r}, {str(stats)!r})\n"
     )

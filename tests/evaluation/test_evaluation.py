@@ -5,6 +5,7 @@ import pytest
 import scipy.linalg
 
 from score_sde.evaluation import fid
+from tests.helpers import fake_inception, npz_config
 
 
 def _spd(rng, d, scale=1.0):
@@ -136,40 +137,17 @@ def test_statistics_from_raw_pool3_features(tmp_path):
         fid.load_statistics(tmp_path / "bad2.npz")
 
 
-def _npz_config(tmp_path, n=13):
-    from score_sde.config import DataConfig
-
-    x = np.zeros((n, 4, 4, 3), np.uint8)
-    x[:] = np.arange(n)[:, None, None, None]  # image i is constant i / 255
-    np.savez(tmp_path / "d.npz", x_train=x)
-    return DataConfig(
-        dataset="npz",
-        path=str(tmp_path / "d.npz"),
-        image_size=4,
-        num_channels=3,
-        centered=True,
-        random_flip=True,
-        uniform_dequantization=True,
-    )
-
-
-def _fake_inception(images):
-    """Features that identify the image: pool_3 = its mean pixel (x 255) in 2 columns."""
-    m = images.mean(axis=(1, 2, 3)) * 255.0
-    return {"pool_3": np.stack([m, m**2], 1), "logits": np.stack([m, -m], 1)}
-
-
 def test_dataset_statistics_see_every_example_once(tmp_path):
     import jax
     from jax.sharding import Mesh
 
     from score_sde.evaluation import evaluator
 
-    cfg = _npz_config(tmp_path)
+    cfg = npz_config(tmp_path)
     mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
     out = tmp_path / "stats.npz"
     stats = evaluator.compute_dataset_statistics(
-        cfg, "train", out, batch_size=8, mesh=mesh, inception_fn=_fake_inception
+        cfg, "train", out, batch_size=8, mesh=mesh, inception_fn=fake_inception
     )
     # No flip, no dequantization, inverse-scaled to [0, 1]: features are exactly 0..12.
     np.testing.assert_allclose(np.sort(stats["pool_3"][:, 0]), np.arange(13), atol=1e-4)
@@ -183,7 +161,7 @@ def test_over_split_drops_padding_and_stacks_per_batch_values(tmp_path):
     from score_sde.data import datasets
     from score_sde.evaluation import split
 
-    cfg = _npz_config(tmp_path)
+    cfg = npz_config(tmp_path)
     ds = datasets.get_dataset(cfg, "train", batch_size=4, seed=0, uniform_dequantization=False)
 
     def fn(key, x):
@@ -251,7 +229,7 @@ def test_draw_trims_the_last_round_and_keeps_images_of_early_rounds():
     assert rounds == [0, 1, 2] and nfe == 12
     want = np.float32([0] * 4 + [0.1] * 4 + [0.2] * 2)
     np.testing.assert_array_equal(drawn["samples"][:, 0, 0, 0], want)
-    features = sample_quality.inception_features(_fake_inception, lambda x: x)
+    features = sample_quality.inception_features(fake_inception, lambda x: x)
     drawn, _ = sample_quality.draw(sample_fn, 10, 4, features=features, keep=5)
     assert drawn["pool_3"].shape == (10, 2) and drawn["logits"].shape == (10, 2)
     np.testing.assert_allclose(drawn["pool_3"][:, 0], want * 255, rtol=1e-6)

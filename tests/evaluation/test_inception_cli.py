@@ -17,9 +17,8 @@ from jax.sharding import Mesh
 
 from score_sde.evaluation import evaluator, inception, reference_stats, weights
 from score_sde.store import fs, torch_format
-from tests.test_evaluation import _fake_inception, _npz_config
+from tests.helpers import REPO, fake_inception, npz_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PTH = weights.PTH_NAME  # pt_inception-2015-12-05-6726825d.pth
 
 
@@ -55,7 +54,7 @@ def test_a_file_that_is_not_the_inception_is_one_error_line(tmp_path, capsys, ki
     if kind == "junk":
         path.write_bytes(b"not a pytorch file")
     else:  # a real PyTorch file, not pytorch-fid's network
-        path.write_bytes(open(os.path.join(REPO, "tests/data/torch_zip.pth"), "rb").read())
+        path.write_bytes(open(os.path.join(REPO, "tests/assets/torch_zip.pth"), "rb").read())
     err = _error_line(capsys, [str(path), "--out", str(tmp_path / "w.npz")])
     assert f"{path} is not pytorch-fid's Inception" in err and weights.WEIGHTS_URL in err
     assert not (tmp_path / "w.npz").exists()
@@ -166,7 +165,7 @@ def test_auto_batch_size_per_backend():
 def test_reference_statistics_print_an_estimate(tmp_path, capsys, batch, printed):
     mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
     evaluator.compute_dataset_statistics(
-        _npz_config(tmp_path), "train", batch_size=batch, mesh=mesh, inception_fn=_fake_inception
+        npz_config(tmp_path), "train", batch_size=batch, mesh=mesh, inception_fn=fake_inception
     )
     err = capsys.readouterr().err
     line = "reference statistics: 13 images on 4 cpu device(s), about "

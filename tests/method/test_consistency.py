@@ -28,9 +28,9 @@ from score_sde.data.toy_data import toy_density
 from score_sde.run import experiment, train
 from score_sde.score_fn import Preconditioning, get_denoiser
 from score_sde.sde import VESDE, batch_mul
+from tests.helpers import REPO
 from tests.oracles import mixture_2d
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 SDE = VESDE(sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX)
 MU, S = 0.7, 0.5  # the Gaussian data N(MU, S^2 I)
@@ -217,7 +217,7 @@ def test_distillation_from_the_exact_mixture_score_learns_the_pf_ode_endpoint():
 
 def _launch(*args):
     """launch.py on one CPU device (the suite's four fake devices stall XLA's all-reduce
-    rendezvous when two such runs share two busy cores; tests/test_flow.py does the same)."""
+    rendezvous when two such runs share two busy cores; tests/method/test_flow.py does the same)."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     run = subprocess.run(
         [sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True, env=env

@@ -174,7 +174,8 @@ def test_launcher_conditional_sample_modes(tmp_path):
     np.testing.assert_array_equal(out["samples"][known], out["originals"][known])
     (png,) = glob.glob(os.path.join(workdir, "samples", "ckpt_0_inpaint_pc_nfe*_seed*.png"))
     grid = image_io.read_image(png)
-    assert grid.shape[1] == 2 + 5 * (8 + 2)  # input, mask, 2 samples, original per row
+    # input, mask, 2 samples, original per row; 4 rows of 42 px enlarged x7 to >= 256 px
+    assert grid.shape[1] == (2 + 5 * (8 + 2)) * 7
 
     # inpainting from a mask file with the ODE and classifier guidance (classifier trained 2 steps)
     modes.run("train_classifier", c, workdir, stream=io.StringIO())

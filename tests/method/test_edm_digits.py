@@ -15,7 +15,7 @@ import pytest
 from score_sde import config
 from score_sde.run import experiment
 from score_sde.store.checkpoint import Checkpoints
-from tests.test_digits import _classifier, _confidence
+from tests.helpers import digits_classifier, digits_confidence
 
 N = 1024
 
@@ -42,7 +42,7 @@ def test_edm_training_turns_noise_into_digits(trained_digits_edm):
     errors above zero and the trained model's confidence near the DSM model's (0.69-0.73).
     Whether EDM trains *better* than DSM needs several training seeds: that judgement is
     benchmarks/edm_vs_dsm_digits.py, not a unit test."""
-    judge = _classifier()
+    judge = digits_classifier()
     c, workdir = trained_digits_edm
     exp, params = _params_and_experiment(
         c, workdir, **{"sampling.method": "edm_heun", "sampling.num_steps": "18"}
@@ -63,11 +63,11 @@ def test_edm_training_turns_noise_into_digits(trained_digits_edm):
 def test_edm_model_samples_with_every_sampler(trained_digits_edm):
     """Its score is derived from the denoiser, so PC, the ODE and every few-step sampler run it;
     the judge finds digits well above its confidence on noise (0.52)."""
-    judge = _classifier()
+    judge = digits_classifier()
     c, workdir = trained_digits_edm
     for method in ("pc", "ode", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde", "ddim"):
         options = {"sampling.method": method, "sampling.predictor": "reverse_diffusion"}
         exp, params = _params_and_experiment(c, workdir, **options)
         x, nfe = exp.sample(params, jax.random.key(7), 256)
         assert np.isfinite(x).all() and nfe > 0, method
-        assert _confidence(judge, x) > 0.62, (method, _confidence(judge, x))
+        assert digits_confidence(judge, x) > 0.62, (method, digits_confidence(judge, x))

@@ -24,11 +24,10 @@ from score_sde import score_fn as score_fn_lib
 from score_sde.data.toy_data import toy_density
 from score_sde.gmm import GaussianMixture
 from score_sde.sde import SDE, VPSDE, FlowPath, get_sde
+from tests.helpers import REPO, simulate_forward
 from tests.oracles import assert_matches_mixture, mixture_2d, mixture_nd
-from tests.test_sde import simulate_forward
 
 PATHS = {"linear": FlowPath("linear"), "cosine": FlowPath("cosine")}
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _f64(gmm: GaussianMixture) -> GaussianMixture:

@@ -9,21 +9,8 @@ import pytest
 from scipy import stats
 
 from score_sde.sde import VESDE, VPSDE, SubVPSDE, get_sde
+from tests.helpers import simulate_forward
 from tests.oracles import ALL_SDES
-
-
-def simulate_forward(sde, key, x0, t_end, steps=1000):
-    """Euler-Maruyama simulation of the forward SDE from 0 to t_end for particles x0 [n, D]."""
-    dt = t_end / steps
-
-    def body(i, carry):
-        x, key = carry
-        key, sub = jax.random.split(key)
-        t = jnp.full((x.shape[0],), i * dt)
-        drift, g = sde.sde(x, t)
-        return x + drift * dt + g[:, None] * math.sqrt(dt) * jax.random.normal(sub, x.shape), key
-
-    return jax.lax.fori_loop(0, steps, body, (x0, key))[0]
 
 
 @pytest.mark.parametrize("name", ["vp", "subvp", "ve"])

@@ -5,8 +5,6 @@ No published counts exist for these models (FIGURES.md), so the counts are check
 formula below, written from the original layer definitions, not from our module code.
 """
 
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,8 +13,7 @@ import pytest
 from score_sde import config, models
 from score_sde.config import DataConfig, NCSNv2Config
 from score_sde.models.ncsnpp import get_sigmas
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 # (out multiplier, resample='down', dilation) of res1, res2, ... in the original ncsnv2.py
 STAGES = {

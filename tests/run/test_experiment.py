@@ -15,8 +15,8 @@ import pytest
 
 from score_sde import config, models, parallel
 from score_sde.run import experiment, modes, train
+from tests.helpers import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHIPPED = sorted(
     str(p.relative_to(ROOT))
     for p in (ROOT / "configs").rglob("*.py")
@@ -129,7 +129,7 @@ def test_the_ode_samplers_tolerance_and_the_langevin_rule_are_set_from_the_comma
     """--config.sampling.rtol/atol reach the probability-flow ODE (fewer score evaluations at a
     looser tolerance), and --config.sampling.langevin_norm the PC sampler's corrector; the
     published configs use the original code's rule, the toys ours."""
-    path = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "toy" / "gmm.py")
+    path = str(ROOT / "configs" / "toy" / "gmm.py")
     score_fn = lambda x, t: -x / (1.0 + t[:, None])
     nfes = {}
     for tol in ("1e-2", "1e-5"):

@@ -12,25 +12,12 @@ import jax
 import numpy as np
 import pytest
 
-from configs.toy import base
 from score_sde import parallel
 from score_sde.config import from_config
 from score_sde.run import experiment, modes
 from score_sde.store import checkpoint, image_io
+from tests.helpers import tiny_config
 from tests.tb_events import read_events
-
-
-def tiny_config():
-    c = base.get_config("toy/gmm")
-    c.model.nf, c.model.num_layers, c.model.num_scales = 16, 1, 20
-    t = c.training
-    t.batch_size, t.n_iters, t.n_jitted_steps = 16, 8, 2
-    t.log_freq, t.eval_freq, t.snapshot_freq, t.snapshot_freq_for_preemption = 2, 4, 8, 4
-    t.eval_after_training = False
-    c.sampling.batch_size = c.sampling.num_samples = 64
-    c.eval.num_samples, c.eval.batch_size, c.eval.num_bpd_examples = 64, 32, 64
-    c.eval.rtol = c.eval.atol = 1e-3
-    return c
 
 
 def _is_png(path) -> bool:
@@ -42,7 +29,7 @@ def _is_png(path) -> bool:
 def run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("run"))
     out = io.StringIO()
-    modes.run("train", tiny_config(), workdir, stream=out)
+    modes.run("train", tiny_config("modes"), workdir, stream=out)
     return workdir, out.getvalue()
 
 
@@ -77,7 +64,7 @@ def test_train_logs_progress_jsonl_tensorboard_and_ema_samples(run):
     stem = os.path.join(workdir, "samples", "iter_8", "sample")
     assert _is_png(stem + ".png")
     saved = np.load(stem + ".npz")["samples"]
-    cfg = from_config(tiny_config())
+    cfg = from_config(tiny_config("modes"))
     exp = experiment.build(cfg)
     with checkpoint.Checkpoints(workdir) as ckpts:
         state = ckpts.restore(exp.state_like(), 8)
@@ -99,7 +86,7 @@ def test_train_logs_progress_jsonl_tensorboard_and_ema_samples(run):
 def test_eval_mode_writes_results_and_pictures(run):
     workdir, _ = run
     out = io.StringIO()
-    (results,) = modes.run("eval", tiny_config(), workdir, stream=out)
+    (results,) = modes.run("eval", tiny_config("modes"), workdir, stream=out)
     path = os.path.join(workdir, "eval", "8")
     saved = json.load(open(os.path.join(path, "results.json")))
     assert saved == json.loads(json.dumps(results))
@@ -115,7 +102,7 @@ def test_eval_mode_writes_results_and_pictures(run):
 def test_sample_mode_writes_no_event_file(run, tmp_path):
     workdir = shutil.copytree(run[0], tmp_path / "run")
     shutil.rmtree(workdir / "tensorboard")
-    modes.run("sample", tiny_config(), str(workdir), stream=io.StringIO())
+    modes.run("sample", tiny_config("modes"), str(workdir), stream=io.StringIO())
     assert list((workdir / "samples").glob("ckpt_8_*.npz"))
     assert not (workdir / "tensorboard").exists()
 
@@ -139,7 +126,7 @@ def test_sample_mode_writes_no_event_file(run, tmp_path):
 )
 def test_sample_mode_any_sampler_across_devices(run, method, predictor, corrector):
     workdir, _ = run
-    c = tiny_config()
+    c = tiny_config("modes")
     c.sampling.method, c.sampling.predictor, c.sampling.corrector = method, predictor, corrector
     c.sampling.num_samples, c.sampling.batch_size = 40, 16  # 3 calls of 4 per device, trimmed
     c.model.num_scales = 50  # DDPM betas reach beta_max / N: N = 20 makes ancestral's 1 - beta 0
@@ -164,7 +151,7 @@ def test_samples_of_other_settings_never_overwrite_each_other(run):
     workdir, _ = run
     made = {}
     for steps in (5, 10):
-        c = tiny_config()
+        c = tiny_config("modes")
         c.sampling.method, c.sampling.num_steps = "ddim", steps
         c.sampling.num_samples = c.sampling.batch_size = 16
         made[steps] = modes.run("sample", c, workdir, stream=io.StringIO())
@@ -189,7 +176,7 @@ def test_checkpoint_range_counts_snapshots_as_the_original():
             return 204  # a newer preemption checkpoint
 
     def steps(begin, end):
-        c = tiny_config()
+        c = tiny_config("modes")
         c.training.snapshot_freq, c.eval.begin_ckpt, c.eval.end_ckpt = 50, begin, end
         return checkpoint_steps(from_config(c), Ckpts())
 
@@ -204,7 +191,7 @@ def test_sample_mode_on_one_and_four_devices_agree_with_the_langevin_corrector(r
     """One sampling path: the batch is sharded under jit, so the Langevin step's batch norm is
     taken over the whole batch and the samples do not depend on the device count."""
     workdir, _ = run
-    c = tiny_config()
+    c = tiny_config("modes")
     c.sampling.predictor, c.sampling.corrector = "reverse_diffusion", "langevin"
     c.sampling.num_samples = c.sampling.batch_size = 64
     c.model.num_scales = 50
@@ -218,7 +205,7 @@ def test_sample_mode_on_one_and_four_devices_agree_with_the_langevin_corrector(r
 
 def test_eval_mode_with_few_step_samplers_reports_their_exact_nfe(run):
     workdir, _ = run
-    c = tiny_config()
+    c = tiny_config("modes")
     c.eval.samplers = ("edm_heun", "dpmpp_2m", "ddim")
     c.eval.enable_loss = c.eval.enable_bpd = False
     c.sampling.num_steps = 6
@@ -237,7 +224,7 @@ def test_eval_waits_for_the_checkpoints_training_writes(tmp_path):
     import threading
 
     workdir = str(tmp_path / "run")
-    c = tiny_config()
+    c = tiny_config("modes")
     t = c.training
     t.n_iters, t.snapshot_freq, t.snapshot_freq_for_preemption = 4, 2, 100
     t.snapshot_sampling = False

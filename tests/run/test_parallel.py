@@ -13,8 +13,7 @@ import pytest
 from score_sde import parallel
 from score_sde.run import experiment
 from score_sde.store import checkpoint
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
 
 
 def _free_port() -> int:

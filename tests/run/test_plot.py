@@ -17,8 +17,7 @@ from score_sde.run import modes, sample_files
 from score_sde.run.modes import plot as plot_lib
 from score_sde.store import fs, image_io
 from score_sde.store.metrics_log import MetricsLogger
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
 
 
 def _metrics(workdir, losses, every: int = 10, eval_every: int = 50) -> None:

@@ -15,13 +15,11 @@ import pytest
 
 from score_sde.run import identity, modes
 from score_sde.store import checkpoint
-from tests.test_checkpoint_faults import _config, _flags, _listing
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO, dir_listing, tiny_config, tiny_flags
 
 
 def _train(workdir, seed: int, **more):
-    config = _config(**more)
+    config = tiny_config("checkpoint", **more)
     config.seed = seed
     out = io.StringIO()
     modes.run("train", config, str(workdir), stream=out)
@@ -67,10 +65,10 @@ def _with_foreign_newest(runs, tmp_path):
 @pytest.mark.slow
 def test_another_runs_checkpoint_is_refused_with_one_line(runs, tmp_path):
     workdir = _with_foreign_newest(runs, tmp_path)
-    before = _listing(workdir)
+    before = dir_listing(workdir)
     proc = subprocess.run(
         [sys.executable, "launch.py", "--config=configs/toy/gmm.py", f"--workdir={workdir}",
-         *_flags(seed=0, **{"training.n_iters": 28})],
+         *tiny_flags(seed=0, **{"training.n_iters": 28})],
         cwd=REPO, capture_output=True, text=True, timeout=240,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )  # fmt: skip
@@ -86,7 +84,7 @@ def test_another_runs_checkpoint_is_refused_with_one_line(runs, tmp_path):
         identity.ALLOW,
     ):
         assert needle in lines[0], (needle, lines[0])
-    assert _listing(workdir) == before  # nothing written, moved or removed
+    assert dir_listing(workdir) == before  # nothing written, moved or removed
 
 
 @pytest.mark.slow
@@ -104,12 +102,12 @@ def test_the_flag_resumes_from_it_on_purpose(runs, tmp_path):
 def test_a_changed_model_field_is_refused_and_a_changed_step_count_logged(runs, tmp_path):
     workdir = tmp_path / "a"
     shutil.copytree(runs / "a", workdir)
-    before = _listing(workdir)
+    before = dir_listing(workdir)
     with pytest.raises(ValueError) as e:  # same shapes: only the identity can tell
         _train(workdir, seed=0, **{"model.beta_max": 15.0, "training.n_iters": 28})
     assert "its config differs in model.beta_max: 20.0 in the checkpoint, 15.0 now" in str(e.value)
     assert "not by this work directory's run" not in str(e.value)  # the same run
-    assert _listing(workdir) == before
+    assert dir_listing(workdir) == before
     out = _train(workdir, seed=0, **{"training.n_iters": 28})
     changed = [line for line in out.splitlines() if line.startswith("resumed with a changed")]
     assert changed == ["resumed with a changed field: training.n_iters: 24 -> 28"]

@@ -6,30 +6,15 @@ import numpy as np
 import optax
 import pytest
 
-from configs.toy import base
 from score_sde import parallel
 from score_sde.config import OptimConfig, from_config
 from score_sde.run import experiment, train
 from score_sde.store import checkpoint
-
-
-def tiny_config(**training):
-    c = base.get_config("toy/gmm")
-    c.model.nf = 16
-    c.model.num_layers = 1
-    c.training.batch_size = 16
-    c.training.n_iters = 8
-    c.training.n_jitted_steps = 2
-    c.training.snapshot_sampling = False
-    c.training.eval_after_training = False
-    c.optim.warmup = 4
-    for k, v in training.items():
-        c.training[k] = v
-    return c
+from tests.helpers import tiny_config
 
 
 def _one_step(num_devices: int, batch, scan: bool):
-    cfg = from_config(tiny_config())
+    cfg = from_config(tiny_config("train"))
     exp = experiment.build(cfg, parallel.make_mesh(num_devices))
     state = exp.new_state()
     step = train.make_train_steps(exp.loss_fn(train=True), exp.tx, 0.9, exp.mesh, scan=scan)
@@ -48,7 +33,7 @@ def test_four_devices_equal_one_device(scan):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # the step really moved the params (so the comparison is not vacuous)
     s0 = parallel.to_host(
-        experiment.build(from_config(tiny_config()), parallel.make_mesh(1)).new_state()
+        experiment.build(from_config(tiny_config("train")), parallel.make_mesh(1)).new_state()
     )
     moved = [
         np.abs(a - b).max()
@@ -61,7 +46,7 @@ def test_four_devices_equal_one_device(scan):
 def test_scan_equals_python_loop():
     """k steps in one lax.scan dispatch == k dispatches of the jitted step == k separate calls
     (same keys, same batches), and the metrics line up step by step."""
-    cfg = from_config(tiny_config())
+    cfg = from_config(tiny_config("train"))
     exp = experiment.build(cfg, parallel.make_mesh(2))
     loss_fn = exp.loss_fn(train=True)
     xs = np.asarray(jax.random.normal(jax.random.key(4), (3, 16, 2)))
@@ -118,7 +103,14 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
     from score_sde.run.modes.train import train_and_evaluate
 
     c = tiny_config(
-        n_iters=20, snapshot_freq=100, snapshot_freq_for_preemption=4, log_freq=100, eval_freq=100
+        "train",
+        **{
+            "training.n_iters": 20,
+            "training.snapshot_freq": 100,
+            "training.snapshot_freq_for_preemption": 4,
+            "training.log_freq": 100,
+            "training.eval_freq": 100,
+        },
     )
     cfg = from_config(c)
     with pytest.raises(

@@ -1,9 +1,7 @@
 """Checkpoints: round trip, rolling preemption slot, bit-identical resume, SIGTERM save."""
 
-import os
 import subprocess
 import sys
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -14,68 +12,13 @@ import pytest
 from score_sde import parallel
 from score_sde.run import experiment
 from score_sde.store import checkpoint
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# A tiny run: 24 steps, 2 per dispatch, snapshots at 10, 20, 24, preemption checkpoints every 4
-# steps, on 4 (faked) devices.
-OVERRIDES = {
-    "training.n_iters": 24,
-    "training.n_jitted_steps": 2,
-    "training.batch_size": 16,
-    "training.snapshot_freq": 10,
-    "training.snapshot_freq_for_preemption": 4,
-    "training.log_freq": 1000,
-    "training.eval_freq": 1000,
-    "training.snapshot_sampling": False,
-    "training.eval_after_training": False,
-    "model.nf": 16,
-    "model.num_layers": 1,
-}
-
-
-def _flags():
-    return [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
+from tests.helpers import OVERRIDES, REPO, tiny_flags, train_until_signal
 
 
 def _launch(workdir, timeout=240):
     cmd = [sys.executable, "launch.py", "--config", "configs/toy/gmm.py", f"--workdir={workdir}"]
-    return subprocess.run(cmd + _flags(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
-def _driver(workdir, signal_name, at_step, timeout=240):
-    """Runs training in a child that sends itself `signal_name` when it fetches batch `at_step`."""
-    code = textwrap.dedent(f"""
-        import os, signal, sys
-        from configs.toy import gmm
-        from score_sde.data import datasets
-        from score_sde.run import modes
-        from score_sde.config import from_config
-
-        config = gmm.get_config()
-        for k, v in {OVERRIDES!r}.items():
-            a, b = k.split(".")
-            config[a][b] = v
-        cfg = from_config(config)
-
-        class Signalling:
-            def __init__(self):
-                self.inner = datasets.get_process_dataset(
-                    cfg.data, "train", global_batch=cfg.training.batch_size, seed=cfg.seed)
-            def batch(self, step):
-                if step == {at_step}:
-                    os.kill(os.getpid(), signal.{signal_name})
-                return self.inner.batch(step)
-
-        try:
-            modes.run("train", cfg, {str(workdir)!r}, dataset=Signalling())
-        except modes.Preempted as e:
-            print("preempted:", e)
-            sys.exit(143)
-        print("clean exit")
-    """)
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        cmd + tiny_flags(), cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -160,7 +103,7 @@ def test_resume_after_sigkill_is_bit_identical_and_sigterm_saves(tmp_path):
     assert straight.stdout.startswith("topology: process 0/1, 4 local / 4 global cpu device(s)")
 
     # SIGKILL while fetching the data of step 14 (mid-run, possibly mid-save), then restart.
-    killed = _driver(tmp_path / "killed", "SIGKILL", 14)
+    killed = train_until_signal(tmp_path / "killed", "SIGKILL", 14)
     assert killed.returncode == -9, killed.stderr[-3000:]
     partial = checkpoint.Checkpoints(str(tmp_path / "killed")).latest_step()
     assert partial is not None and 0 < partial < 24
@@ -170,7 +113,7 @@ def test_resume_after_sigkill_is_bit_identical_and_sigterm_saves(tmp_path):
 
     # SIGTERM at step 9: the step-10 dispatch finishes, a preemption checkpoint is saved,
     # and modes.run reports the preemption (the launcher exits 143 on it).
-    termed = _driver(tmp_path / "termed", "SIGTERM", 9)
+    termed = train_until_signal(tmp_path / "termed", "SIGTERM", 9)
     assert termed.returncode == 143, termed.stderr[-3000:]
     assert "SIGTERM: saved a preemption checkpoint at step 10" in termed.stdout
     assert "preempted: SIGTERM: preempted at step 10" in termed.stdout

@@ -7,7 +7,6 @@ for bit, never delete or move a file, and keep orbax's tracebacks off stderr; a 
 never written; a resumed run rewrites a damaged step after moving it aside.
 """
 
-import hashlib
 import io
 import json
 import os
@@ -18,24 +17,30 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from configs.toy import gmm
 from score_sde import parallel
 from score_sde.config import from_config
 from score_sde.run import experiment, modes
 from score_sde.store import checkpoint
-from tests import test_checkpoint
-from tests.test_launch import assert_one_clear_line as _one_line
-from tests.test_progress import LINE
+from tests.helpers import (
+    NOISE,
+    PROGRESS_LINE,
+    REPO,
+    assert_one_clear_line,
+    assert_trees_equal,
+    data_files,
+    dir_listing,
+    restore_host,
+    tiny_config,
+    tiny_flags,
+    truncate_file,
+)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# 24 steps, 2 per dispatch: snapshots checkpoints/{10,20,24}, the rolling preemption slot keeps
-# checkpoints-meta/16. Newest first: 24, 20, 16 (preemption), 10.
-OVERRIDES = test_checkpoint.OVERRIDES  # the same tiny run
+# The tiny run (tests/helpers.py OVERRIDES): 24 steps, 2 per dispatch: snapshots
+# checkpoints/{10,20,24}, the rolling preemption slot keeps checkpoints-meta/16. Newest first:
+# 24, 20, 16 (preemption), 10.
 STEPS = {
     "checkpoints/10": 10,
     "checkpoints/20": 20,
@@ -44,78 +49,25 @@ STEPS = {
 }
 
 
-def _config(**more):
-    c = gmm.get_config()
-    for k, v in {**OVERRIDES, **more}.items():
-        a, b = k.split(".")
-        c[a][b] = v
-    return c
-
-
-def _flags(**more):
-    return [f"--config.{k}={v}" for k, v in {**OVERRIDES, **more}.items()]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The work directory of the tiny run (do not modify: tests copy it)."""
-    workdir = tmp_path_factory.mktemp("faults") / "run"
-    modes.run("train", _config(), str(workdir), stream=io.StringIO())
-    return workdir
-
-
 @pytest.fixture(scope="module")
 def exp():
-    return experiment.build(from_config(_config()), parallel.make_mesh())
+    return experiment.build(from_config(tiny_config("checkpoint")), parallel.make_mesh())
 
 
 @pytest.fixture(scope="module")
-def reference(trained, exp):
+def reference(tiny_run, exp):
     """{step: host state} of every checkpoint of the intact run."""
     out = {}
-    with checkpoint.Checkpoints(str(trained), read_only=True) as ckpts:
+    with checkpoint.Checkpoints(str(tiny_run), read_only=True) as ckpts:
         for step in sorted(set(STEPS.values())):
             out[step] = parallel.to_host(ckpts.restore(exp.state_like(), step))
     return out
 
 
-def _copy(trained, tmp_path):
+def _copy(tiny_run, tmp_path):
     workdir = tmp_path / "run"
-    shutil.copytree(trained, workdir)
+    shutil.copytree(tiny_run, workdir)
     return workdir
-
-
-def _restore(workdir, like, step=None):
-    """(host state, the step used, the warning lines) of a fresh read-only Checkpoints."""
-    lines = []
-    with checkpoint.Checkpoints(str(workdir), read_only=True, warn=lines.append) as ckpts:
-        state = ckpts.restore(like, step)
-        used = ckpts.last_restored_step
-    return parallel.to_host(state), used, lines
-
-
-def _listing(workdir) -> dict[str, str]:
-    """{relative path: sha1} of every file and {relative path/: 'dir'} of every directory."""
-    out = {}
-    for root, dirs, files in os.walk(workdir):
-        for d in dirs:
-            out[os.path.relpath(os.path.join(root, d), workdir) + "/"] = "dir"
-        for f in files:
-            path = os.path.join(root, f)
-            with open(path, "rb") as fh:
-                out[os.path.relpath(path, workdir)] = hashlib.sha1(fh.read()).hexdigest()
-    return out
-
-
-def _data_files(step_dir) -> list[str]:
-    """The array data files of a checkpoint (orbax's OCDBT data under <item>/.../d/), largest
-    first."""
-    found = []
-    for root, _, files in os.walk(step_dir):
-        if os.path.basename(root) == "d":
-            found += [os.path.join(root, f) for f in files]
-    assert found, f"no data files under {step_dir}"
-    return sorted(found, key=os.path.getsize, reverse=True)
 
 
 def flip_bytes(step_dir, n=64, spots=8):
@@ -123,7 +75,7 @@ def flip_bytes(step_dir, n=64, spots=8):
     alone may land in the zarr metadata that orbax keeps in the same file but does not read back
     on restore (a harmless flip: the state still restores bit for bit); spread spots always hit
     array data, whatever order orbax wrote the file in."""
-    path = _data_files(step_dir)[0]
+    path = data_files(step_dir)[0]
     size = os.path.getsize(path)
     assert size > 4 * n * spots
     with open(path, "r+b") as fh:
@@ -144,13 +96,8 @@ def wrong_checksum(step_dir):
     path.write_text(json.dumps(sums))
 
 
-def truncate_file(step_dir):
-    path = _data_files(step_dir)[0]
-    os.truncate(path, os.path.getsize(path) // 3)
-
-
 def delete_file(step_dir):
-    os.remove(_data_files(step_dir)[0])
+    os.remove(data_files(step_dir)[0])
 
 
 def garble_metadata(step_dir):
@@ -159,13 +106,6 @@ def garble_metadata(step_dir):
 
 def delete_checksums(step_dir):
     shutil.rmtree(step_dir / checkpoint.CHECKSUM_ITEM)
-
-
-def _assert_equal(a, b):
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for u, v in zip(la, lb, strict=True):
-        np.testing.assert_array_equal(u, v)
 
 
 # ---------------------------------------------------------------------------- damaged data
@@ -186,73 +126,75 @@ def _assert_equal(a, b):
     ],
 )
 def test_damaged_newest_falls_back_to_the_previous_one(
-    damage, reason, trained, exp, reference, tmp_path
+    damage, reason, tiny_run, exp, reference, tmp_path
 ):
-    workdir = _copy(trained, tmp_path)
+    workdir = _copy(tiny_run, tmp_path)
     damage(workdir / "checkpoints" / "24")
-    before = _listing(workdir)
-    state, step, lines = _restore(workdir, exp.state_like())
+    before = dir_listing(workdir)
+    state, step, lines = restore_host(workdir, exp.state_like())
     assert step == 20 and int(state.step) == 20
-    _assert_equal(state, reference[20])  # bit for bit
+    assert_trees_equal(state, reference[20])  # bit for bit
     assert len(lines) == 1, lines
     if isinstance(reason, tuple):
         (reason,) = [r for r in reason if r in lines[0]] or [reason[0]]
-    _one_line(lines[0], f"{workdir}/checkpoints/24", reason, "nothing was deleted")
+    assert_one_clear_line(lines[0], f"{workdir}/checkpoints/24", reason, "nothing was deleted")
     # an explicit step does not fall back
     with pytest.raises(checkpoint.DamagedCheckpointError) as info:
-        _restore(workdir, exp.state_like(), 24)
-    _one_line(str(info.value), f"{workdir}/checkpoints/24 cannot be restored", "damaged", reason)
+        restore_host(workdir, exp.state_like(), 24)
+    assert_one_clear_line(
+        str(info.value), f"{workdir}/checkpoints/24 cannot be restored", "damaged", reason
+    )
     assert [p for p, _ in info.value.damaged] == [f"{workdir}/checkpoints/24"]
-    assert _listing(workdir) == before  # nothing deleted, moved or added
+    assert dir_listing(workdir) == before  # nothing deleted, moved or added
 
 
-def test_checksums_are_stored_in_the_checkpoint_and_match(trained, reference):
+def test_checksums_are_stored_in_the_checkpoint_and_match(tiny_run, reference):
     ckpt = ocp.Checkpointer(ocp.JsonCheckpointHandler())
-    doc = ckpt.restore(trained / "checkpoints" / "24" / checkpoint.CHECKSUM_ITEM)
+    doc = ckpt.restore(tiny_run / "checkpoints" / "24" / checkpoint.CHECKSUM_ITEM)
     ckpt.close()
     assert doc["format"] == checkpoint.CHECKSUM_FORMAT
     assert doc["leaves"] == checkpoint.checksums(reference[24])
     assert "params.out.kernel.value" in doc["leaves"]
 
 
-def test_a_checkpoint_whose_name_lies_is_skipped(trained, exp, reference, tmp_path):
+def test_a_checkpoint_whose_name_lies_is_skipped(tiny_run, exp, reference, tmp_path):
     """`mv checkpoints/20 checkpoints/30`: step 30 holds the state of step 20. It is reported and
     passed over for the newest honest one (24), bit for bit; asked for by name it is refused;
     nothing is moved or deleted."""
-    workdir = _copy(trained, tmp_path)
+    workdir = _copy(tiny_run, tmp_path)
     os.rename(workdir / "checkpoints" / "20", workdir / "checkpoints" / "30")
-    before = _listing(workdir)
-    state, step, lines = _restore(workdir, exp.state_like())
+    before = dir_listing(workdir)
+    state, step, lines = restore_host(workdir, exp.state_like())
     assert step == 24 and int(state.step) == 24
-    _assert_equal(state, reference[24])
+    assert_trees_equal(state, reference[24])
     assert len(lines) == 1, lines
-    _one_line(
+    assert_one_clear_line(
         lines[0],
         f"skipped checkpoint {workdir}/checkpoints/30: its name says step 30 but it holds the "
         "state of step 20 (renamed or copied by hand?) (nothing was deleted)",
     )
     with pytest.raises(checkpoint.DamagedCheckpointError, match="holds the state of step 20"):
-        _restore(workdir, exp.state_like(), 30)
-    assert _listing(workdir) == before
+        restore_host(workdir, exp.state_like(), 30)
+    assert dir_listing(workdir) == before
 
 
 def test_stray_empty_directories_are_skipped_and_saving_still_works(
-    trained, exp, reference, tmp_path
+    tiny_run, exp, reference, tmp_path
 ):
-    workdir = _copy(trained, tmp_path)
+    workdir = _copy(tiny_run, tmp_path)
     (workdir / "checkpoints" / "900").mkdir()
     (workdir / "checkpoints-meta" / "900").mkdir()
     (workdir / "checkpoints" / "950").mkdir()
     (workdir / "checkpoints" / "950" / "notes.txt").write_text("not a checkpoint")
-    before = _listing(workdir)
-    state, step, lines = _restore(workdir, exp.state_like())
+    before = dir_listing(workdir)
+    state, step, lines = restore_host(workdir, exp.state_like())
     assert step == 24
-    _assert_equal(state, reference[24])
+    assert_trees_equal(state, reference[24])
     assert len(lines) == 3, lines
     for kind in ("checkpoints", "checkpoints-meta"):
         assert any(f"{workdir}/{kind}/900: empty directory" in line for line in lines), lines
     assert any(f"{workdir}/checkpoints/950: no state/ item" in line for line in lines), lines
-    assert _listing(workdir) == before
+    assert dir_listing(workdir) == before
     shutil.rmtree(workdir / "checkpoints" / "950")
 
     lines = []
@@ -268,42 +210,44 @@ def test_stray_empty_directories_are_skipped_and_saving_still_works(
         assert ckpts.snapshot_steps() == [10, 20, 24, 900]
         restored = parallel.to_host(ckpts.restore(exp.state_like(), 900))
         assert int(restored.step) == 900
-        _assert_equal(restored._replace(step=reference[24].step), reference[24])
+        assert_trees_equal(restored._replace(step=reference[24].step), reference[24])
         assert int(parallel.to_host(ckpts.restore(exp.state_like(), 26).step)) == 26
 
 
 @pytest.mark.slow
-def test_every_checkpoint_damaged_is_one_error_naming_each(trained, exp, tmp_path):
-    workdir = _copy(trained, tmp_path)
+def test_every_checkpoint_damaged_is_one_error_naming_each(tiny_run, exp, tmp_path):
+    workdir = _copy(tiny_run, tmp_path)
     for rel in STEPS:
         truncate_file(workdir / rel)
-    before = _listing(workdir)
+    before = dir_listing(workdir)
     lines = []
     with checkpoint.Checkpoints(str(workdir), read_only=True, warn=lines.append) as ckpts:
         with pytest.raises(checkpoint.DamagedCheckpointError) as info:
             ckpts.restore(exp.state_like())
-    _one_line(str(info.value), "every one is damaged", "Nothing was deleted", "fresh --workdir")
+    assert_one_clear_line(
+        str(info.value), "every one is damaged", "Nothing was deleted", "fresh --workdir"
+    )
     assert len(info.value.damaged) == len(STEPS)
     for rel in STEPS:
         assert f"{workdir}/{rel} (unreadable array data" in str(info.value)
     assert lines == []  # the error says it all: no line per checkpoint on top
-    assert _listing(workdir) == before
+    assert dir_listing(workdir) == before
 
 
-def test_damaged_newest_is_rewritten_by_the_resumed_run(trained, exp, reference, tmp_path):
+def test_damaged_newest_is_rewritten_by_the_resumed_run(tiny_run, exp, reference, tmp_path):
     """Resumed from 20, the run reaches 24 again: the damaged 24 is moved aside (kept), the new
     one written, and equals the original."""
-    workdir = _copy(trained, tmp_path)
+    workdir = _copy(tiny_run, tmp_path)
     flip_bytes(workdir / "checkpoints" / "24")
-    damaged = _listing(workdir / "checkpoints" / "24")
+    damaged = dir_listing(workdir / "checkpoints" / "24")
     out = io.StringIO()
-    modes.run("train", _config(), str(workdir), stream=out)
+    modes.run("train", tiny_config("checkpoint"), str(workdir), stream=out)
     assert "resumed from step 20" in out.getvalue()
     moved = workdir / checkpoint.DAMAGED_DIR / "checkpoints" / "24"
-    assert _listing(moved) == damaged
-    state, step, lines = _restore(workdir, exp.state_like())
+    assert dir_listing(moved) == damaged
+    state, step, lines = restore_host(workdir, exp.state_like())
     assert step == 24 and lines == []
-    _assert_equal(state, reference[24])
+    assert_trees_equal(state, reference[24])
 
 
 # ---------------------------------------------------------------------------- format and config
@@ -320,36 +264,40 @@ def test_old_checkpoint_without_checksums_restores_unverified(exp, reference, tm
     assert os.listdir(workdir / "checkpoints" / "20").count("default") == 1
     lines = []
     with checkpoint.Checkpoints(str(workdir), warn=lines.append) as ckpts:
-        _assert_equal(parallel.to_host(ckpts.restore(exp.state_like())), reference[20])
-        _assert_equal(parallel.to_host(ckpts.restore(exp.state_like(), 20)), reference[20])
+        assert_trees_equal(parallel.to_host(ckpts.restore(exp.state_like())), reference[20])
+        assert_trees_equal(parallel.to_host(ckpts.restore(exp.state_like(), 20)), reference[20])
         assert len(lines) == 1, lines  # reported once
-        _one_line(lines[0], f"{workdir}/checkpoints/20", "no checksums", "unverified")
+        assert_one_clear_line(lines[0], f"{workdir}/checkpoints/20", "no checksums", "unverified")
         ckpts.save(24, jax.device_put(reference[24], parallel.replicated(exp.mesh)), snapshot=True)
-    state, step, lines = _restore(workdir, exp.state_like())
+    state, step, lines = restore_host(workdir, exp.state_like())
     assert step == 24 and lines == []
-    _assert_equal(state, reference[24])
+    assert_trees_equal(state, reference[24])
     # another config is told apart from orbax's metadata alone
-    other = experiment.build(from_config(_config(**{"model.nf": 32})), parallel.make_mesh())
+    other = experiment.build(
+        from_config(tiny_config("checkpoint", **{"model.nf": 32})), parallel.make_mesh()
+    )
     with pytest.raises(ValueError, match="checkpoints/24 cannot be restored into this config"):
-        _restore(workdir, other.state_like())
+        restore_host(workdir, other.state_like())
     shutil.rmtree(workdir / "checkpoints" / "24")
     with pytest.raises(ValueError, match="checkpoints/20 cannot be restored into this config"):
-        _restore(workdir, other.state_like())
+        restore_host(workdir, other.state_like())
 
 
 @pytest.mark.parametrize("damaged_newest", [False, True])
-def test_another_config_is_an_error_not_a_fallback(damaged_newest, trained, tmp_path):
-    workdir = _copy(trained, tmp_path)
+def test_another_config_is_an_error_not_a_fallback(damaged_newest, tiny_run, tmp_path):
+    workdir = _copy(tiny_run, tmp_path)
     if damaged_newest:  # the shapes are read from the metadata, before any array
         flip_bytes(workdir / "checkpoints" / "24")
-    before = _listing(workdir)
-    other = experiment.build(from_config(_config(**{"model.nf": 32})), parallel.make_mesh())
+    before = dir_listing(workdir)
+    other = experiment.build(
+        from_config(tiny_config("checkpoint", **{"model.nf": 32})), parallel.make_mesh()
+    )
     lines = []
     with checkpoint.Checkpoints(str(workdir), read_only=True, warn=lines.append) as ckpts:
         with pytest.raises(ValueError) as info:
             ckpts.restore(other.state_like())
     assert not isinstance(info.value, checkpoint.DamagedCheckpointError)
-    _one_line(
+    assert_one_clear_line(
         str(info.value),
         f"{workdir}/checkpoints/24 cannot be restored into this config's train state",
         "config.json",
@@ -357,7 +305,7 @@ def test_another_config_is_an_error_not_a_fallback(damaged_newest, trained, tmp_
         "has shape (16,) in the checkpoint but (32,) here",
     )
     assert lines == []
-    assert _listing(workdir) == before
+    assert dir_listing(workdir) == before
 
 
 # ---------------------------------------------------------------------------- diverged state
@@ -374,14 +322,14 @@ def test_another_config_is_an_error_not_a_fallback(damaged_newest, trained, tmp_
         ),
     ],
 )
-def test_diverged_state_is_not_written(spoil, leaf, trained, exp, tmp_path):
-    workdir = _copy(trained, tmp_path)
-    before = _listing(workdir)
+def test_diverged_state_is_not_written(spoil, leaf, tiny_run, exp, tmp_path):
+    workdir = _copy(tiny_run, tmp_path)
+    before = dir_listing(workdir)
     with checkpoint.Checkpoints(str(workdir)) as ckpts:
         state = ckpts.restore(exp.state_like())
         with pytest.raises(FloatingPointError) as info:
             ckpts.save(26, spoil(state), snapshot=True)
-    _one_line(
+    assert_one_clear_line(
         str(info.value),
         "refusing to save step 26",
         leaf,
@@ -390,7 +338,7 @@ def test_diverged_state_is_not_written(spoil, leaf, trained, exp, tmp_path):
         "config.optim.lr",
         "config.optim.grad_clip",
     )
-    assert _listing(workdir) == before  # no step directory, no temporary one
+    assert dir_listing(workdir) == before  # no step directory, no temporary one
 
     with checkpoint.Checkpoints(str(workdir)) as ckpts:  # nothing restored or saved yet
         with pytest.raises(
@@ -414,21 +362,11 @@ def test_no_checkpoint_is_still_none(exp, tmp_path):
 # ---------------------------------------------------------------------------- what the user sees
 
 
-NOISE = (
-    "Traceback",
-    "Future exception",
-    "Event loop is closed",
-    "Exception ignored",
-    "never awaited",
-    "RuntimeWarning",
-)
-
-
 @pytest.mark.slow
-def test_damaged_restores_keep_orbax_noise_off_stderr(trained, tmp_path):
+def test_damaged_restores_keep_orbax_noise_off_stderr(tiny_run, tmp_path):
     """In a fresh process (orbax's threads outlive the restore): fallback over a truncated and a
     deleted file, an explicit damaged step, and every checkpoint damaged."""
-    workdir = _copy(trained, tmp_path)
+    workdir = _copy(tiny_run, tmp_path)
     truncate_file(workdir / "checkpoints" / "24")
     delete_file(workdir / "checkpoints" / "20")
     code = textwrap.dedent(f"""
@@ -437,9 +375,9 @@ def test_damaged_restores_keep_orbax_noise_off_stderr(trained, tmp_path):
         from score_sde.run import experiment
         from score_sde import parallel
         from score_sde.config import from_config
-        from tests.test_checkpoint_faults import _config, truncate_file
+        from tests.helpers import tiny_config, truncate_file
 
-        exp = experiment.build(from_config(_config()), parallel.make_mesh())
+        exp = experiment.build(from_config(tiny_config("checkpoint")), parallel.make_mesh())
         workdir = {str(workdir)!r}
         with checkpoint.Checkpoints(workdir, read_only=True) as ckpts:
             state, step = ckpts.restore_newest(exp.state_like())
@@ -476,7 +414,12 @@ def _launch(workdir, *args):
     cmd = [sys.executable, "launch.py", "--config=configs/toy/gmm.py", f"--workdir={workdir}"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     return subprocess.run(
-        cmd + _flags() + list(args), cwd=REPO, capture_output=True, text=True, timeout=240, env=env
+        cmd + tiny_flags() + list(args),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
     )
 
 
@@ -485,14 +428,18 @@ def test_launcher_resumes_from_the_older_checkpoint_after_corruption(exp, tmp_pa
     workdir = tmp_path / "run"
     first = _launch(workdir)
     assert first.returncode == 0, first.stderr[-3000:]
-    final, _, _ = _restore(workdir, exp.state_like(), 24)
+    final, _, _ = restore_host(workdir, exp.state_like(), 24)
 
     truncate_file(workdir / "checkpoints" / "24")
     evaluated = _launch(workdir, "--mode=eval")  # the newest intact one, saying so
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    lines = [ln for ln in evaluated.stderr.splitlines() if ln.strip() and not LINE.match(ln)]
+    lines = [
+        ln for ln in evaluated.stderr.splitlines() if ln.strip() and not PROGRESS_LINE.match(ln)
+    ]
     assert len(lines) == 1, evaluated.stderr[-3000:]  # and the plain progress lines
-    _one_line(lines[0], f"skipped checkpoint {workdir}/checkpoints/24", "unreadable array data")
+    assert_one_clear_line(
+        lines[0], f"skipped checkpoint {workdir}/checkpoints/24", "unreadable array data"
+    )
     assert sorted(os.listdir(workdir / "eval")) == ["20"]
 
     again = _launch(workdir)  # the same command
@@ -500,14 +447,16 @@ def test_launcher_resumes_from_the_older_checkpoint_after_corruption(exp, tmp_pa
     assert f"resumed from step 20 in {workdir}" in again.stdout
     lines = [line for line in again.stderr.splitlines() if line.strip()]
     assert len(lines) == 2, again.stderr[-3000:]
-    _one_line(lines[0], f"skipped checkpoint {workdir}/checkpoints/24", "unreadable array data")
-    _one_line(
+    assert_one_clear_line(
+        lines[0], f"skipped checkpoint {workdir}/checkpoints/24", "unreadable array data"
+    )
+    assert_one_clear_line(
         lines[1], f"moved the damaged checkpoint {workdir}/checkpoints/24", "checkpoints-damaged"
     )
     for noise in NOISE:
         assert noise not in again.stderr + evaluated.stderr
     # the damaged step was kept aside; the rewritten one is the uninterrupted run's state
     assert os.listdir(workdir / checkpoint.DAMAGED_DIR / "checkpoints") == ["24"]
-    state, step, lines = _restore(workdir, exp.state_like())
+    state, step, lines = restore_host(workdir, exp.state_like())
     assert step == 24 and lines == []
-    _assert_equal(state, final)
+    assert_trees_equal(state, final)

@@ -2,7 +2,7 @@
 legacy), every dtype a state dict holds, non-contiguous tensors, views into shared storages with
 offsets, nested dicts and lists; it refuses anything that is not plain state-dict data.
 
-The fixtures in tests/data were written by PyTorch itself (see tests/data/README.md); the expected
+The fixtures in tests/assets were written by PyTorch itself (see tests/assets/README.md); the expected
 arrays are what torch gives for the same tensors.
 """
 
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from score_sde.store import torch_format
+from tests.helpers import ASSETS
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = str(ASSETS)
 
 
 @pytest.mark.parametrize("name", ["torch_zip.pth", "torch_legacy.pth"])

@@ -19,7 +19,7 @@ import score_sde
 from score_sde import api
 from score_sde import config as config_lib
 from score_sde.run import experiment, modes
-from tests.test_modes import tiny_config
+from tests.helpers import tiny_config
 
 EPS = 1e-5  # likelihood.get_likelihood_fn's starting time
 
@@ -38,7 +38,7 @@ def _zeros(model: api.Model) -> api.Model:
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    c = tiny_config()
+    c = tiny_config("modes")
     c.eval.rtol = c.eval.atol = 1e-6
     workdir = str(tmp_path_factory.mktemp("api"))
     modes.run("train", c, workdir, stream=io.StringIO())

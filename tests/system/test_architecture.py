@@ -8,7 +8,9 @@ import pathlib
 
 import pytest
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "score_sde"
+from tests.helpers import ROOT
+
+PACKAGE = ROOT / "score_sde"
 
 METHOD = {
     "sde", "losses", "score_fn", "sampling", "fast_sampling", "likelihood", "solvers",

@@ -10,7 +10,6 @@ one test.
 """
 
 import concurrent.futures
-import hashlib
 import os
 import pathlib
 import subprocess
@@ -18,7 +17,8 @@ import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, assert_refused, file_tree
+
 MULTI = ["--num_processes=2", "--process_id=0"]
 
 # (id, flags after --config=toy/gmm, what the one error line must contain)
@@ -79,18 +79,6 @@ CASES = [
 ]  # fmt: skip
 
 
-def _tree(root: pathlib.Path) -> dict[str, str]:
-    """{relative path: sha1, 'dir' or 'link -> target'} of everything under root."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        if path.is_symlink():
-            out[rel] = f"link -> {os.readlink(path)}"
-        else:
-            out[rel] = "dir" if path.is_dir() else hashlib.sha1(path.read_bytes()).hexdigest()
-    return out
-
-
 def _run(root: pathlib.Path, flags: list[str]):
     cwd, workdir = root / "cwd", root / "run"
     for d in (cwd, workdir):
@@ -99,13 +87,13 @@ def _run(root: pathlib.Path, flags: list[str]):
     flags = [f.replace("{root}", str(root)) for f in flags]
     if not any(f.startswith("--workdir") for f in flags):
         flags.append(f"--workdir={workdir}")
-    before = _tree(root)
+    before = file_tree(root)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "launch.py"), "--config=toy/gmm", *flags],
+        [sys.executable, str(ROOT / "launch.py"), "--config=toy/gmm", *flags],
         cwd=cwd, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
-    return proc, before, _tree(root)
+    return proc, before, file_tree(root)
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +116,3 @@ def test_the_table_is_large():
 def test_refused_with_one_line_and_nothing_changed(outcomes, name, flags, needles):
     root, proc, before, after = outcomes[name]
     assert_refused(proc, [n.replace("{root}", str(root)) for n in needles], before, after)
-
-
-def assert_refused(proc, needles: list[str], before: dict, after: dict) -> None:
-    """Exit status 2, no traceback, one `error:` line holding every needle, and the file system
-    (`_tree` before and after) unchanged."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    assert after == before, "the command changed the file system"

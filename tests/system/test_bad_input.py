@@ -21,9 +21,8 @@ from score_sde.config import DataConfig
 from score_sde.data import datasets
 from score_sde.run import modes
 from score_sde.store import image_io
-from tests.test_launch import assert_kept, assert_one_clear_line, snapshot, tiny_config
+from tests.helpers import REPO, assert_kept, assert_one_clear_line, snapshot, tiny_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RGB = np.random.default_rng(0).integers(0, 256, (6, 12, 12, 3), dtype=np.uint8)
 
 

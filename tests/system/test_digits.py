@@ -20,23 +20,9 @@ from score_sde.config import from_config
 from score_sde.data import datasets
 from score_sde.run import experiment
 from score_sde.store.checkpoint import Checkpoints
+from tests.helpers import digits_classifier, digits_confidence
 
 STEPS = 600
-
-
-def _classifier():
-    from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
-
-    d = load_digits()
-    x = d.data / 16.0  # the config's [0, 1] scaling at 8x8
-    return LogisticRegression(max_iter=2000).fit(x[:1500], d.target[:1500])
-
-
-def _confidence(clf, samples) -> float:
-    """Mean max-probability of samples in model space [-1, 1] (centered data)."""
-    x = np.clip((np.asarray(samples).reshape(len(samples), 64) + 1.0) / 2.0, 0.0, 1.0)
-    return float(clf.predict_proba(x).max(axis=1).mean())
 
 
 @pytest.mark.slow
@@ -60,12 +46,12 @@ def test_digits_config_trains_and_samples_look_like_digits(trained_digits):
     loss0, loss1 = dsm(init_params), dsm(state.params)
     assert loss1 < 0.3 * loss0, (loss0, loss1)
 
-    clf = _classifier()
+    clf = digits_classifier()
     key = jax.random.key(5)
-    trained = _confidence(clf, exp.sample(state.params, key, 256, "pc", 256)[0])
-    untrained = _confidence(clf, exp.sample(init_params, key, 256, "pc", 256)[0])
-    noise = _confidence(clf, np.random.default_rng(0).uniform(-1, 1, (256, 64)))
-    data = _confidence(clf, test_x)
+    trained = digits_confidence(clf, exp.sample(state.params, key, 256, "pc", 256)[0])
+    untrained = digits_confidence(clf, exp.sample(init_params, key, 256, "pc", 256)[0])
+    noise = digits_confidence(clf, np.random.default_rng(0).uniform(-1, 1, (256, 64)))
+    data = digits_confidence(clf, test_x)
     print(
         f"DSM loss {loss0:.3f} -> {loss1:.3f}; classifier confidence: samples {trained:.3f}, "
         f"untrained-model samples {untrained:.3f}, noise {noise:.3f}, test data {data:.3f}"

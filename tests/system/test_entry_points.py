@@ -4,13 +4,14 @@ a new entry point is covered without editing this file."""
 
 from __future__ import annotations
 
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "score_sde"
+from tests.helpers import ROOT
+
+PACKAGE = ROOT / "score_sde"
 
 
 def _entry_points() -> list[str]:

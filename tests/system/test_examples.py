@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from score_sde.store import image_io
+from tests.helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM = 8
 
 

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 from score_sde import parallel
-from score_sde.store import checkpoint, workdir
-from tests.test_launch import assert_one_clear_line
+from score_sde.store import checkpoint
+from tests.helpers import REPO, assert_one_clear_line
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = [
     "--config=configs/toy/gmm.py",
     "--config.model.nf=16",
@@ -72,19 +71,6 @@ def _wait_for(predicate, timeout=120.0):
 def _trained_steps(path):
     """Has metrics.jsonl recorded at least one progress line?"""
     return os.path.exists(path) and '"training_loss"' in open(path).read()
-
-
-def test_lock_in_process():
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        with workdir.RunLock(d):
-            with pytest.raises(ValueError) as info:
-                workdir.RunLock(d).acquire()
-            assert_one_clear_line(str(info.value), "is in use by another run", f"pid {os.getpid()}")
-        assert not os.path.exists(os.path.join(d, "run.lock"))  # a clean exit removes it
-        with workdir.RunLock(d):  # and the next run takes it
-            pass
 
 
 @pytest.mark.slow

@@ -27,17 +27,15 @@ from score_sde.config import from_config
 from score_sde.run import experiment, modes
 from score_sde.store import checkpoint, fs, metrics_log
 from score_sde.store.checkpoint._read import read_step
-from tests.test_checkpoint import OVERRIDES, _driver
-from tests.test_checkpoint_faults import _config
+from tests.helpers import OVERRIDES, REPO, tiny_config, train_until_signal
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Besides the one line per problem, none of orbax's or gcsfs's noise may reach the terminal.
 NOISE = ("Traceback", "Future exception", "Event loop is closed", "Exception ignored", "ERROR")
 
 
 def _train(workdir: str, **more) -> str:
     out = io.StringIO()
-    modes.run("train", _config(**more), workdir, stream=out)
+    modes.run("train", tiny_config("checkpoint", **more), workdir, stream=out)
     return out.getvalue()
 
 
@@ -47,7 +45,7 @@ def _gcs():
 
 @pytest.fixture(scope="module")
 def exp():
-    return experiment.build(from_config(_config()), parallel.make_mesh())
+    return experiment.build(from_config(tiny_config("checkpoint")), parallel.make_mesh())
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +159,7 @@ def test_a_misnamed_step_on_gs_is_skipped(bucket, local_run, exp):
 @pytest.mark.slow
 def test_sigkill_and_sigterm_on_gs_resume_to_the_uninterrupted_run(bucket, local_run, exp):
     killed = f"{bucket}/killed"
-    run = _driver(killed, "SIGKILL", 14)
+    run = train_until_signal(killed, "SIGKILL", 14)
     assert run.returncode == -9, run.stderr[-3000:]
     resumed = subprocess.run(
         [sys.executable, "launch.py", "--config", "configs/toy/gmm.py", f"--workdir={killed}"]
@@ -181,7 +179,7 @@ def test_sigkill_and_sigterm_on_gs_resume_to_the_uninterrupted_run(bucket, local
     )
 
     termed = f"{bucket}/termed"
-    run = _driver(termed, "SIGTERM", 9)
+    run = train_until_signal(termed, "SIGTERM", 9)
     assert run.returncode == 143, run.stderr[-3000:]
     assert "SIGTERM: saved a preemption checkpoint at step 10" in run.stdout
     for noise in NOISE:
@@ -263,7 +261,7 @@ def test_another_runs_checkpoint_on_gs_is_refused_and_nothing_changes(bucket, lo
     """`gsutil cp -r` of another run's step over the newest: the resume is refused in one line
     naming both runs, and not one object of the bucket is written, moved or removed."""
     other = str(tmp_path / "other")
-    config = _config()
+    config = tiny_config("checkpoint")
     config.seed += 1
     modes.run("train", config, other, stream=io.StringIO())
     gs = f"{bucket}/run"

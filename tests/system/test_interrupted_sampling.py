@@ -2,7 +2,7 @@
 the real launcher: nothing partial is left in samples/ (the files are written once, atomically, at
 the end), Ctrl-C exits 130 with one line, and the same command then writes exactly the samples of
 an uninterrupted run (the keys are a function of the checkpoint's step). Interrupted eval rounds:
-tests/test_eval_fid.py (SIGKILL, and Ctrl-C through the launcher)."""
+tests/evaluation/test_eval_fid.py (SIGKILL, and Ctrl-C through the launcher)."""
 
 import os
 import shutil
@@ -13,31 +13,25 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_checkpoint_faults import _flags, trained  # noqa: F401 (the trained fixture)
-from tests.test_progress import LINE
+from tests.helpers import (
+    PROGRESS_LINE,
+    RATE_LINE,
+    REPO,
+    popen_as_a_script_starts_it,
+    tiny_flags,
+)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 32 rounds of 256 points: long enough to be stopped after the first
 SAMPLE = ["--mode=sample", "--config.sampling.num_samples=8192", "--config.sampling.batch_size=256"]
 
 
 def _command(workdir):
     return [sys.executable, "launch.py", "--config=configs/toy/gmm.py", f"--workdir={workdir}",
-            *_flags(), *SAMPLE]  # fmt: skip
+            *tiny_flags(), *SAMPLE]  # fmt: skip
 
 
 def _env():
     return {**os.environ, "JAX_PLATFORMS": "cpu"}
-
-
-def popen_as_a_script_starts_it(argv, **kw) -> subprocess.Popen:
-    """Popen with SIGINT ignored on entry, as `cmd &` in a script starts it (a background job of a
-    non-interactive shell): launch.py must still stop on Ctrl-C / `kill -INT`."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        return subprocess.Popen(argv, **kw)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _samples(workdir) -> dict[str, np.ndarray]:
@@ -50,12 +44,12 @@ def _samples(workdir) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_a_stopped_sample_run_leaves_nothing_and_reruns_to_the_same_samples(
     signum,
-    trained,  # noqa: F811
+    tiny_run,
     tmp_path,
 ):
     reference, workdir = tmp_path / "reference", tmp_path / "run"
-    shutil.copytree(trained, reference)
-    shutil.copytree(trained, workdir)
+    shutil.copytree(tiny_run, reference)
+    shutil.copytree(tiny_run, workdir)
     done = subprocess.run(_command(reference), cwd=REPO, capture_output=True, text=True, env=_env())
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -64,14 +58,14 @@ def test_a_stopped_sample_run_leaves_nothing_and_reruns_to_the_same_samples(
     seen = []
     for line in child.stderr:  # the first progress line: sampling is under way
         seen.append(line)
-        if LINE.match(line.strip()):
+        if RATE_LINE.match(line.strip()):
             break
     assert child.poll() is None, "".join(seen)[-3000:]
     child.send_signal(signum)
     rest = child.communicate(timeout=120)[1]
     if signum == signal.SIGINT:
         assert child.returncode == 130, rest[-3000:]
-        lines = [ln for ln in rest.splitlines() if ln.strip() and not LINE.match(ln)]
+        lines = [ln for ln in rest.splitlines() if ln.strip() and not PROGRESS_LINE.match(ln)]
         assert lines == [
             (
                 "interrupted (SIGINT): sample stopped; nothing partial was written, and the same command "

@@ -6,7 +6,6 @@ on a real command line, `modes.run`); a few run `launch.py` itself to check the 
 stderr.
 """
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -14,56 +13,16 @@ import sys
 
 import pytest
 
-from configs.toy import base
 from score_sde import config
 from score_sde.run import modes
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-GMM = os.path.join(REPO, "configs", "toy", "gmm.py")
-
-
-def tiny_config(**fields):
-    """configs/toy/gmm.py shrunk to a few seconds; `fields` like {"training.n_iters": 2}."""
-    c = base.get_config("toy/gmm")
-    c.model.nf, c.model.num_layers, c.model.num_scales = 16, 1, 20
-    t = c.training
-    t.batch_size, t.n_iters, t.n_jitted_steps = 16, 2, 2
-    t.snapshot_sampling = t.eval_after_training = False
-    c.eval.num_samples = c.sampling.batch_size = c.sampling.num_samples = 16
-    for k, v in fields.items():
-        section, name = k.split(".")
-        try:
-            c[section][name] = v
-        except TypeError:  # a config file that sets another type than the base
-            del c[section][name]
-            c[section][name] = v
-    return c
-
-
-def snapshot(workdir) -> dict[str, str]:
-    """{relative path: sha1} of every file under `workdir`."""
-    out = {}
-    for root, _, files in os.walk(workdir):
-        for f in files:
-            path = os.path.join(root, f)
-            with open(path, "rb") as fh:
-                out[os.path.relpath(path, workdir)] = hashlib.sha1(fh.read()).hexdigest()
-    return out
-
-
-def assert_kept(before: dict[str, str], workdir) -> None:
-    after = snapshot(workdir)
-    lost = {k for k, v in before.items() if after.get(k) != v}
-    assert not lost, f"lost or changed in the work directory: {sorted(lost)}"
-
-
-def assert_one_clear_line(message: str, *needles: str) -> None:
-    assert "\n" not in message.strip(), message
-    assert "Traceback" not in message
-    for n in needles:
-        assert n in message, f"{n!r} not in {message!r}"
-
+from tests.helpers import (
+    GMM,
+    REPO,
+    assert_kept,
+    assert_one_clear_line,
+    snapshot,
+    tiny_config,
+)
 
 # ---------------------------------------------------------------------------- flag parsing
 

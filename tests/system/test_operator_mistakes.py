@@ -13,9 +13,7 @@ import sys
 import pytest
 
 from score_sde.store import workdir as wd
-from tests.test_bad_flags import _tree, assert_refused
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, assert_refused, file_tree
 
 
 def _lock_dir(run: pathlib.Path):
@@ -52,14 +50,14 @@ def _run(root: pathlib.Path, breaks, mode: str):
     run = root / "run"
     run.mkdir(parents=True)
     breaks(run)
-    before = _tree(root)
+    before = file_tree(root)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "launch.py"), "--config=toy/gmm", f"--workdir={run}",
+        [sys.executable, str(ROOT / "launch.py"), "--config=toy/gmm", f"--workdir={run}",
          f"--mode={mode}", "--config.training.n_iters=2"],
         cwd=root, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
-    return run, proc, before, _tree(root)
+    return run, proc, before, file_tree(root)
 
 
 @pytest.fixture(scope="module")

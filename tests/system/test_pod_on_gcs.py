@@ -21,8 +21,8 @@ from score_sde.config import from_config
 from score_sde.run import experiment
 from score_sde.store import checkpoint, metrics_log
 from tests.gcs import free_port
+from tests.helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = {
     "data.dataset": "npz",
     "training.n_jitted_steps": 2,

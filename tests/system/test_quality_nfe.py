@@ -12,14 +12,14 @@ deterministic ones, which map the same prior draws, all about 0.11); EDM Heun at
 
 import importlib.util
 import json
-import pathlib
 import sys
 
 import jax
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 SAMPLES = 2048
 
 

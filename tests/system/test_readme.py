@@ -4,12 +4,12 @@ Blocks fenced as ```python are executed, each in a fresh namespace from the repo
 block whose first line is `# needs: ...` (prepared datasets, downloaded weights) is skipped.
 """
 
-import pathlib
 import re
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
 
@@ -143,13 +143,13 @@ def _kind(argv: list[str]) -> str:
         )
         or argv[0] == "wget"
     ):
-        return "researcher_path"  # tests/test_researcher_path.py runs (or replaces) these
+        return "researcher_path"  # tests/system/test_researcher_path.py runs (or replaces) these
     if argv[0] in ("python", "bash") and argv[1].startswith("benchmarks/"):
         return "benchmark"  # test_readme_benchmark_flags_exist
     if argv[:2] == ["python", "examples/walkthrough.py"]:
-        return "example"  # tests/test_examples.py runs it on a tiny model
+        return "example"  # tests/system/test_examples.py runs it on a tiny model
     if argv[0] in ("python3", ".", "pip") or argv[:2] == ["python", "-m"] and argv[2] == "pytest":
-        return "install"  # the two first commands: .ci/run installs and tests; tests/test_demo.py
+        return "install"  # the two first commands: .ci/run installs and tests; tests/system/test_demo.py
     return "unknown"
 
 
@@ -177,7 +177,7 @@ def test_readme_prepare_commands_run(tmp_path):
     from scipy import io as sio
 
     from score_sde.store import image_io
-    from tests.test_prepare import _cifar_archive
+    from tests.helpers import cifar_archive
 
     commands = [a for a in _all_commands() if _kind(a) == "prepare"]
     assert {a[3] for a in commands} == {"cifar10", "svhn", "folder"}
@@ -185,7 +185,7 @@ def test_readme_prepare_commands_run(tmp_path):
     for argv in commands:
         source = tmp_path / argv[argv.index("--source") + 1]
         if argv[3] == "cifar10" and not source.exists():
-            _cifar_archive(source)
+            cifar_archive(source)
         elif argv[3] == "svhn":
             source.mkdir(parents=True, exist_ok=True)
             for split in ("train", "test"):
@@ -236,7 +236,7 @@ def test_readme_benchmark_flags_exist(argv):
 
 def test_published_checkpoint_table():
     """Every row of the README's published-checkpoint table names a config whose parameter layout
-    tests/test_convert_original.py proves equal to the original's (a randomly initialised
+    tests/convert/test_convert_original.py proves equal to the original's (a randomly initialised
     checkpoint of that layout converts), and its FID column is a number with its sample size or
     says why there is none."""
     import gzip
@@ -245,7 +245,7 @@ def test_published_checkpoint_table():
     text = (ROOT / "README.md").read_text()
     head = "| published checkpoint | `--config=` |"
     rows = text[text.index(head) :].split("\n\n")[0].splitlines()[2:]
-    fixture = json.load(gzip.open(ROOT / "tests" / "data" / "original_param_trees.json.gz", "rt"))
+    fixture = json.load(gzip.open(ROOT / "tests" / "assets" / "original_param_trees.json.gz", "rt"))
     assert len(rows) >= 10
     for row in rows:
         name, config_name, _, _, ours = (c.strip() for c in row.strip("|").split("|"))

@@ -1,8 +1,8 @@
 """README's "From the CIFAR-10 archive to FID and bits/dim", run line by line in a fresh directory.
 
 The two downloads are replaced by local files: a small cifar-10-python.tar.gz in the real format
-(tests/test_prepare.py) and, since the conversion of pytorch-fid's .pth is checked against torch
-elsewhere (tests/test_torch_format.py, tests/test_evaluation_inception.py), random Inception
+(tests/assets/test_prepare.py) and, since the conversion of pytorch-fid's .pth is checked against torch
+elsewhere (tests/store/test_torch_format.py, tests/evaluation/test_evaluation_inception.py), random Inception
 weights written where the conversion line puts them (that line is then skipped). Every other line
 runs as written, with a shrunk network and small sample counts appended as --config flags; the
 eval is SIGKILLed once its first round file exists and rerun, and must then finish with FID / IS /
@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import pathlib
 import re
 import shlex
 import signal
@@ -25,9 +24,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.test_prepare import _cifar_archive
+from tests.helpers import ROOT, cifar_archive
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADING = "## From the CIFAR-10 archive to FID and bits/dim"
 
 SMALL = [
@@ -88,7 +86,7 @@ def test_from_the_archive_to_results_json(tmp_path):
         if argv[0] == "wget":
             name = argv[1].rsplit("/", 1)[1]
             if name == "cifar-10-python.tar.gz":
-                _cifar_archive(tmp_path / name, per_batch=4, n_test=8)
+                cifar_archive(tmp_path / name, per_batch=4, n_test=8)
             continue
         if argv[:3] == ["python", "-m", "score_sde.evaluation.inception"]:
             out = tmp_path / argv[argv.index("--out") + 1]

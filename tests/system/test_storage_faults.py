@@ -12,16 +12,19 @@ import time
 
 import pytest
 
-from tests.test_checkpoint_faults import (  # noqa: F401 (exp: the module's fixture)
-    _assert_equal,
-    _listing,
-    _restore,
-    exp,
+from tests.helpers import (
+    FULL_DISK_FLAGS,
+    REPO,
+    assert_trees_equal,
+    cifar_archive,
+    dir_listing,
+    fill_disk,
+    launch_tiny_run,
+    one_error_line,
+    prepare,
+    restore_host,
+    step_state,
 )
-from tests.test_full_disk import FLAGS, _fill, _launch, _one_error_line
-from tests.test_prepare import _cifar_archive, _prepare
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _mount(disk, size: str):
@@ -43,37 +46,37 @@ def disk(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_read_only_work_directory_is_one_line_then_resumes(disk, tmp_path, exp):  # noqa: F811
+def test_a_read_only_work_directory_is_one_line_then_resumes(disk, tmp_path, tiny_exp):
     reference = tmp_path / "reference"
-    assert _launch(reference).returncode == 0  # 40 steps, uninterrupted
+    assert launch_tiny_run(reference).returncode == 0  # 40 steps, uninterrupted
     run = disk / "run"
-    first = _launch(run, "--config.training.n_iters=20")
+    first = launch_tiny_run(run, "--config.training.n_iters=20")
     assert first.returncode == 0, first.stderr[-3000:]
-    before = _listing(run)
+    before = dir_listing(run)
 
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
     for mode in ("train", "sample"):
-        line = _one_error_line(_launch(run, f"--mode={mode}"))
+        line = one_error_line(launch_tiny_run(run, f"--mode={mode}"))
         assert str(run) in line and "Read-only file system" in line, line
-    assert _listing(run) == before  # nothing written, nothing removed
+    assert dir_listing(run) == before  # nothing written, nothing removed
 
     subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
-    resumed = _launch(run)  # the same command, once the disk is writable
+    resumed = launch_tiny_run(run)  # the same command, once the disk is writable
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from step 20 in {run}" in resumed.stdout
-    final, last, _ = _restore(run, exp.state_like())
+    final, last, _ = restore_host(run, tiny_exp.state_like())
     assert last == 40
-    _assert_equal(final, _restore(reference, exp.state_like())[0])  # = uninterrupted
+    assert_trees_equal(final, restore_host(reference, tiny_exp.state_like())[0])  # = uninterrupted
     for name, digest in before.items():
         if name.startswith("checkpoints/"):
-            assert _listing(run)[name] == digest, name  # older snapshots: bit-identical
+            assert dir_listing(run)[name] == digest, name  # older snapshots: bit-identical
 
 
 @pytest.mark.slow
 def test_a_work_directory_removed_while_training_stops_with_one_line(tmp_path):
     run = tmp_path / "run"
     argv = [sys.executable, "launch.py", "--config=configs/toy/gmm.py", f"--workdir={run}",
-            *FLAGS, "--config.training.n_iters=100000"]  # fmt: skip
+            *FULL_DISK_FLAGS, "--config.training.n_iters=100000"]  # fmt: skip
     child = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
     deadline = time.time() + 240
@@ -95,7 +98,7 @@ def test_a_work_directory_removed_while_training_stops_with_one_line(tmp_path):
     finally:
         child.kill()
     proc = subprocess.CompletedProcess(argv, child.returncode, out, err)
-    line = _one_error_line(proc)
+    line = one_error_line(proc)
     assert str(run) in line and "vanished" in line, line
     assert not run.exists(), [str(p) for p in run.rglob("*")]  # not silently recreated half-empty
 
@@ -106,11 +109,10 @@ def test_a_work_directory_removed_as_a_save_starts_is_not_recreated(tmp_path, sn
     which makes the path again (`mkdir -p` of its step): the save ends in the same one-line error
     and removes what it made. (The launcher test above hits this race only now and then.)"""
     from score_sde.store import checkpoint
-    from tests.test_retention import _tree
 
     workdir = tmp_path / "run"
     with checkpoint.Checkpoints(str(workdir)) as ckpts:
-        ckpts.save(10, _tree(10), snapshot=True)
+        ckpts.save(10, step_state(10), snapshot=True)
         manager = ckpts.snapshots if snapshot else ckpts.preemption
         save = manager.save
 
@@ -120,7 +122,7 @@ def test_a_work_directory_removed_as_a_save_starts_is_not_recreated(tmp_path, sn
 
         manager.save = removed_first
         with pytest.raises(checkpoint.StorageError) as info:
-            ckpts.save(20, _tree(20), snapshot=snapshot)
+            ckpts.save(20, step_state(20), snapshot=snapshot)
         manager.save = save
     assert str(info.value).startswith(f"the work directory {workdir} vanished"), info.value
     assert "step 20 was not saved" in str(info.value)
@@ -131,13 +133,12 @@ def test_a_full_disk_before_the_first_checkpoint_is_one_storage_error(disk):
     """No finished checkpoint yet to name or to size: the error says the run resumes from the
     start (it used to end in a TypeError sizing the missing newest checkpoint)."""
     from score_sde.store import checkpoint
-    from tests.test_retention import _tree
 
     workdir = disk / "run"
     with checkpoint.Checkpoints(str(workdir)) as ckpts:
-        _fill(disk)
+        fill_disk(disk)
         with pytest.raises(checkpoint.StorageError) as info:
-            ckpts.save(10, _tree(10), snapshot=True)
+            ckpts.save(10, step_state(10), snapshot=True)
     line = str(info.value)  # names the step when orbax's error names its file, else "a checkpoint"
     assert line.startswith("cannot write ") and f" in {workdir} (" in line, line
     assert "it resumes from the start (no checkpoint yet)" in line, line
@@ -148,18 +149,18 @@ def test_prepare_onto_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path):
     d = tmp_path / "disk"
     _mount(d, "700k")
     try:
-        _cifar_archive(tmp_path / "small.tar.gz", per_batch=3)
-        _cifar_archive(tmp_path / "big.tar.gz", per_batch=40, seed=1)  # ~600 KiB of images
+        cifar_archive(tmp_path / "small.tar.gz", per_batch=3)
+        cifar_archive(tmp_path / "big.tar.gz", per_batch=40, seed=1)  # ~600 KiB of images
         out = d / "cifar10.npz"
-        rc, _, err = _prepare("cifar10", "--source", str(tmp_path / "small.tar.gz"),
+        rc, _, err = prepare("cifar10", "--source", str(tmp_path / "small.tar.gz"),
                               "--out", str(out))  # fmt: skip
         assert rc == 0, err
         old = out.read_bytes()
-        _fill(d)
-        rc, stdout, err = _prepare("cifar10", "--source", str(tmp_path / "big.tar.gz"),
+        fill_disk(d)
+        rc, stdout, err = prepare("cifar10", "--source", str(tmp_path / "big.tar.gz"),
                                    "--out", str(out))  # fmt: skip
         proc = subprocess.CompletedProcess([], rc, stdout, err)
-        line = _one_error_line(proc)
+        line = one_error_line(proc)
         assert f"cannot write --out {out} (No space left on device): it needs" in line, line
         assert "free there" in line and "nothing was written" in line, line
         assert out.read_bytes() == old  # the previous dataset file is intact

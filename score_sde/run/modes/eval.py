@@ -83,6 +83,10 @@ def evaluate(cfg: Config, workdir: str, *, mesh: Mesh | None = None, stream=None
     # eval.lock, not run.lock: training may run meanwhile
     with open_run(workdir, lock="eval.lock", read_only=True, check=check, stream=stream) as run:
         ckpts, log = run.ckpts, run.log
+        splits = {"test"} if e.enable_loss else set()
+        for split in sorted(splits | ({e.bpd_dataset} if e.enable_bpd else set())):
+            for line in datasets.get_dataset(cfg.data, split, batch_size=1, seed=0).notes:
+                log.info(f"data: {line}")
         inception_fn, stats = None, None
         if files is not None:
             from score_sde.evaluation import evaluator

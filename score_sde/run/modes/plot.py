@@ -14,13 +14,12 @@ the pictures the other modes write (image_io.save_samples):
 
 The newest is the one of the highest step, then the latest written (file times have whole
 seconds: among one step's pictures of the same second a toy's scatter.png, data beside samples,
-wins). matplotlib is imported here only, when a plot is drawn.
+wins). matplotlib is imported only when a plot is drawn (image_io.figure: Agg, no display).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import os
 import re
@@ -99,26 +98,14 @@ def sample_pictures(workdir: str) -> list[Picture]:
     return [pic for _, pic in sorted(found, key=lambda kp: kp[0])]
 
 
-def _figure(width: float, height: float):
-    """A matplotlib Figure on the Agg canvas (no pyplot, no global backend state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _save(fig, path: str) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    fs.write_bytes(path, buf.getvalue())
+    fs.write_bytes(path, image_io.figure_png(fig))
 
 
 def plot_loss(curves: dict[str, tuple[list[int], list[float]]], path: str, title: str) -> None:
     """Draws `curves` ({tag: (steps, values)}) against step as a PNG at `path`; log y when every
     value is positive."""
-    fig = _figure(7, 4.5)
+    fig = image_io.figure(7, 4.5)
     ax = fig.add_subplot()
     for tag, (steps, values) in curves.items():
         style = "-" if tag == "training_loss" else "o-"
@@ -139,7 +126,7 @@ def plot_picture(picture: Picture, path: str, title: str) -> None:
     image = image_io.read_image(picture.path)
     h, w = image.shape[:2]
     width = 7.0
-    fig = _figure(width, width * h / w + 0.6)
+    fig = image_io.figure(width, width * h / w + 0.6)
     ax = fig.add_subplot()
     if image.shape[-1] == 1:
         ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")

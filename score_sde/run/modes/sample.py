@@ -13,10 +13,15 @@ unconditional or with a condition (config.condition):
   (score_sde.controllable, PC or ODE); a label adds guidance.
 - task 'colorize': RGB samples whose gray channel is the condition image's.
 
+With config.sampling.guide (a smaller or earlier run of the same data and SDE) every task and
+sampler uses the autoguided score s_g + w (s - s_g) (score_sde.guidance.autoguided_score; w =
+config.sampling.guide_weight), built where the score is built from params (Experiment.score_fn).
+
 Conditional samples go to `samples/ckpt_<step>_<task>..._<method>_nfe<N>_...npz` (samples, originals,
 inputs, mask: uint8 images; labels; samples_model: float model-space samples) and a PNG grid: one
 row per input (input with the unknown region grayed, mask, samples, original) or, for classes,
-one column per label. Every round is one jitted sampler call over the whole mesh.
+one column per label (y=<label> above it), enlarged to image_io.MIN_SIDE. Every round is one
+jitted sampler call over the whole mesh.
 """
 
 from __future__ import annotations
@@ -56,10 +61,16 @@ def sample(
             "(config.model.num_classes > 0, trained with config.model.class_dropout > 0); "
             "or use config.condition.guidance=classifier"
         )
+    if cond.guided and cond.guidance == "cfg" and s.guide:
+        raise ValueError(
+            f"config.sampling.guide ({s.guide!r}) is autoguidance, config.condition.guidance="
+            "'cfg' classifier-free guidance: use one of them (set config.sampling.guide='')"
+        )
     with open_run(
         workdir, lock=None, read_only=True, check=require_checkpoint, stream=stream
     ) as run:
         params, step = restore_ema(run.ckpts, exp.state_like(), step)
+        params = exp.sampling_params(params)  # Guided with config.sampling.guide's
         if cond.task == "none" and not cond.guided:
             key = jax.random.fold_in(jax.random.fold_in(exp.key(experiment.KEY_SAMPLES), step), 2)
             x, nfe = exp.sample(params, key, s.num_samples, desc=f"sampling {s.method}")
@@ -217,7 +228,13 @@ def _grid(cond, saved, num_classes, max_rows=16) -> np.ndarray:
     if "originals" not in saved:  # class grid: one column per label (labels cycle) or 8 per row
         ncol = num_classes if (cond.label < 0 and cond.guided and num_classes) else 8
         n = min(len(samples), ncol * max_rows)
-        return image_io.make_grid(samples[:n], nrow=ncol)
+        grid = image_io.upscale(image_io.make_grid(samples[:n], nrow=ncol))
+        labels = saved.get("labels")
+        if labels is None or len(set(labels[:n].tolist())) < 2:
+            return grid
+        if any(labels[j] != labels[j % ncol] for j in range(n)):
+            return grid
+        return image_io.label_columns(grid, [f"y={y}" for y in labels[: min(ncol, n)]])
     r = cond.repeats
     rows = []
     for i in range(0, min(len(samples), r * max_rows), r):

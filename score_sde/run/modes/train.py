@@ -15,7 +15,7 @@ from score_sde.config import Config
 from score_sde.data import datasets
 from score_sde.run import experiment, identity, loop, sample_files, train
 from score_sde.run.opening import open_run
-from score_sde.store import fs
+from score_sde.store import fs, wandb_log
 from score_sde.store import workdir as wd
 
 
@@ -33,17 +33,28 @@ def train_and_evaluate(
     `dataset` overrides the training data (anything with `.batch(step)` giving this process's rows
     of the global batch), for tests.
     """
+    wandb_log.require(cfg.logging.wandb)  # a missing package fails before anything is built
     exp = experiment.build(cfg, mesh)
     t = cfg.training
     # data first: a missing dataset fails before anything is initialized or written
     train_ds = dataset or datasets.get_process_dataset(
-        cfg.data, "train", global_batch=t.batch_size, seed=cfg.seed
+        cfg.data,
+        "train",
+        global_batch=t.batch_size,
+        seed=cfg.seed,
+        num_classes=cfg.model.num_classes,
     )
     eval_ds = datasets.get_process_dataset(
-        cfg.data, "test", global_batch=t.batch_size, seed=cfg.seed + 1
+        cfg.data,
+        "test",
+        global_batch=t.batch_size,
+        seed=cfg.seed + 1,
+        num_classes=cfg.model.num_classes,
     )
     with open_run(workdir, total_steps=t.n_iters, stream=stream) as run:  # one run per workdir
         ckpts, log = run.ckpts, run.log
+        for line in dict.fromkeys(getattr(train_ds, "notes", ()) + eval_ds.notes):
+            log.info(f"data: {line}")
         state = ckpts.restore(exp.state_like())
         restored = ckpts.last_restored_path if state is not None else None
         stored = ckpts.last_restored_identity if restored is not None else None
@@ -63,6 +74,15 @@ def train_and_evaluate(
                 for line in identity.changed_fields(before, cfg.to_dict()):
                     log.info(f"resumed with a changed field: {line}")
             wd.write_json(config_json, cfg.to_dict())
+        w = cfg.logging
+        log.start_wandb(
+            project=w.wandb,
+            name=w.wandb_name,
+            mode=w.wandb_mode,
+            entity=w.wandb_entity,
+            run_id=ident["run_id"],  # a resumed run continues the same W&B run
+            config=cfg.to_dict(),
+        )
         if state is None:
             state = exp.new_state()
             n = sum(x.size for x in jax.tree.leaves(state.params))

@@ -30,6 +30,14 @@ from score_sde.score_fn import ApplyFn
 from score_sde.sde import SDE, batch_mul
 
 
+def _classes(cfg: Config) -> dict:
+    """The data check of the classifier's labels: integers in [0, config.classifier.num_classes)."""
+    return {
+        "num_classes": cfg.classifier.num_classes,
+        "classes_field": "config.classifier.num_classes",
+    }
+
+
 class _Labelled:
     """The training data, checked to carry labels."""
 
@@ -67,7 +75,7 @@ def train_classifier(
     train_ds = _Labelled(
         dataset
         or datasets.get_process_dataset(
-            cfg.data, "train", global_batch=c.batch_size, seed=cfg.seed
+            cfg.data, "train", global_batch=c.batch_size, seed=cfg.seed, **_classes(cfg)
         ),
         cfg.data.dataset,
     )
@@ -113,7 +121,7 @@ def evaluate_classifier(
 ) -> dict[float, float]:
     """Test-split accuracy of the classifier on x_t at a few times t (fixed noise draws)."""
     ds = datasets.get_process_dataset(
-        cfg.data, "test", global_batch=mesh.devices.size, seed=cfg.seed
+        cfg.data, "test", global_batch=mesh.devices.size, seed=cfg.seed, **_classes(cfg)
     )
     xs, ys = [], []
     for b in ds.epoch(256):
