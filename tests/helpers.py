@@ -311,6 +311,17 @@ def launch_tiny_run(workdir, *more):
     )  # fmt: skip
 
 
+def launch_two_steps(config: str, workdir) -> subprocess.CompletedProcess:
+    """launch.py training `config` (a path under configs/) for 2 steps, one per dispatch, without
+    snapshot samples; the finished process (output captured)."""
+    return subprocess.run(
+        [sys.executable, "launch.py", "--config", config, f"--workdir={workdir}",
+         "--config.training.n_iters=2", "--config.training.snapshot_sampling=False",
+         "--config.training.n_jitted_steps=1", "--config.training.log_freq=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
 def one_error_line(proc) -> str:
     """Exit status 2, no traceback or noise, one `error:` line besides the progress lines."""
     assert proc.returncode == 2, proc.stderr[-3000:]

@@ -3,9 +3,6 @@ original's module structure and the paper, shapes, class conditioning and its nu
 adaLN-Zero's exact zero output at initialization, and one training step of configs/digits/dit.py
 through the real training path and the launcher."""
 
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +13,7 @@ from score_sde import models
 from score_sde.config import DataConfig, DiTConfig
 from score_sde.models.transformer import sincos_pos_embed_2d
 from score_sde.run import experiment, train
-from tests.helpers import ROOT
+from tests.helpers import ROOT, launch_two_steps
 
 # DiT's ImageNet 256x256 setting: 32x32x4 latents, 1000 classes, label dropout, learn_sigma
 LATENTS = DataConfig(dataset="x", image_size=32, num_channels=4, centered=True)
@@ -186,11 +183,5 @@ def test_one_training_step_of_the_digits_config_has_a_finite_loss():
 
 @pytest.mark.slow
 def test_launch_trains_the_digits_config(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "launch.py", "--config", "configs/digits/dit.py",
-         f"--workdir={tmp_path / 'run'}", "--config.training.n_iters=2",
-         "--config.training.snapshot_sampling=False", "--config.training.n_jitted_steps=1",
-         "--config.training.log_freq=1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = launch_two_steps("configs/digits/dit.py", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -2,9 +2,6 @@
 patch sizes and channel counts, the class token and its null label, the long skips, and one
 training step of configs/digits/uvit.py through the real training path and the launcher."""
 
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +12,7 @@ from score_sde import config as config_lib
 from score_sde import models
 from score_sde.config import DataConfig, UViTConfig
 from score_sde.run import experiment, train
-from tests.helpers import ROOT
+from tests.helpers import ROOT, launch_two_steps
 
 CIFAR10 = DataConfig(dataset="CIFAR10", image_size=32, num_channels=3, centered=True)
 
@@ -166,13 +163,7 @@ def test_one_training_step_of_the_digits_config_has_a_finite_loss():
 
 @pytest.mark.slow
 def test_launch_trains_the_digits_config(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "launch.py", "--config", "configs/digits/uvit.py",
-         f"--workdir={tmp_path / 'run'}", "--config.training.n_iters=2",
-         "--config.training.snapshot_sampling=False", "--config.training.n_jitted_steps=1",
-         "--config.training.log_freq=1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = launch_two_steps("configs/digits/uvit.py", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
