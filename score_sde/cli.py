@@ -42,6 +42,9 @@ flags.DEFINE_string(
     "mode", "train", "train | eval | sample | train_classifier | plot (or first word)"
 )
 flags.DEFINE_bool("dry_run", False, "Print the resolved config and the network size, then exit.")
+flags.DEFINE_bool(
+    "overwrite", False, "sample mode: write samples again over a file of the same settings."
+)
 flags.DEFINE_string(
     "coordinator", None, "HOST:PORT of process 0 for multi-process runs, or 'auto'."
 )
@@ -69,6 +72,7 @@ flags:
   --config.SECTION.FIELD=VALUE   any config field, for every config (sections: training,
                     sampling, eval, optim, model, data, condition, classifier, logging)
   --dry_run         print the resolved config and the network size, then exit
+  --overwrite       sample: rewrite samples/ files of the same settings (else refused)
   --coordinator=HOST:PORT|auto --num_processes=N --process_id=I   one process per host
 
 most used overrides:
@@ -199,6 +203,11 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
             FLAGS.heartbeat_timeout,
         )
         cfg = config_lib.load(config_path, overrides)
+        if FLAGS.overwrite and FLAGS.mode != "sample":
+            raise ValueError(
+                f"--overwrite is for sample mode (samples/ files); --mode={FLAGS.mode} never "
+                "overwrites: drop --overwrite"
+            )
     except ValueError as e:
         fail(str(e))
     if FLAGS.dry_run:
@@ -224,7 +233,9 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
             heartbeat_timeout=FLAGS.heartbeat_timeout,
         )
         _print_devices()
-        modes.run(FLAGS.mode, cfg, FLAGS.workdir)
+        modes.run(
+            FLAGS.mode, cfg, FLAGS.workdir, **({"overwrite": True} if FLAGS.overwrite else {})
+        )
     except (ValueError, FloatingPointError) as e:
         fail(str(e))
     except OSError as e:  # a file of the run (log, samples, results) on a full or read-only disk

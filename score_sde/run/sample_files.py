@@ -20,7 +20,7 @@ from score_sde import parallel
 from score_sde.config import Config, DataConfig
 from score_sde.data import preprocess
 from score_sde.run.rounds import fingerprint
-from score_sde.store import image_io
+from score_sde.store import fs, image_io
 
 if TYPE_CHECKING:
     from score_sde.run.opening import Run
@@ -58,6 +58,28 @@ def stem(workdir: str, info: dict, tag: str = "") -> str:
     parts = ["ckpt", str(info["step"]), *([tag] if tag else []), info["method"]]
     parts += [f"nfe{info['nfe']}", f"seed{info['seed']}", info["config_hash"]]
     return os.path.join(workdir, "samples", "_".join(parts))
+
+
+def taken(workdir: str, info: dict, tag: str = "") -> str | None:
+    """The sample file (.npz) of `info`'s settings already in `workdir`, at any NFE (the same
+    step, method, seed and config hash give the same samples), or None."""
+    pattern = os.path.basename(stem(workdir, {**info, "nfe": "*"}, tag)) + ".npz"
+    folder = fs.path(os.path.join(workdir, "samples"))
+    if not folder.is_dir():
+        return None
+    found = sorted(folder.glob(pattern))
+    return str(found[0]) if found else None
+
+
+def refuse_overwrite(workdir: str, info: dict, tag: str = "") -> None:
+    """A ValueError naming the existing file and the fix when `taken`."""
+    existing = taken(workdir, info, tag)
+    if existing is not None:
+        raise ValueError(
+            f"{existing} exists: the same checkpoint, sampler settings and seed give the same "
+            "samples. Pass --overwrite to write them again, or change --config.seed (or a "
+            "sampler setting) for new ones"
+        )
 
 
 def write(

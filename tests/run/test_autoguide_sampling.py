@@ -50,7 +50,7 @@ def _sample(workdir, method, **sampling):
     fields = {"sampling.method": method, "sampling.num_steps": 4 if method == "ddim" else 0}
     fields.update({f"sampling.{k}": v for k, v in sampling.items()})
     c = tiny_config("launch", **{"model.nf": 32, **fields})
-    return np.asarray(modes.run("sample", c, workdir, stream=io.StringIO()))
+    return np.asarray(modes.run("sample", c, workdir, stream=io.StringIO(), overwrite=True))
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -6,6 +6,7 @@ import glob
 import io
 import json
 import os
+import pathlib
 import shutil
 
 import jax
@@ -164,6 +165,33 @@ def test_samples_of_other_settings_never_overwrite_each_other(run):
             np.testing.assert_array_equal(f["samples"], made[steps])
 
 
+def test_samples_of_the_same_settings_are_refused_unless_overwrite(run):
+    """The same checkpoint, settings and seed again: refused before anything is drawn, the file
+    untouched; with overwrite the same samples are written again."""
+    workdir, _ = run
+    c = tiny_config("modes")
+    c.sampling.method, c.sampling.num_steps, c.seed = "ddim", 3, 7
+    c.sampling.num_samples = c.sampling.batch_size = 8
+    first = modes.run("sample", c, workdir, stream=io.StringIO())
+    (path,) = glob.glob(os.path.join(workdir, "samples", "ckpt_8_ddim_nfe3_seed7_*.npz"))
+    before = pathlib.Path(path).read_bytes()
+    log = io.StringIO()
+    with pytest.raises(ValueError, match="--overwrite") as e:
+        modes.run("sample", c, workdir, stream=log)
+    assert path in str(e.value) and "--config.seed" in str(e.value)
+    assert "sampling" not in log.getvalue()  # refused before the sampler ran
+    assert pathlib.Path(path).read_bytes() == before
+    os.utime(path, (0, 0))  # rewritten below (a new mtime): the same samples again
+    again = modes.run("sample", c, workdir, stream=io.StringIO(), overwrite=True)
+    np.testing.assert_array_equal(again, first)
+    assert os.stat(path).st_mtime > 0
+    with np.load(path) as f:
+        np.testing.assert_array_equal(f["samples"], np.load(io.BytesIO(before))["samples"])
+    c.seed = 8  # another seed: a new file
+    modes.run("sample", c, workdir, stream=io.StringIO())
+    assert len(glob.glob(os.path.join(workdir, "samples", "ckpt_8_ddim_nfe3_seed*_*.npz"))) == 2
+
+
 def test_checkpoint_range_counts_snapshots_as_the_original():
     """begin_ckpt..end_ckpt number snapshots (step // snapshot_freq), the final one included."""
     from score_sde.run.modes.eval import checkpoint_steps
@@ -196,7 +224,9 @@ def test_sample_mode_on_one_and_four_devices_agree_with_the_langevin_corrector(r
     c.sampling.num_samples = c.sampling.batch_size = 64
     c.model.num_scales = 50
     one = modes.run("sample", c, workdir, mesh=parallel.make_mesh(1), stream=io.StringIO())
-    four = modes.run("sample", c, workdir, mesh=parallel.make_mesh(4), stream=io.StringIO())
+    four = modes.run(
+        "sample", c, workdir, mesh=parallel.make_mesh(4), stream=io.StringIO(), overwrite=True
+    )
     assert one.shape == four.shape == (64, 2)
     assert np.isfinite(one).all() and np.std(one) > 0.1
     # the same draws, up to the order of floating-point reductions across devices

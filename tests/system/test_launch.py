@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from score_sde import config
@@ -18,6 +19,7 @@ from score_sde.run import modes
 from tests.helpers import (
     GMM,
     REPO,
+    TINY,
     assert_kept,
     assert_one_clear_line,
     snapshot,
@@ -305,6 +307,7 @@ def test_bad_values_once_accepted_silently_are_rejected(field, value, needle):
         (["--config.training.n_iter=5"], "did you mean config.training.n_iters?"),  # parse time
         (["--config=configs/nope.py"], "no such config file"),
         (["--mode=fit"], "--mode='fit' is not a mode"),  # modes.run's ValueError
+        (["--overwrite"], "--overwrite is for sample mode"),  # training never overwrites
     ],
 )
 def test_launch_exits_2_with_one_line(args, needle, tmp_path):
@@ -322,6 +325,35 @@ def test_launch_exits_2_with_one_line(args, needle, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
     assert_one_clear_line(lines[0], needle)
     assert_kept(before, workdir)
+
+
+@pytest.mark.slow
+def test_sampling_again_with_the_same_settings_needs_overwrite(trained, tmp_path):
+    """`score-sde sample` twice: the second is refused in one line naming the file (exit 2,
+    nothing changed); with --overwrite it writes the same samples again."""
+    workdir = _copy(trained, tmp_path)
+    flags = [f"--config.{k}={v}" for k, v in TINY["launch"].items()]
+    argv = [sys.executable, "launch.py", "--config=configs/toy/gmm.py", f"--workdir={workdir}",
+            "--mode=sample", "--config.sampling.method=ddim", "--config.sampling.num_steps=3",
+            *flags]  # fmt: skip
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    run = lambda *more: subprocess.run(
+        [*argv, *more], cwd=REPO, capture_output=True, text=True, timeout=240, env=env
+    )
+    first = run()
+    assert first.returncode == 0, first.stderr[-3000:]
+    (npz,) = (workdir / "samples").glob("ckpt_2_ddim_nfe3_*.npz")
+    before = snapshot(workdir)
+    again = run()
+    assert again.returncode == 2, again.stderr[-3000:]
+    lines = [ln for ln in again.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in again.stderr, again.stderr[-3000:]
+    assert_one_clear_line(lines[0], f"{npz} exists", "--overwrite", "--config.seed")
+    assert_kept(before, workdir)
+    samples = np.load(npz)["samples"]
+    forced = run("--overwrite")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    np.testing.assert_array_equal(np.load(npz)["samples"], samples)
 
 
 @pytest.mark.parametrize("begin_ckpt", [-1, 1])

@@ -50,9 +50,11 @@ def sample(
     mesh: Mesh | None = None,
     step: int | None = None,
     stream: TextIO | None = None,
+    overwrite: bool = False,
 ) -> np.ndarray | dict[str, np.ndarray]:
     """Draws the samples from checkpoint `step` (default: the newest). Returns the samples
-    [N, ...] (unconditional) or the arrays it saved (conditional)."""
+    [N, ...] (unconditional) or the arrays it saved (conditional). Samples of the same settings
+    already in samples/ are an error (nothing is drawn) unless `overwrite`."""
     exp = experiment.build(cfg, mesh)
     cond, s = cfg.condition, cfg.sampling
     if cond.guided and cond.guidance == "cfg" and cfg.model.num_classes <= 0:
@@ -70,6 +72,11 @@ def sample(
         workdir, lock=None, read_only=True, check=require_checkpoint, stream=stream
     ) as run:
         params, step = restore_ema(run.ckpts, exp.state_like(), step)
+        tag = _tag(cond)
+        if not overwrite:
+            sample_files.refuse_overwrite(
+                run.workdir, sample_files.provenance(cfg, step, s.method, 0), tag
+            )
         params = exp.sampling_params(params)  # Guided with config.sampling.guide's
         if cond.task == "none" and not cond.guided:
             key = jax.random.fold_in(jax.random.fold_in(exp.key(experiment.KEY_SAMPLES), step), 2)
@@ -82,7 +89,7 @@ def sample(
             saved = {"samples": sample_files.on_host(x, cfg.data), **info}
             sample_files.write(run, sample_files.stem(run.workdir, info), saved, what)
             return x
-        saved, tag, nfe = _sample_conditional(exp, params, step, run.workdir)
+        saved, nfe = _sample_conditional(exp, params, step, run.workdir)
         what = (
             f"{s.num_samples} {tag} samples from checkpoint {step} with {s.method} ({nfe} score "
             "evaluations per batch)"
@@ -95,7 +102,7 @@ def sample(
 
 
 def _sample_conditional(exp: experiment.Experiment, params, step: int, workdir: str):
-    """(arrays to save, file tag, NFE) of config.condition's task."""
+    """(arrays to save, NFE) of config.condition's task."""
     cfg = exp.cfg
     cond, num = cfg.condition, cfg.sampling.num_samples
     classifier, cparams = None, None
@@ -134,7 +141,6 @@ def _sample_conditional(exp: experiment.Experiment, params, step: int, workdir: 
         out.append(parallel.to_host(x))
         nfes.append(n)
     x, nfe = np.concatenate(out)[:num], nfes[-1]
-    tag = cond.task if not cond.guided else f"{cond.task}_{cond.guidance}{cond.scale:g}"
     saved = {"samples": sample_files.on_host(x, cfg.data), "samples_model": x}
     if labels is not None:
         saved["labels"] = labels
@@ -143,7 +149,14 @@ def _sample_conditional(exp: experiment.Experiment, params, step: int, workdir: 
         saved["inputs"] = image_io.to_uint8(_shown_inputs(cond, originals, mask))
     if mask is not None:
         saved["mask"] = mask.astype(np.uint8)
-    return saved, tag, int(parallel.to_host(nfe))
+    return saved, int(parallel.to_host(nfe))
+
+
+def _tag(cond) -> str:
+    """The file tag of a conditional task ('' unconditional): inpaint, class_cfg1.5, ..."""
+    if cond.task == "none" and not cond.guided:
+        return ""
+    return cond.task if not cond.guided else f"{cond.task}_{cond.guidance}{cond.scale:g}"
 
 
 def _fit(images: np.ndarray, n: int, shape: tuple[int, ...], what: str) -> np.ndarray:
