@@ -16,10 +16,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
-if TYPE_CHECKING:
-    from tqdm import tqdm
+from tqdm import tqdm
 
 T = TypeVar("T")
 
@@ -44,6 +43,21 @@ class _KeepAlive:
         self._stopped.set()
 
 
+class TerminalBar(tqdm):
+    """A tqdm bar redrawn every KEEPALIVE seconds while its loop waits on one long update (its
+    elapsed time moves), until closed."""
+
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self._keepalive = _KeepAlive(self.refresh, KEEPALIVE)
+
+    def close(self) -> None:
+        keepalive = getattr(self, "_keepalive", None)  # None: __init__ failed before it
+        if keepalive is not None:
+            keepalive.stop()
+        super().close()
+
+
 def bar(
     total: int | None,
     desc: str,
@@ -55,23 +69,14 @@ def bar(
 ) -> tqdm | Lines:
     """A tqdm bar on `stream` (default stderr) when it is a terminal, else `Lines`; `enabled`
     False (other processes) shows nothing. Both have `update(n)`, `n`, `close()` and `with`."""
-    from tqdm import tqdm
-
     stream = sys.stderr if stream is None else stream
     if not enabled:
         return tqdm(total=total, disable=True)
     if getattr(stream, "isatty", lambda: False)():
         initial = kw.get("initial", 0)
-        bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=stream, initial=initial)
-        keepalive = _KeepAlive(bar.refresh, KEEPALIVE)
-        close = bar.close
-
-        def closed() -> None:
-            keepalive.stop()
-            close()
-
-        bar.close = closed  # type: ignore[method-assign]
-        return bar
+        return TerminalBar(
+            total=total, desc=desc, unit=unit, leave=False, file=stream, initial=initial
+        )
     return Lines(total, desc, unit, stream, **kw)
 
 

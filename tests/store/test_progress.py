@@ -1,6 +1,7 @@
 """Progress: a tqdm bar only on a terminal, plain lines (no carriage returns) in logs."""
 
 import io
+import time
 
 from score_sde.store import progress
 from tests.helpers import PROGRESS_LINE, RATE_LINE
@@ -37,15 +38,22 @@ def test_a_log_gets_plain_lines_first_then_one_per_interval():
     assert not RATE_LINE.match("sampling pc: 0/100 pt, starting")
 
 
-def test_a_terminal_gets_a_tqdm_bar_and_other_processes_nothing():
+def test_a_terminal_gets_a_tqdm_bar_and_other_processes_nothing(monkeypatch):
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
     term = Terminal()
+    monkeypatch.setattr(progress, "KEEPALIVE", 0.1)
     with progress.bar(10, "features", "img", stream=term) as b:
+        time.sleep(0.35)  # a long first update: the bar is redrawn meanwhile
+        drawn = term.getvalue().count("\r")
         b.update(10)
-    assert "\r" in term.getvalue() and "features" in term.getvalue()
+    assert drawn >= 3 and "features" in term.getvalue()
+    assert not b._keepalive._thread.is_alive() or b._keepalive._stopped.is_set()
+    after = term.getvalue()
+    time.sleep(0.3)
+    assert term.getvalue() == after  # closed: no more redraws
     quiet = io.StringIO()
     with progress.bar(10, "features", "img", stream=quiet, enabled=False) as b:
         b.update(10)
