@@ -7,7 +7,9 @@
     [--search 128,256] [--nf 32] [--set model.num_res_blocks=1 ...] [--budget_s 540]
 
 Configs: vp/cifar10_ddpmpp_continuous, ve/cifar10_ncsnpp_continuous, vp/cifar10_ddpmpp_deep_continuous
-(the published widths unless --nf), dtype = config.model.dtype (compute dtype; params stay fp32).
+(the published widths unless --nf), or any shipped config by --config (the transformers:
+vp/cifar10_uvit_s2, vp/cifar10_dit_s2; a mode's U-Net overrides then do not apply, --set does),
+dtype = config.model.dtype (compute dtype; params stay fp32).
 One row per (config, dtype, batch), at --batch (128) and at the batch of the --search list with the
 highest train img/s ('best'). Each row, on one device of a 1-device ('data',) mesh:
 - train: one optimizer step (score_sde.run.train.train_step: the config's DSM loss, Adam, clipping,
@@ -339,7 +341,8 @@ def main() -> None:
     args.iters = args.iters or iters
     args.pc_steps = args.pc_steps or pc_steps
     budget = args.budget_s if args.budget_s is not None else budget
-    overrides = dict(overrides)
+    # a mode's overrides shrink its own configs (U-Net fields); other --config's take --set only
+    overrides = dict(overrides) if not args.config else {}
     if args.nf:
         overrides["model.nf"] = str(args.nf)
     for item in args.set:

@@ -33,6 +33,11 @@ def test_gpu_script_cpu_smoke_writes_every_figure(tmp_path):
         assert ref[key] > 0, key
     assert 0 < ref["mfu"] < 1 and ref["train_exec_bytes"] > 0
     assert ref["heun_nfe"] == 35 and ref["pc_nfe"] == ref["pc_steps"]
+    head, ref = result["transformers"][0], result["transformers"][1]  # the DiT's row
+    assert head["mode"] == "cpu_smoke" and ref["config"] == "digits/dit"
+    for key in ("train_img_s", "forward_img_s", "lik_ms_per_nfe", "pc_s", "ode_s", "heun_s"):
+        assert ref[key] > 0, key
+    assert 0 < ref["mfu"] < 1
     step = result["train_step"]
     assert 2.5 < step["flops_step_over_forward"] < 3.5
     for key in ("step_over_forward_train", "step_over_forward_eval", "launcher_over_plain"):
