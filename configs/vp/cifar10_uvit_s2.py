@@ -3,6 +3,8 @@ configs/cifar10_uvit.py of baofff/U-ViT).
 
     python launch.py --config configs/vp/cifar10_uvit_s2.py --workdir runs/vp_cifar10_uvit_s2
 
+The released cifar10_uvit_small.pth converts to it (python -m score_sde.convert --config
+configs/vp/cifar10_uvit_s2.py --source cifar10_uvit_small.pth --workdir runs/cifar10_uvit_pub).
 Parameters: 44,255,328 (the paper: 44M). Published: FID 3.11 (Euler-Maruyama, 1000 steps).
 As the original: noise prediction with labels 999 t, batch 128, 500k steps, AdamW lr 2e-4,
 weight decay 0.03, betas (0.99, 0.999) (0.999 is optax's default b2, which config.optim has no

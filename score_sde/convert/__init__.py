@@ -1,4 +1,5 @@
-"""Published checkpoints (the original JAX score_sde, the PyTorch port) -> our snapshots.
+"""Published checkpoints (the original JAX score_sde, the PyTorch port, the released U-ViT, DiT
+and SiT: score_sde.convert.transformers) -> our snapshots.
 
 python -m score_sde.convert --config=vp/cifar10_ddpmpp_continuous --source=... --workdir=...
 """

@@ -11,6 +11,13 @@ score_sde.store.torch_format). The result is a snapshot at the source's step in 
 with params, EMA params and a fresh optimizer state; sample and eval modes use the EMA params.
 Supported networks: ncsnpp (NCSN++ / DDPM++) and ddpm; the config must be the checkpoint's.
 
+Released transformers (PyTorch files, score_sde.convert.transformers): U-ViT's pixel-space models
+(--config vp/cifar10_uvit_s2, vp/imagenet64_uvit_m4, vp/imagenet64_uvit_l4) and DiT-XL/2 / SiT-XL/2
+at 256 px (--config vp/imagenet256_dit_xl2, flow/imagenet256_sit_xl2). DiT and SiT are latent
+models: they convert and sample 32x32x4 latents of Stable Diffusion's VAE (x 0.18215), which
+sample mode writes as `samples_model` in its .npz; decoding them to images is not part of this
+framework.
+
 An existing snapshot at that step is kept (the command fails) unless `--overwrite` is given; a
 work directory with a newer checkpoint is refused (sample and eval modes would load that one).
 Bad input: one `error:` line naming the flag or file and the fix, exit status 2, and nothing in
@@ -27,11 +34,12 @@ import sys
 
 import numpy as np
 
-from score_sde.convert import layout
+from score_sde.convert import layout, transformers
 
 EXPECTED = (
     "a checkpoint file: the original score_sde's flax msgpack checkpoint_<n> (in "
-    "exp/<run>/checkpoints/) or a PyTorch-port .pth (score_sde_pytorch's checkpoint_<n>.pth)"
+    "exp/<run>/checkpoints/), a PyTorch-port .pth (score_sde_pytorch's checkpoint_<n>.pth), or "
+    "U-ViT's / DiT's / SiT's released .pth / .pt"
 )
 USAGE = (
     "usage: python -m score_sde.convert --config FILE --source PATH --workdir DIR "
@@ -147,6 +155,13 @@ def convert_params(config, source: str, fmt: str = "auto"):
     check_source(source)
     like = nnx.to_pure_dict(models.abstract_params(config.model, config.data))
     fmt = detect_format(source) if fmt == "auto" else fmt
+    if config.model.name in transformers.FAMILIES:
+        if fmt == "jax":
+            raise ValueError(
+                f"--format=jax: config.model.name {config.model.name!r} converts from the released "
+                f"PyTorch files only; pass {transformers.EXPECTED}"
+            )
+        return transformers.convert_params(config, source, like)
     if fmt == "jax":
         p, e, step = read_jax_checkpoint(source)
         return (
@@ -272,7 +287,9 @@ def main(argv=None) -> None:
 
     argv = sys.argv if argv is None else argv
     path, overrides, rest = config_lib.split_argv(argv[1:], "")
-    flags.DEFINE_string("source", None, "Original checkpoint: flax msgpack or PyTorch .pth.")
+    flags.DEFINE_string(
+        "source", None, "Original checkpoint: flax msgpack, or .pth / .pt (incl. U-ViT, DiT, SiT)."
+    )
     flags.DEFINE_string("workdir", None, "Work directory to write the converted checkpoint to.")
     flags.DEFINE_enum("format", "auto", ["auto", "jax", "torch"], "Source format.")
     flags.DEFINE_bool(

@@ -12,7 +12,9 @@ final layer outputs exactly 0 at initialization. t_embedder: Linear(SiLU(Linear(
 frequency embedding))) -> D; y_embedder: num_classes + 1 rows (the last is the null label, used
 when class_labels is None). learn_sigma: C_out = 2C as in the original, whose second half is the
 variance of its learned-variance DDPM; a score network has no use for it, so only the first C
-channels are returned. Module names and initializations follow facebookresearch/DiT `models.py`.
+channels are returned. The t_embedder embeds time_offset + time_scale * labels (DiT: the labels
+themselves; SiT's t, from noise 0 to data 1, on a flow path: 1 - labels / 999). Module names and
+initializations follow facebookresearch/DiT `models.py` (willisma/SiT: the same modules).
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class DiT(nnx.Module):
         h = (x if self.centered else 2 * x - 1.0).astype(dt)
         pos = sincos_pos_embed_2d(cfg.hidden_size, self.grid)
         tokens = self.x_embedder(h) + jnp.asarray(pos, dt)
-        c = self.t_embedder(labels)
+        c = self.t_embedder(cfg.time_offset + cfg.time_scale * labels)
         if self.y_embedder is not None:
             if class_labels is None:
                 class_labels = jnp.full(x.shape[:1], cfg.num_classes, jnp.int32)

@@ -7,12 +7,13 @@ point at `<name>/data/<key>` storages) and the legacy stream of older files (mag
 protocol, system info, the object, the storage keys, then each storage as an 8-byte element count
 and its raw little-endian bytes). Tensors are rebuilt from their storage, offset, size and stride
 (`torch._utils._rebuild_tensor_v2`). Unpickling is restricted to the classes state dicts use
-(OrderedDict, the tensor and parameter rebuilders, storage types); anything else is refused, so a
-file cannot run code.
+(OrderedDict, the tensor and parameter rebuilders, storage types, and argparse.Namespace, which only
+holds attributes); anything else is refused, so a file cannot run code.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import io
 import os
@@ -111,6 +112,7 @@ _ALLOWED = {
     ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("argparse", "Namespace"): argparse.Namespace,  # the args of DiT's / SiT's train.py checkpoints
 }
 
 

@@ -59,6 +59,13 @@ PUBLISHED = {
     "vp/ddpm/church.py": DDPM_256,
     "vp/ddpm/bedroom.py": DDPM_256,
     "vp/cifar10_uvit_s2.py": UVIT_S2,
+    # U-ViT-M/4, L/4 on ImageNet 64 (the original's 130,940,292 and 286,827,652, the paper's 131M
+    # and 287M, and the null label's row); DiT-XL/2 = SiT-XL/2 (the published 675M less the
+    # frozen position embedding): tests/convert/test_convert_transformers.py
+    "vp/imagenet64_uvit_m4.py": 130_941_060,
+    "vp/imagenet64_uvit_l4.py": 286_828_676,
+    "vp/imagenet256_dit_xl2.py": 674_834_720,
+    "flow/imagenet256_sit_xl2.py": 674_834_720,
 }
 
 # The published settings of every shipped config, as resolved by the boundary:
@@ -73,6 +80,10 @@ SETTINGS = {
     "digits/uvit.py": ("vpsde", True, "uvit", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
     "vp/cifar10_dit_s2.py": ("vpsde", True, "dit", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "vp/cifar10_uvit_s2.py": ("vpsde", True, "uvit", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
+    "vp/imagenet64_uvit_m4.py": ("vpsde", True, "uvit", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
+    "vp/imagenet64_uvit_l4.py": ("vpsde", True, "uvit", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
+    "vp/imagenet256_dit_xl2.py": ("vpsde", False, "dit", 0.9999, "ancestral_sampling", "none", 0.16, 1, 1000, None),
+    "flow/imagenet256_sit_xl2.py": ("flow", True, "dit", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
     "digits/consistency.py": ("vesde", True, "ncsnpp", 0.99, "reverse_diffusion", "none", 0.16, 1, 18, 80.0),
     "digits/edm.py": ("vesde", True, "ncsnpp", 0.99, "reverse_diffusion", "none", 0.16, 1, 200, 80.0),
     "digits/flow.py": ("flow", True, "ncsnpp", 0.99, "euler_maruyama", "none", 0.16, 1, 200, None),
@@ -128,6 +139,15 @@ SETTINGS = {
     "vp/ddpm/cifar10_continuous.py": ("vpsde", True, "ddpm", 0.9999, "euler_maruyama", "none", 0.16, 1, 1000, None),
 }
 
+# The released class-conditional transformers sample with a class by default (U-ViT's ImageNet-64
+# models have no null label); every other config samples unconditionally.
+SAMPLE_WITH_A_CLASS = {
+    "vp/imagenet64_uvit_m4.py",
+    "vp/imagenet64_uvit_l4.py",
+    "vp/imagenet256_dit_xl2.py",
+    "flow/imagenet256_sit_xl2.py",
+}
+
 # (data.dataset, data.category, example size, data.centered, reduce_mean, batch_size, n_iters, lr)
 DATA_AND_SCHEDULE = {
     "default.py": ("toy/gmm", None, 2, False, True, 512, 3000, 2e-3),
@@ -137,6 +157,10 @@ DATA_AND_SCHEDULE = {
     "digits/uvit.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "vp/cifar10_dit_s2.py": ("CIFAR10", None, 32, True, True, 128, 1300001, 1e-4),
     "vp/cifar10_uvit_s2.py": ("CIFAR10", None, 32, True, True, 128, 500000, 2e-4),
+    "vp/imagenet64_uvit_m4.py": ("npz", None, 64, True, True, 1024, 300000, 3e-4),
+    "vp/imagenet64_uvit_l4.py": ("npz", None, 64, True, True, 1024, 300000, 3e-4),
+    "vp/imagenet256_dit_xl2.py": ("npz", None, 32, True, True, 256, 7000000, 1e-4),
+    "flow/imagenet256_sit_xl2.py": ("npz", None, 32, True, True, 256, 7000000, 1e-4),
     "digits/consistency.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "digits/edm.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
     "digits/flow.py": ("digits", None, 8, True, True, 64, 2000, 2e-3),
@@ -287,9 +311,13 @@ def test_config_resolves_to_the_published_settings(rel):
         False,
     )
     assert flow == (t.sde in ("flow", "cosine_flow"))
-    if flow:
-        assert (m.embedding_type, m.preconditioning) == ("positional", "none")
-    assert not t.likelihood_weighting and cfg.condition.task == "none"
+    if flow:  # DiT has no embedding_type: it embeds the time itself
+        assert (getattr(m, "embedding_type", "positional"), m.preconditioning) == (
+            "positional",
+            "none",
+        )
+    assert not t.likelihood_weighting
+    assert cfg.condition.task == ("class" if rel in SAMPLE_WITH_A_CLASS else "none")
     assert (m.preconditioning != "none") == (edm or cm)
     if cm:
         assert (m.preconditioning, m.sigma_min, m.sigma_max, m.embedding_type) == (
@@ -314,9 +342,15 @@ def test_config_resolves_to_the_published_settings(rel):
         assert (m.beta_min, m.beta_max, m.scale_by_sigma) == (0.1, 20.0, False)
     if d.is_toy or d.dataset == "digits":
         return
-    assert (d.num_channels, d.random_flip, d.uniform_dequantization) == (3, True, False)
+    latents = rel in ("vp/imagenet256_dit_xl2.py", "flow/imagenet256_sit_xl2.py")  # 32x32x4
+    assert (d.num_channels, d.random_flip, d.uniform_dequantization) == (
+        4 if latents else 3,
+        not latents,
+        False,
+    )
     assert (cfg.eval.num_samples, cfg.eval.num_repeats, t.snapshot_freq) == (50000, 5, 50000)
-    assert (t.n_jitted_steps, cfg.model.num_classes, cfg.model.dtype) == (1, 0, "float32")
+    classes = 1000 if rel in SAMPLE_WITH_A_CLASS else 0  # ImageNet's
+    assert (t.n_jitted_steps, cfg.model.num_classes, cfg.model.dtype) == (1, classes, "float32")
 
 
 def test_class_conditional_digits():

@@ -47,6 +47,39 @@ def _zip_with(pkl: bytes) -> bytes:
     return buf.getvalue()
 
 
+def test_reads_an_argparse_namespace(tmp_path):
+    """DiT's and SiT's train.py save their argparse args beside the weights."""
+    import argparse
+
+    args = argparse.Namespace(model="DiT-XL/2", global_batch_size=256)
+    path = tmp_path / "0400000.pt"
+    path.write_bytes(_zip_with(pickle.dumps({"args": args, "step": 3}, protocol=2)))
+    assert torch_format.load(path) == {"args": args, "step": 3}
+
+
+def test_the_tests_pth_writer_round_trips(tmp_path):
+    """tests.helpers.write_pth (torch's zip layout, for synthetic checkpoints) reads back."""
+    import collections
+
+    from tests.helpers import write_pth
+
+    rng = np.random.default_rng(0)
+    sd = collections.OrderedDict(
+        w=rng.standard_normal((3, 4)).astype(np.float32).T,  # non-contiguous: written in C order
+        scalar=np.array(2.5),
+        empty=np.zeros((0, 3), np.float16),
+        n=np.arange(5),
+        flags=np.array([True, False]),
+    )
+    write_pth(tmp_path / "x.pth", {"model": sd, "step": 2**40, "lr": [1e-4, None, ("a", -1)]})
+    back = torch_format.load(tmp_path / "x.pth")
+    assert back["step"] == 2**40 and back["lr"] == [1e-4, None, ("a", -1)]
+    assert list(back["model"]) == list(sd)
+    for k, v in sd.items():
+        assert back["model"][k].dtype == v.dtype and back["model"][k].shape == v.shape, k
+        np.testing.assert_array_equal(back["model"][k], v)
+
+
 def test_refuses_code_and_junk(tmp_path):
     evil = tmp_path / "evil.pth"
 
