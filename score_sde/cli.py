@@ -15,9 +15,10 @@ see score_sde.config.shipped_configs). Every field of score_sde.config can be se
 --config.<section>.<field>=VALUE, for every config (fields a file does not set take the original
 score_sde's defaults).
 
-Exit status: 0 done; 2 bad flags, config fields, data, work directories or checkpoints (one line on
-stderr); 128 + the signal (143 SIGTERM, 130 SIGINT / Ctrl-C) for a run stopped after saving its
-preemption checkpoint, so a scheduler can tell "preempted, requeue" from "done".
+Exit status: 0 done; 2 bad flags, config fields, data, work directories or checkpoints, or a batch
+too large for memory (one line on stderr); 128 + the signal (143 SIGTERM, 130 SIGINT / Ctrl-C) for
+a run stopped after saving its preemption checkpoint (other modes: stopped with nothing partial
+written), so a scheduler can tell "preempted, requeue" from "done".
 
 Several processes (one per host): pass --coordinator=HOST:PORT --num_processes=N --process_id=I,
 or --coordinator=auto where JAX detects the cluster (SLURM, TPU pods, Open MPI).
@@ -222,8 +223,10 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
 
     # Ctrl-C (SIGINT) stops every mode the same way, also when the launcher was started with it
     # ignored (`python launch.py ... &` in a script): training's loop takes it over, the rest
-    # see KeyboardInterrupt below.
+    # see KeyboardInterrupt below. SIGTERM (a scheduler's stop) likewise: the cleanup runs
+    # (no half-written file, a new run's directory taken back) and the status is 143.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         parallel.maybe_initialize_distributed(
             FLAGS.coordinator,
@@ -251,13 +254,69 @@ def _main(argv, config_path: str, overrides: dict[str, str]) -> None:
     except modes.Preempted as e:
         print(str(e), file=sys.stderr)
         sys.exit(128 + e.signum)
-    except KeyboardInterrupt:  # Ctrl-C outside the training loop (start-up, eval, sampling)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM outside the loop (start-up, eval, sampling)
+        signum = e.signum if isinstance(e, _Terminated) else signal.SIGINT
         print(
-            f"interrupted (SIGINT): {FLAGS.mode} stopped; nothing partial was written, and the "
-            "same command resumes from what was finished",
+            f"interrupted ({signal.Signals(signum).name}): {FLAGS.mode} stopped; nothing partial "
+            "was written, and the same command resumes from what was finished",
             file=sys.stderr,
         )
-        sys.exit(128 + 2)
+        sys.exit(128 + signum)
+    except Exception as e:  # XLA's out-of-memory error (a JaxRuntimeError) or the host's
+        message = _out_of_memory(e, cfg, FLAGS.mode)
+        if message is None:
+            raise
+        fail(message)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside training's loop (which saves a preemption checkpoint instead)."""
+
+    signum = signal.SIGTERM
+
+
+def _terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already: a second one waits
+    raise _Terminated()
+
+
+# The batch that sets a mode's memory use.
+_BATCH_FIELD = {
+    "train": "training.batch_size",
+    "train_classifier": "classifier.batch_size",
+    "eval": "eval.batch_size",
+    "sample": "sampling.batch_size",
+}
+
+
+def _out_of_memory(e: Exception, cfg, mode: str) -> str | None:
+    """The one line for a device (XLA: RESOURCE_EXHAUSTED or 'Out of memory ...') or host
+    (MemoryError) allocation that failed, naming the batch size; None for other errors."""
+    import re
+
+    import jax
+
+    text = str(e)
+    if isinstance(e, jax.errors.JaxRuntimeError):
+        if "RESOURCE_EXHAUSTED" not in text and "out of memory" not in text.lower():
+            return None
+        found = re.search(r"(?i)out of memory[^\n]*", text)
+        what = f"{jax.device_count()} {jax.default_backend()} device(s)"
+        cause = found.group(0) if found else text.splitlines()[0]
+    elif isinstance(e, MemoryError):
+        what, cause = "the host", text or "MemoryError"
+    else:
+        return None
+    field = _BATCH_FIELD.get(mode, "training.batch_size")
+    section, name = field.split(".")
+    batch = getattr(getattr(cfg, section), name)
+    n = jax.device_count()
+    smaller = max(n, batch // 2 // n * n)
+    return (
+        f"out of memory on {what} ({cause.strip().rstrip('.')}) with config.{field} = {batch} "
+        f"({batch // n} per device); lower it, e.g. --config.{field}={smaller}, or run on "
+        "devices with more memory"
+    )
 
 
 def _print_devices() -> None:

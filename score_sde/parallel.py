@@ -1,8 +1,12 @@
-"""Devices, mesh and sharding: data parallel over a ('data',) mesh on every device of every host.
+"""Devices, mesh and sharding: data parallel over a ('data',) mesh on every device of every host,
+or over a ('data', 'fsdp') mesh when parameters are sharded (config.training.mesh).
 
-Parameters and optimizer state are replicated; batches are sharded along their batch axis. Each
-process feeds only its own rows of a global batch (`global_batch`), so a multi-host run reads every
-example exactly once per step.
+On a ('data',) mesh parameters and optimizer state are replicated. On a ('data', 'fsdp') mesh
+every large leaf of the train state is split along its largest axis that the fsdp size divides
+(`state_sharding`), the rest replicated; XLA gathers each weight where it is used. Batches are
+sharded along their batch axis over every device of either mesh. Each process feeds only its own
+rows of a global batch (`global_batch`), so a multi-host run reads every example exactly once per
+step.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
+FSDP_AXIS = "fsdp"
+FSDP_MIN_SIZE = 1024  # leaves with fewer elements stay replicated (biases, norms, the step)
 
 
 @dataclass(frozen=True)
@@ -175,19 +181,56 @@ def topology() -> Topology:
     )
 
 
-def make_mesh(num_devices: int | None = None) -> Mesh:
-    """A 1-D ('data',) mesh over all devices (or the first `num_devices`, for tests)."""
+def make_mesh(num_devices: int | None = None, shape: tuple[int, int] = (-1, 1)) -> Mesh:
+    """A ('data',) mesh over all devices (or the first `num_devices`, for tests); with `shape`
+    (data, fsdp) sizes of fsdp > 1 (config.training.mesh; -1: what the other leaves) a
+    ('data', 'fsdp') mesh, devices in the order of jax.devices()."""
     devices = jax.devices() if num_devices is None else jax.devices()[:num_devices]
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+    data, fsdp = shape
+    n = len(devices)
+    if fsdp < 1 or n % fsdp or (data != -1 and data * fsdp != n):
+        raise ValueError(
+            f"config.training.mesh {tuple(shape)} (data, fsdp) does not fit the {n} devices: "
+            f"use fsdp sizes that divide {n} and data = -1, e.g. --config.training.mesh="
+            f"'(-1, {2 if n % 2 == 0 else 1})'"
+        )
+    if fsdp == 1:
+        return Mesh(np.asarray(devices), (DATA_AXIS,))
+    return Mesh(np.asarray(devices).reshape(n // fsdp, fsdp), (DATA_AXIS, FSDP_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def _batch_axes(mesh: Mesh) -> str | tuple[str, ...]:
+    return DATA_AXIS if mesh.axis_names == (DATA_AXIS,) else tuple(mesh.axis_names)
+
+
 def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
-    """Shards axis `batch_axis` over 'data' (axis 1 for stacked [steps, B, ...] batches)."""
-    return NamedSharding(mesh, P(*([None] * batch_axis), DATA_AXIS))
+    """Shards axis `batch_axis` over every device of the mesh (axis 1 for stacked [steps, B, ...]
+    batches)."""
+    return NamedSharding(mesh, P(*([None] * batch_axis), _batch_axes(mesh)))
+
+
+def leaf_sharding(shape: tuple[int, ...], mesh: Mesh) -> NamedSharding:
+    """A train-state leaf's sharding: on a mesh with an fsdp axis, a leaf of at least
+    FSDP_MIN_SIZE elements split along its largest axis that the fsdp size divides (the first
+    such on ties); otherwise replicated."""
+    n = dict(mesh.shape).get(FSDP_AXIS, 1)
+    if n == 1 or int(np.prod(shape, dtype=np.int64)) < FSDP_MIN_SIZE:
+        return replicated(mesh)
+    fits = [i for i, d in enumerate(shape) if d % n == 0]
+    if not fits:
+        return replicated(mesh)
+    axis = max(fits, key=lambda i: (shape[i], -i))
+    return NamedSharding(mesh, P(*([None] * axis), FSDP_AXIS))
+
+
+def state_sharding(tree, mesh: Mesh):
+    """`leaf_sharding` of every leaf of `tree` (arrays or ShapeDtypeStructs): the tree of
+    NamedShardings a train state (or parameters) lives in on `mesh`."""
+    return jax.tree.map(lambda x: leaf_sharding(tuple(np.shape(x)), mesh), tree)
 
 
 def check_batch_size(

@@ -484,3 +484,91 @@ def simulate_forward(sde, key, x0, t_end, steps=1000):
         return x + drift * dt + g[:, None] * math.sqrt(dt) * jax.random.normal(sub, x.shape), key
 
     return jax.lax.fori_loop(0, steps, body, (x0, key))[0]
+
+
+# ---------------------------------------------------------------------------- PyTorch files
+
+_TORCH_STORAGES = {
+    "float32": "FloatStorage",
+    "float64": "DoubleStorage",
+    "float16": "HalfStorage",
+    "int64": "LongStorage",
+    "int32": "IntStorage",
+    "uint8": "ByteStorage",
+    "bool": "BoolStorage",
+}
+
+
+def write_pth(path, obj) -> None:
+    """`torch.save(obj, path)` without torch, in torch's zip format: archive/data.pkl, a protocol-2
+    pickle in which each numpy array is `torch._utils._rebuild_tensor_v2(storage, 0, size,
+    stride, False, OrderedDict())` over a persistent storage ('storage', torch.<T>Storage, key,
+    'cpu', numel) kept at archive/data/<key>, beside archive/version. obj: dicts (OrderedDicts
+    stay ordered), argparse.Namespaces, lists, tuples, str, int, float, bool, None and arrays of
+    the dtypes above."""
+    import argparse
+    import collections
+    import struct
+    import zipfile
+
+    storages: list[bytes] = []
+
+    def text(s: str) -> bytes:
+        raw = s.encode()
+        return b"X" + struct.pack("<I", len(raw)) + raw
+
+    def integer(v: int) -> bytes:
+        if -(2**31) <= v < 2**31:
+            return b"J" + struct.pack("<i", v)
+        raw = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
+        return b"\x8a" + bytes([len(raw)]) + raw
+
+    def ints(values) -> bytes:
+        return b"(" + b"".join(integer(int(v)) for v in values) + b"t"
+
+    def ordered_dict() -> bytes:
+        return b"ccollections\nOrderedDict\n)R"
+
+    def tensor(a: np.ndarray) -> bytes:
+        a = np.array(a, order="C", copy=None)  # (ascontiguousarray makes a scalar 1-D)
+        key = str(len(storages))
+        storages.append(a.tobytes())
+        kind = _TORCH_STORAGES[a.dtype.name]
+        pid = b"(" + text("storage") + f"ctorch\n{kind}\n".encode() + text(key) + text("cpu")
+        pid += integer(a.size) + b"tQ"
+        strides = [s // a.itemsize for s in a.strides] if a.size else [1] * a.ndim
+        args = pid + integer(0) + ints(a.shape) + ints(strides) + b"\x89" + ordered_dict()
+        return b"ctorch._utils\n_rebuild_tensor_v2\n(" + args + b"tR"
+
+    def dump(x) -> bytes:
+        if isinstance(x, np.ndarray):
+            return tensor(x)
+        if isinstance(x, argparse.Namespace):  # cls.__new__(cls), then its __dict__ (BUILD)
+            return b"cargparse\nNamespace\n)\x81" + dump(vars(x)) + b"b"
+        if isinstance(x, dict):
+            start = ordered_dict() if isinstance(x, collections.OrderedDict) else b"}"
+            items = b"".join(dump(k) + dump(v) for k, v in x.items())
+            return start + (b"(" + items + b"u" if x else b"")
+        if isinstance(x, list):
+            return b"]" + (b"(" + b"".join(map(dump, x)) + b"e" if x else b"")
+        if isinstance(x, tuple):
+            return b"(" + b"".join(map(dump, x)) + b"t"
+        if isinstance(x, bool):
+            return b"\x88" if x else b"\x89"
+        if isinstance(x, int):
+            return integer(x)
+        if isinstance(x, float):
+            return b"G" + struct.pack(">d", x)
+        if isinstance(x, str):
+            return text(x)
+        if x is None:
+            return b"N"
+        raise TypeError(f"write_pth: cannot write a {type(x).__name__}")
+
+    pickled = b"\x80\x02" + dump(obj) + b"."
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pickled)
+        z.writestr("archive/byteorder", "little")
+        for i, raw in enumerate(storages):
+            z.writestr(f"archive/data/{i}", raw)
+        z.writestr("archive/version", "3\n")

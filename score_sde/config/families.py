@@ -287,10 +287,16 @@ class DiTConfig(ModelConfig):
     mlp_ratio: float = 4.0
     learn_sigma: bool = False
     scale_by_sigma: bool = False
+    # the timestep DiT's t_embedder embeds: time_offset + time_scale * labels (SiT, whose t runs
+    # from noise 0 to data 1, on a flow path's labels 999 t: 1 - labels / 999)
+    time_offset: float = 0.0
+    time_scale: float = 1.0
 
     def __post_init__(self):
         super().__post_init__()
         _check_transformer(self, "hidden_size")
+        _finite("config.model.time_offset", self.time_offset)
+        _finite("config.model.time_scale", self.time_scale)
 
 
 FAMILIES = {

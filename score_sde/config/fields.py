@@ -16,25 +16,13 @@ import types
 import typing
 
 from score_sde.config.command_line import EXIT_BAD_INPUT
-from score_sde.config.families import (
-    DDPMConfig,
-    DiTConfig,
-    MLPConfig,
-    ModelConfig,
-    NCSNppConfig,
-    NCSNv2Config,
-    UViTConfig,
-)
+from score_sde.config.families import FAMILIES_BY_CLASS, ModelConfig
 from score_sde.config.sections import SECTIONS
 
-# config.model's families in listing order, with the name that tags their fields.
+# config.model's families in listing order, with the name that tags their fields
+# ('ncsnv2' stands for every NCSN / NCSNv2 name).
 MODEL_FAMILIES: dict[str, type[ModelConfig]] = {
-    "ncsnpp": NCSNppConfig,
-    "ddpm": DDPMConfig,
-    "ncsn/ncsnv2": NCSNv2Config,
-    "mlp": MLPConfig,
-    "uvit": UViTConfig,
-    "dit": DiTConfig,
+    tag: cls for cls, tag in FAMILIES_BY_CLASS.items() if cls is not ModelConfig
 }
 
 MEANINGS: dict[str, dict[str, str]] = {
@@ -68,6 +56,11 @@ MEANINGS: dict[str, dict[str, str]] = {
         "teacher_solver": "consistency distillation: the teacher's ODE step, 'heun' or 'euler'",
         "allow_foreign_checkpoint": "resume from another run's checkpoint on purpose (fine-tuning)",
         "keep_checkpoints": "newest snapshots kept (0: every one)",
+        "phema_stds": "EDM2 post-hoc EMA: relative widths of the power-function EMAs tracked "
+        "(each in (0, 0.2887); EDM2: (0.05, 0.1); (): none)",
+        "phema_freq": "steps between snapshots of those EMAs in <workdir>/phema/ (0: snapshot_freq)",
+        "mesh": "device mesh (data, fsdp) sizes: fsdp > 1 shards the large weights, optimizer "
+        "state and EMA over fsdp devices; -1: the remaining devices",
     },
     "sampling": {
         "method": "the sampler: 'pc', 'ode', 'edm_heun', 'dpmpp_2m', 'dpmpp_2s', 'dpmpp_3m', "
@@ -183,6 +176,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "mlp_time_embed": "U-ViT: an MLP (D -> 4D -> D) on the time token's embedding",
         "conv": "U-ViT: a final 3x3 convolution on the unpatchified output",
         "learn_sigma": "DiT: 2C output channels as the original (the extra C are discarded)",
+        "time_offset": "DiT: its t_embedder sees time_offset + time_scale * labels (SiT: 1)",
+        "time_scale": "DiT: see time_offset (SiT on a flow path: -1 / 999)",
     },
     "data": {
         "dataset": "TFDS name, 'npz', 'folder', 'digits' or a 2-D toy ('toy/gmm', ...)",

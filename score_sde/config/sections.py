@@ -52,6 +52,32 @@ def _sampling_method(field: str, name: str) -> str:
     return names.canonical_name(name)
 
 
+PHEMA_MAX_STD = math.sqrt(1 / 12)  # score_sde.phema.MAX_STD (the flat profile), without JAX
+
+
+def _check_phema(stds: tuple[float, ...], freq: int) -> None:
+    """config.training.phema_stds: distinct widths in (0, sqrt(1/12)); phema_freq >= 0, set
+    only with them."""
+    field = "config.training.phema_stds"
+    for std in stds:
+        if not 0.0 < std < PHEMA_MAX_STD:
+            raise ValueError(
+                f"{field} ({tuple(stds)}) holds {std}: each relative EMA width must lie in "
+                f"(0, {PHEMA_MAX_STD:.4f}) (sqrt(1/12), a flat average); EDM2 uses (0.05, 0.1)"
+            )
+    if len(set(stds)) != len(stds):
+        raise ValueError(f"{field} ({tuple(stds)}) must not repeat a width")
+    if freq < 0:
+        raise ValueError(
+            f"config.training.phema_freq ({freq}) must be >= 0 (0: every snapshot_freq)"
+        )
+    if freq and not stds:
+        raise ValueError(
+            f"config.training.phema_freq ({freq}) is read only with config.training.phema_stds; "
+            "set the widths too (e.g. '(0.05,0.1)') or remove phema_freq"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """config.training: the SDE, the loss, the step schedule (batch_size is global)."""
@@ -94,6 +120,17 @@ class TrainingConfig:
     # the newest N that this run wrote or restored and verified, deleting older ones after each
     # successful snapshot (damaged or misnamed ones are left alone).
     keep_checkpoints: int = 0
+    # EDM2's post-hoc EMA (score_sde.phema): the relative widths of the power-function EMA
+    # profiles tracked beside ema_params (EDM2: (0.05, 0.1)); () tracks none. Their snapshots go
+    # to <workdir>/phema/ every phema_freq steps (0: every snapshot_freq; like every event, at
+    # the end of the dispatch of n_jitted_steps that crosses the multiple) and at the last step;
+    # `python -m score_sde.phema` reconstructs any width from them.
+    phema_stds: tuple[float, ...] = ()
+    phema_freq: int = 0
+    # The device mesh (data, fsdp): fsdp > 1 splits the large weights and their optimizer state
+    # and EMA over fsdp devices (score_sde.parallel.state_sharding); -1: the remaining devices.
+    # The batch is split over every device either way. (-1, 1): data parallel.
+    mesh: tuple[int, int] = (-1, 1)
 
     def __post_init__(self):
         _one_of("config.training.sde", self.sde, SDES)
@@ -113,6 +150,11 @@ class TrainingConfig:
         _finite("config.training.logit_mean", self.logit_mean)
         _positive("config.training.logit_std", self.logit_std)
         _positive("config.training.ct_s0", self.ct_s0)
+        if len(self.mesh) != 2 or self.mesh[1] < 1 or not (self.mesh[0] == -1 or self.mesh[0] >= 1):
+            raise ValueError(
+                f"config.training.mesh {tuple(self.mesh)} must be (data, fsdp) sizes: fsdp >= 1 "
+                "and data -1 (the remaining devices) or >= 1, e.g. --config.training.mesh='(-1, 2)'"
+            )
         if self.ct_s1 < self.ct_s0:
             raise ValueError(
                 f"config.training.ct_s1 ({self.ct_s1}) must be >= ct_s0 ({self.ct_s0})"
@@ -174,6 +216,7 @@ class TrainingConfig:
                 "config.training.importance_weighting samples t for the likelihood-weighted "
                 "loss; set config.training.likelihood_weighting=True as well"
             )
+        _check_phema(self.phema_stds, self.phema_freq)
 
 
 @dataclasses.dataclass(frozen=True)

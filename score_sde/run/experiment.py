@@ -225,8 +225,13 @@ class Experiment:
         return self._init_state(self.key(KEY_INIT))
 
     def train_steps(self) -> train.TrainSteps:
+        sharding = jax.tree.map(lambda x: x.sharding, self.state_like())
         return train.make_train_steps(
-            self.loss_fn(train=True), self.tx, self.cfg.model.ema_rate, self.mesh
+            self.loss_fn(train=True),
+            self.tx,
+            self.cfg.model.ema_rate,
+            self.mesh,
+            state_sharding=sharding,
         )
 
     # ------------------------------------------------------------------------- sampling
@@ -385,10 +390,10 @@ def build(cfg: Config, mesh: Mesh | None = None) -> Experiment:
     network's graph comes from eval_shape, parameters are created under jit by new_state()."""
     from score_sde import models
 
-    mesh = mesh or parallel.make_mesh()
+    mesh = mesh or parallel.make_mesh(shape=cfg.training.mesh)
     parallel.check_batch_size(cfg.training.batch_size, mesh)
     apply_fn, init_params = models.abstract_model(cfg.model, cfg.data)
-    tx = train.make_optimizer(cfg.optim)
+    tx = train.make_optimizer(cfg.optim, cfg.training.phema_stds)
     return Experiment(cfg, mesh, make_sde(cfg), apply_fn, init_params, tx)
 
 
@@ -416,7 +421,15 @@ def restore(
             f"{path} not found: score_sde.load takes a work directory written by --mode=train "
             "or by python -m score_sde.convert"
         )
-    cfg = from_config(apply_overrides(json.loads(fs.path(path).read_text()), overrides or {}))
+    try:
+        stored = json.loads(fs.path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{path} is not JSON ({e}): it holds the run's config, written at each start of "
+            "training. Put back the file (e.g. from a copy of the run), or rerun the training's "
+            "command once (it rewrites config.json and resumes from the newest checkpoint)"
+        ) from None
+    cfg = from_config(apply_overrides(stored, overrides or {}))
     exp = build(cfg)
     with Checkpoints(workdir, read_only=True) as ckpts:
         params, step = restore_ema(ckpts, exp.state_like(), step)

@@ -115,6 +115,51 @@ def check_resume(stored: dict | None, current: dict, path: str, *, allow: bool) 
     )
 
 
+def config_json_lines(path: str, now: dict, stored: dict | None, restored: str) -> list[str]:
+    """The log lines of a resumed run about `path` (config.json: the config of the last start;
+    `now`: this start's, `stored`: the identity in checkpoint `restored`): 'resumed with a changed
+    field: ...' per field this start changes, and one note when config.json is not JSON or
+    disagrees with the checkpoint on a field the checkpoint records (edited by hand). Training
+    takes its config from the command line and writes it over config.json, never reading it."""
+    p = fs.path(path)
+    if not p.exists():
+        return []
+    keep = "training takes its config from the command line, never from config.json, and writes "
+    keep += "this run's over it"
+    try:
+        before = json.loads(p.read_text())
+        if not isinstance(before, dict):
+            raise ValueError(f"a JSON {type(before).__name__}, not an object")
+    except (ValueError, UnicodeDecodeError) as e:
+        return [f"note: {path} is not a readable config ({e}): edited by hand? Ignored: {keep}"]
+    recorded, theirs = (stored or {}).get("fields", {}), _flat(before)
+    ours = _flat(json.loads(json.dumps(now)))
+    edited = {k: v for k, v in recorded.items() if theirs.get(k, ...) != v and ours.get(k) == v}
+    lines = [
+        f"resumed with a changed field: {line}"
+        for line in changed_fields(before, now)
+        if line.split(":", 1)[0] not in edited
+    ]
+    if edited:
+        said = ", ".join(f"{k} ({theirs.get(k)!r} there, {v!r} in it)" for k, v in edited.items())
+        lines.append(
+            f"note: {path} differs from checkpoint {restored} in {said}: edited by hand? Ignored: "
+            f"{keep} (this run's config agrees with the checkpoint)"
+        )
+    return lines
+
+
+def _flat(config: dict) -> dict:
+    """{"seed": ..., "section.field": value} of a config dict (as `fields` names them)."""
+    out = {}
+    for section, value in config.items():
+        if isinstance(value, dict):
+            out.update({f"{section}.{k}": v for k, v in value.items()})
+        else:
+            out[section] = value
+    return out
+
+
 def changed_fields(before: dict, after: dict) -> list[str]:
     """'section.field: old -> new' for each config field that differs between two config dicts
     (config.json of the last start and this one; tuples and lists are alike, as in JSON)."""

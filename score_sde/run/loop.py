@@ -7,7 +7,8 @@ Dispatch i runs steps [s, s + k) (k = n_jitted_steps, shorter at the end) on thi
 batches dataset.batch(s), ..., dataset.batch(s + k - 1). Events fire at the end of a dispatch whose
 steps cross a multiple of their frequency: a progress line (log_freq), `evaluate` (eval_freq), a
 snapshot and `on_snapshot` (snapshot_freq, and at the last step), the rolling preemption
-checkpoint (snapshot_freq_for_preemption). On SIGTERM (any process) a preemption checkpoint is
+checkpoint (snapshot_freq_for_preemption), `on_phema` (phema_freq, and at the last step: the
+post-hoc EMA snapshots). On SIGTERM (any process) a preemption checkpoint is
 saved and the loop returns. Checkpoints therefore sit at dispatch boundaries, so a resumed run
 dispatches exactly the same programs on exactly the same data as an uninterrupted one.
 A non-finite loss raises FloatingPointError; the checkpoints already written stay untouched.
@@ -52,6 +53,7 @@ class Schedule:
     eval_freq: int | None = None
     unit: str = "img"  # what one example is called in the progress line ('pt' for 2-D toys)
     keep_checkpoints: int = 0  # snapshots kept (0: all; see Checkpoints.retain)
+    phema_freq: int | None = None  # post-hoc EMA snapshots (config.training.phema_freq)
 
     @classmethod
     def of_training(cls, t: TrainingConfig, unit: str = "img") -> Schedule:
@@ -65,6 +67,7 @@ class Schedule:
             t.eval_freq,
             unit,
             t.keep_checkpoints,
+            (t.phema_freq or t.snapshot_freq) if t.phema_stds else None,
         )
 
     @classmethod
@@ -145,6 +148,7 @@ def run(
     *,
     evaluate: Callable[[TrainState, int], None] | None = None,
     on_snapshot: Callable[[TrainState, int], None] | None = None,
+    on_phema: Callable[[TrainState, int], None] | None = None,
     what: str = "the training loss",
 ) -> tuple[TrainState, int | None]:
     """Trains from state.step to schedule.n_iters; returns (state, the signal number that
@@ -152,8 +156,8 @@ def run(
 
     `train_steps(state, batches)` runs len(batches) steps (train.make_train_steps); `dataset`
     has `.batch(step)` -> this process's rows of global batch `step`; `ckpts` a
-    checkpoint.Checkpoints; `log` a MetricsLogger; `evaluate(state, step)` and
-    `on_snapshot(state, step)` are called at their events.
+    checkpoint.Checkpoints; `log` a MetricsLogger; `evaluate(state, step)`,
+    `on_snapshot(state, step)` and `on_phema(state, step)` are called at their events.
     """
     from score_sde.store import progress
 
@@ -188,6 +192,9 @@ def run(
                 log.progress(step, shown, batch_size=sch.batch_size, unit=sch.unit)
             if evaluate is not None and (_crossed(old, step, sch.eval_freq) or last):
                 evaluate(state, step)
+            # before the step's checkpoint: a run killed between the two replays the step
+            if on_phema is not None and (_crossed(old, step, sch.phema_freq) or last):
+                on_phema(state, step)
             saved = False  # at most one checkpoint per step: their barriers must not collide
             if _crossed(old, step, sch.snapshot_freq) or last:
                 ckpts.save(step, state, snapshot=True)

@@ -6,10 +6,11 @@
     with open_run(workdir, lock=None, read_only=True) as run:                    # sample
 
 Order: the work directory is prepared (created if missing, unless it is only read: then a missing
-one is an error; a remote URL is checked), then
-read-only checkpoints are opened and `check(ckpts)` runs before anything is written, then the
-lock is taken (process 0), read-write checkpoints are opened under it, and the metrics log
-(process 0) last. Everything opened is closed on exit, on error too.
+one is an error; a remote URL is checked; a writing mode refuses checkpoint folders linked into
+another work directory: store.workdir.refuse_shared_folders), then read-only checkpoints are
+opened and `check(ckpts)` runs before anything is written, then the lock is taken (process 0),
+read-write checkpoints are opened under it, and the metrics log (process 0) last. Everything
+opened is closed on exit, on error too.
 
 A run that fails before it wrote any checkpoint takes back what it added to the work directory
 (under its lock; a directory it created is removed only if it is left empty), so a mistyped flag
@@ -28,7 +29,12 @@ from typing import TextIO
 from score_sde import parallel
 from score_sde.store import fs
 from score_sde.store import workdir as wd
-from score_sde.store.checkpoint import Checkpoints
+from score_sde.store.checkpoint import (
+    DAMAGED_DIR,
+    PREEMPTION_DIR,
+    SNAPSHOT_DIR,
+    Checkpoints,
+)
 from score_sde.store.metrics_log import MetricsLogger
 
 
@@ -86,6 +92,8 @@ def _opened(workdir, subdir, lock, read_only, check, total_steps, stream, main, 
     if subdir:
         workdir = os.path.join(workdir, subdir)
         fs.path(workdir).mkdir(parents=True, exist_ok=True)
+    if not read_only:  # a checkpoints/ linked into another work directory is not this run's
+        wd.refuse_shared_folders(workdir, (SNAPSHOT_DIR, PREEMPTION_DIR, DAMAGED_DIR))
     with contextlib.ExitStack() as stack:
         if read_only:
             ckpts = stack.enter_context(Checkpoints(workdir, read_only=True))

@@ -9,6 +9,7 @@ One step (`train_step`):
     g        = grad loss_fn(params, key_s, batch)      # loss averaged over the *global* batch
     params  <- params + Adam(clip(g)) with lr * min((step + 1) / warmup, 1)
     ema     <- ema_rate * ema + (1 - ema_rate) * params
+    (with config.training.phema_stds, opt_state also holds EDM2's power-function EMAs: phema.track)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from score_sde import parallel
+from score_sde import parallel, phema
 from score_sde.config import OptimConfig
 
 LossFn = Callable[[Any, jax.Array, dict], jax.Array]
@@ -52,11 +53,14 @@ def learning_rate_schedule(optim: OptimConfig) -> optax.Schedule:
     return lambda count: optim.lr * jnp.minimum((count + 1) / optim.warmup, 1.0)
 
 
-def make_optimizer(optim: OptimConfig) -> optax.GradientTransformation:
+def make_optimizer(
+    optim: OptimConfig, phema_stds: tuple[float, ...] = ()
+) -> optax.GradientTransformation:
     """Gradient clipping (if grad_clip >= 0), then Adam / AMSGrad / AdamW with the warmup.
 
     Adam and AMSGrad add weight_decay * params to the gradient (the original's Adam); AdamW
-    decouples it.
+    decouples it. With `phema_stds` (config.training.phema_stds) the optimizer state also tracks
+    one power-function EMA per std (score_sde.phema.track; read them with phema.emas).
     """
     lr = learning_rate_schedule(optim)
     if optim.optimizer == "AdamW":
@@ -68,6 +72,8 @@ def make_optimizer(optim: OptimConfig) -> optax.GradientTransformation:
             opt = optax.chain(optax.add_decayed_weights(optim.weight_decay), opt)
     if optim.grad_clip >= 0:
         opt = optax.chain(optax.clip_by_global_norm(optim.grad_clip), opt)
+    if phema_stds:
+        opt = optax.chain(opt, phema.track(phema_stds))
     return opt
 
 
@@ -127,21 +133,24 @@ def make_train_steps(
     mesh: Mesh,
     *,
     scan: bool | None = None,
+    state_sharding: Any = None,
 ) -> TrainSteps:
     """`train_steps(state, batches) -> (state, metrics)` for k steps per call.
 
     `batches` is a list of k per-step host batches (this process's rows of each global batch);
     `metrics` values have a leading axis k. With `scan` (default: `scan_by_default()`) the k steps
     are one jit(lax.scan) over batches stacked [k, B, ...]; otherwise k calls of one jitted step.
-    Both give the same states. The state is donated: do not reuse the one passed in.
+    Both give the same states. The state is donated: do not reuse the one passed in. It stays in
+    `state_sharding` (a tree of NamedShardings, `parallel.state_sharding`; default replicated).
     """
     rep = parallel.replicated(mesh)
+    state_in = rep if state_sharding is None else state_sharding
     body = lambda s, b: train_step(s, b, loss_fn=loss_fn, tx=tx, ema_rate=ema_rate)
     if scan_by_default() if scan is None else scan:
         many = jax.jit(
             lambda state, stacked: jax.lax.scan(body, state, stacked),
-            in_shardings=(rep, parallel.batch_sharding(mesh, batch_axis=1)),
-            out_shardings=(rep, rep),
+            in_shardings=(state_in, parallel.batch_sharding(mesh, batch_axis=1)),
+            out_shardings=(state_in, rep),
             donate_argnums=0,
         )
 
@@ -153,8 +162,8 @@ def make_train_steps(
 
     one = jax.jit(
         body,
-        in_shardings=(rep, parallel.batch_sharding(mesh)),
-        out_shardings=(rep, rep),
+        in_shardings=(state_in, parallel.batch_sharding(mesh)),
+        out_shardings=(state_in, rep),
         donate_argnums=0,
     )
 
@@ -174,7 +183,8 @@ INIT_OPTIONS = {"xla_backend_optimization_level": 1}
 def make_init_state(
     init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation, mesh: Mesh
 ) -> Callable[[jax.Array], TrainState]:
-    """jit(key -> TrainState) with every leaf created already replicated on the mesh.
+    """jit(key -> TrainState) with every leaf created already in its sharding on the mesh
+    (`parallel.state_sharding`: replicated on a ('data',) mesh).
 
     `init_params(key) -> params`; the state's own key is split off the same seed key.
     """
@@ -186,22 +196,27 @@ def make_init_state(
     # Compiled at LLVM level 1: the init runs once, and its ~one random-number kernel per
     # parameter compiles in about half the time (the same bits as the default level, measured on
     # the DDPM++ and NCSN inits; integer hashing and one scale-and-shift per value).
-    return jax.jit(init, out_shardings=parallel.replicated(mesh), compiler_options=INIT_OPTIONS)
+    shardings = parallel.state_sharding(jax.eval_shape(init, jax.random.key(0)), mesh)
+    return jax.jit(init, out_shardings=shardings, compiler_options=INIT_OPTIONS)
 
 
 def state_like(
     init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation, mesh: Mesh
 ) -> TrainState:
-    """The abstract TrainState (ShapeDtypeStructs, replicated on `mesh`): what checkpoints
-    restore into."""
+    """The abstract TrainState (ShapeDtypeStructs in `parallel.state_sharding` on `mesh`): what
+    checkpoints restore into."""
     abstract = jax.eval_shape(lambda k: init_state(init_params(k), tx, k), jax.random.key(0))
-    rep = parallel.replicated(mesh)
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
+    return jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        abstract,
+        parallel.state_sharding(abstract, mesh),
+    )
 
 
 def make_eval_loss(loss_fn: LossFn, mesh: Mesh):
-    """jit((params, key, batch) -> scalar) with the batch sharded over the mesh."""
+    """jit((params, key, batch) -> scalar) with the batch sharded over the mesh (the params in
+    the sharding they come in)."""
     rep = parallel.replicated(mesh)
     return jax.jit(
-        loss_fn, in_shardings=(rep, rep, parallel.batch_sharding(mesh)), out_shardings=rep
+        loss_fn, in_shardings=(None, rep, parallel.batch_sharding(mesh)), out_shardings=rep
     )

@@ -142,6 +142,9 @@ def write_bytes(p: StrPath, data: bytes) -> None:
     except OSError as e:  # a full disk: no half-written file is left beside the target
         tmp.unlink(missing_ok=True)
         raise OSError(e.errno, e.strerror, os.fspath(target)) from e
+    except BaseException:  # Ctrl-C or SIGTERM mid-write: neither
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_text(p: StrPath, text: str) -> None:

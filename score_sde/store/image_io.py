@@ -275,19 +275,25 @@ def save_samples(
     data: np.ndarray | None = None,
     picture: np.ndarray | None = None,
 ) -> np.ndarray | None:
-    """Writes `<stem>.npz` and `<stem>.png`; returns the PNG's pixels (None: no PNG).
+    """Writes `<stem>.png`, then `<stem>.npz` (each atomically); returns the PNG's pixels (None:
+    no PNG). An npz is written last, so its presence means both are complete (the pair or
+    neither on an error or a signal; a kill between the two leaves only the picture).
 
     samples: an array (saved as "samples": 2-D points, or uint8 images [N, H, W, C]) or a dict of
     arrays (its "samples" drawn). picture: what the PNG shows, enlarged (upscale) (default
     samples_png(samples, data): a scatter plot of 2-D points, a grid of images).
     """
     arrays = dict(samples) if isinstance(samples, dict) else {"samples": samples}
-    fs.save_npz(path_stem + ".npz", **arrays)
     if picture is not None:
         png: bytes | None = encode_png(upscale(picture))
     else:
         png = samples_png(np.asarray(arrays["samples"]), data)
-    if png is None:
-        return None
-    fs.write_bytes(path_stem + ".png", png)
-    return decode_image(png)
+    if png is not None:
+        fs.write_bytes(path_stem + ".png", png)
+    try:
+        fs.save_npz(path_stem + ".npz", **arrays)
+    except BaseException:  # a full disk, Ctrl-C or SIGTERM: the pair or neither
+        if png is not None:
+            fs.path(path_stem + ".png").unlink(missing_ok=True)
+        raise
+    return None if png is None else decode_image(png)

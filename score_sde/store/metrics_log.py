@@ -12,7 +12,8 @@ file is opened at the first scalar or image, so a run that records none (sample 
 empty event file.
 
 Several processes log to one work directory (a training and an eval job watching it). On a local
-disk they append to `metrics.jsonl` (one write per line: lines interleave, none is lost). An object
+disk they append to `metrics.jsonl` (one write per line: lines interleave, none is lost; after a
+line cut short by a kill or a hand edit, the next record starts on a line of its own). An object
 store has no append and no lock, and a read-modify-write of one shared object loses the rows of
 the writer that uploaded first: there every writer owns its objects, `metrics.d/<writer>.<part>.jsonl`
 (uploaded whole at each flush, a new part every PART_ROWS rows), and an event file of its own in
@@ -111,6 +112,16 @@ def _rows(text: str) -> tuple[list[dict], int]:
     return records, bad
 
 
+def _ends_mid_line(path: str) -> bool:
+    """Whether local file `path` ends without a newline (its last line cut short by a kill or an
+    edit by hand)."""
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
 def read(workdir: str) -> list[dict] | None:
     """Every record logged in `workdir` ({"step", "time", tag: value}): `metrics.jsonl` in file
     order, or with the remote writers' objects, all merged by time. Unreadable lines (one cut
@@ -163,12 +174,14 @@ class MetricsLogger:
         self._jsonl: Any = None  # an open file, or _RemoteRows
         self._tb: Any = None
         self._wandb: Any = None  # a wandb_log.WandbRun once start_wandb ran
+        self._cut = False  # metrics.jsonl ends in a line cut short: the next record ends it first
         if enabled:
             remote = fs.is_remote(workdir)
-            self._jsonl = (
-                _RemoteRows(workdir) if remote else open(os.path.join(workdir, JSONL), "a")
-            )
-        self._last: tuple[float, int] | None = None  # (time, step) of the previous progress line
+            path = os.path.join(workdir, JSONL)
+            self._jsonl = _RemoteRows(workdir) if remote else open(path, "a")
+            self._cut = not remote and _ends_mid_line(path)
+        # (time.monotonic(), step) of the previous progress line: rates ignore wall-clock steps
+        self._last: tuple[float, int] | None = None
 
     def _writer(self):
         if self._tb is None:
@@ -190,7 +203,10 @@ class MetricsLogger:
         if not self.enabled:
             return
         metrics = {prefix + k: float(v) for k, v in metrics.items()}
-        self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **metrics}) + "\n")
+        line = json.dumps({"step": int(step), "time": time.time(), **metrics}) + "\n"
+        if self._cut:  # not glued onto the cut line: that one stays unreadable, this one is read
+            line, self._cut = "\n" + line, False
+        self._jsonl.write(line)
         self._jsonl.flush()
         writer = self._writer()
         for tag, value in metrics.items():
@@ -239,7 +255,7 @@ class MetricsLogger:
     ) -> None:
         """Writes training metrics plus steps/s, examples/s (in `unit`/s), ETA and prints one
         progress line."""
-        now = time.time()
+        now = time.monotonic()
         extra: dict[str, float] = {}
         if self._last is not None and step > self._last[1]:
             rate = (step - self._last[1]) / max(now - self._last[0], 1e-9)

@@ -1,7 +1,7 @@
 """The work directory of a run: created and checked before anything is written to it.
 
 Layout (see README): config.json, metrics.jsonl, tensorboard/, checkpoints/<step>,
-checkpoints-meta/<step>, samples/, eval/<step>/, classifier/.
+checkpoints-meta/<step>, samples/, eval/<step>/, classifier/, phema/<step>/ (store.phema_files).
 """
 
 from __future__ import annotations
@@ -49,6 +49,31 @@ def refuse_a_file(workdir: str) -> None:
         raise ValueError(
             f"--workdir {path} is a file, not a directory; pass a directory, e.g. "
             "--workdir=./runs/mine"
+        )
+
+
+def refuse_shared_folders(workdir: str, names: tuple[str, ...]) -> None:
+    """One ValueError when a folder `names` of local `workdir` (its checkpoints/, ...) is a
+    symbolic link into another work directory (a folder beside config.json, run.json or
+    run.lock): the two runs would save into one folder, and one's keep-last-N delete the other's
+    checkpoints. A link to a folder of no other work directory (a bigger disk) is fine."""
+    if fs.is_remote(workdir):
+        return
+    for name in names:
+        link = os.path.join(workdir, name)
+        if not os.path.islink(link):
+            continue
+        target = os.path.realpath(link)
+        other = os.path.dirname(target)
+        if other == os.path.realpath(workdir) or not any(
+            os.path.lexists(os.path.join(other, f)) for f in ("config.json", "run.json", "run.lock")
+        ):
+            continue
+        raise ValueError(
+            f"{link} is a symbolic link to {target}, the {os.path.basename(target)}/ of the work "
+            f"directory {other}: two work directories would save into one folder; train there "
+            f"(--workdir={other}), or give this one a copy of its own (rm {link} && cp -r "
+            f"{target} {link})"
         )
 
 

@@ -21,3 +21,22 @@ def test_lock_in_process():
         assert not os.path.exists(os.path.join(d, "run.lock"))  # a clean exit removes it
         with workdir.RunLock(d):  # and the next run takes it
             pass
+
+
+def test_a_checkpoints_link_into_another_work_directory_is_refused(tmp_path):
+    """Into another work directory (a folder beside its config.json): one line naming it; to a
+    folder of no work directory (checkpoints on a bigger disk) or inside this one: fine."""
+    a, b, disk = tmp_path / "a", tmp_path / "b", tmp_path / "disk"
+    for d in (a / "checkpoints", b, disk / "ckpts"):
+        d.mkdir(parents=True)
+    (a / "config.json").write_text("{}")
+    (b / "checkpoints").symlink_to(a / "checkpoints")
+    with pytest.raises(ValueError) as info:
+        workdir.refuse_shared_folders(str(b), ("checkpoints", "checkpoints-meta"))
+    assert_one_clear_line(
+        str(info.value), f"{b}/checkpoints is a symbolic link to {a}/checkpoints", f"--workdir={a}"
+    )
+    (b / "checkpoints").unlink()
+    (b / "checkpoints").symlink_to(disk / "ckpts")
+    (b / "checkpoints-meta").symlink_to(b / "checkpoints")
+    workdir.refuse_shared_folders(str(b), ("checkpoints", "checkpoints-meta"))

@@ -91,6 +91,9 @@ def test_bits_per_dim_of_digits(trained_digits):
 def test_load_errors(tmp_path, trained_digits):
     with pytest.raises(ValueError, match="config.json not found"):
         score_sde.load(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"training": {"sde": "vpsde",')  # cut by hand
+    with pytest.raises(ValueError, match=r"config.json is not JSON \(.*\).*rerun the training"):
+        score_sde.load(str(tmp_path))
     model = score_sde.load(trained_digits[1])
     with pytest.raises(ValueError, match=r"uint8 images \[B, 8, 8, 1\]"):
         model.bits_per_dim(jax.random.key(0), np.zeros((2, 8, 8, 1), np.float32))

@@ -14,7 +14,7 @@ PACKAGE = ROOT / "score_sde"
 
 METHOD = {
     "sde", "losses", "score_fn", "sampling", "fast_sampling", "likelihood", "solvers",
-    "guidance", "controllable", "gmm", "models", "names",
+    "guidance", "controllable", "gmm", "models", "names", "phema",
 }  # fmt: skip
 # What each layer may not import (by top-level name under score_sde).
 EVERYTHING = {"method", "config", "run", "store", "data", "convert", "evaluation", "cli", "api"}
@@ -83,6 +83,8 @@ RUNTIME = {name: _imports(name, path, annotations=False) - {name} for name, path
 
 
 def _layer(module: str) -> str | None:
+    if module.endswith(".__main__"):  # a `python -m` entry point: the top, like the cli
+        return "cli"
     top = module.split(".")[1] if "." in module else None
     return "method" if top in METHOD else top
 

@@ -135,6 +135,8 @@ def _kind(argv: list[str]) -> str:
         return "prepare"  # test_readme_prepare_commands_run
     if argv[:3] == ["python", "-m", "score_sde.convert"]:
         return "convert"  # test_readme_convert_commands_parse
+    if argv[:3] == ["python", "-m", "score_sde.phema"]:
+        return "phema"  # test_readme_phema_commands_run
     if (
         argv[:3]
         in (
@@ -214,6 +216,32 @@ def test_readme_convert_commands_parse(tmp_path):
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
         assert lines[0].startswith("error: ") and source in lines[0], lines[0]
         assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_readme_phema_commands_run(tmp_path):
+    """Each `python -m score_sde.phema` line, run as written on a tiny run (the toy, 40 steps,
+    the README's widths snapshotted every 10 steps) at its --workdir: every --std becomes a work
+    directory score_sde.load reads."""
+    import io
+
+    import score_sde
+    from score_sde.run import modes
+    from tests.helpers import tiny_config
+
+    commands = [a for a in _all_commands() if _kind(a) == "phema"]
+    assert commands
+    for argv in commands:
+        workdir = tmp_path / argv[argv.index("--workdir") + 1]
+        fields = {"training.n_iters": 40, "training.phema_stds": (0.05, 0.1),
+                  "training.phema_freq": 10}  # fmt: skip
+        modes.run("train", tiny_config("launch", **fields), str(workdir), stream=io.StringIO())
+        proc = _run(argv, tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out = tmp_path / argv[argv.index("--out") + 1]
+        stds = [argv[i + 1] for i, a in enumerate(argv) if a == "--std"]
+        assert sorted(p.name for p in out.iterdir()) == sorted(f"std-{s}" for s in stds)
+        assert score_sde.load(str(out / f"std-{stds[0]}")).step == 40
 
 
 @pytest.mark.parametrize(

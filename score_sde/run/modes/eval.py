@@ -120,7 +120,7 @@ def evaluate(cfg: Config, workdir: str, *, mesh: Mesh | None = None, stream=None
         if e.begin_ckpt < 0:
             one(None)
             return all_results
-        last_new = time.time()
+        last_new = time.monotonic()
         while True:
             if e.wait_for_checkpoints:
                 ckpts.refresh()
@@ -128,13 +128,13 @@ def evaluate(cfg: Config, workdir: str, *, mesh: Mesh | None = None, stream=None
             for step in todo:
                 one(step)
             if todo:
-                last_new = time.time()
+                last_new = time.monotonic()
             reached = e.end_ckpt >= 0 and any(
                 s // cfg.training.snapshot_freq >= e.end_ckpt for s in done
             )
             if not e.wait_for_checkpoints or reached:
                 break
-            if time.time() - last_new > e.wait_timeout:
+            if time.monotonic() - last_new > e.wait_timeout:
                 log.info(
                     f"no new checkpoint in {run.workdir} for {e.wait_timeout:g} s: stopping "
                     f"(evaluated {sorted(done)})"

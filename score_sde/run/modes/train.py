@@ -1,21 +1,21 @@
 """Train mode: resume from the newest checkpoint, run the training loop (score_sde.run.loop), log the
-eval loss of the EMA parameters and draw EMA sample grids at snapshots."""
+eval loss of the EMA parameters, draw EMA sample grids at snapshots and store the post-hoc EMA
+snapshots (config.training.phema_stds; store.phema_files)."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import TextIO
 
 import jax
 from jax.sharding import Mesh
 
-from score_sde import parallel
+from score_sde import parallel, phema
 from score_sde.config import Config
 from score_sde.data import datasets
 from score_sde.run import experiment, identity, loop, sample_files, train
 from score_sde.run.opening import open_run
-from score_sde.store import fs, wandb_log
+from score_sde.store import phema_files, wandb_log
 from score_sde.store import workdir as wd
 
 
@@ -69,10 +69,10 @@ def train_and_evaluate(
         if run.main:  # after the checks: a config that does not fit keeps the run's config.json
             identity.record(run.workdir, ident["run_id"])
             config_json = os.path.join(run.workdir, "config.json")
-            if state is not None and fs.path(config_json).exists():
-                before = json.loads(fs.path(config_json).read_text())
-                for line in identity.changed_fields(before, cfg.to_dict()):
-                    log.info(f"resumed with a changed field: {line}")
+            if restored is not None:  # config.json is only reported on, never read back
+                now = cfg.to_dict()
+                for line in identity.config_json_lines(config_json, now, stored, restored):
+                    log.info(line)
             wd.write_json(config_json, cfg.to_dict())
         w = cfg.logging
         log.start_wandb(
@@ -113,6 +113,12 @@ def train_and_evaluate(
             if picture is not None:
                 log.image(step, "samples", picture)
 
+        def phema_snapshots(state, step):
+            emas = parallel.to_host(phema.emas(state.opt_state))  # every process: may gather
+            if run.main:
+                for std, ema in zip(t.phema_stds, emas, strict=True):
+                    phema_files.write(run.workdir, step, std, ema)
+
         state, signum = loop.run(
             state,
             exp.train_steps(),
@@ -122,6 +128,7 @@ def train_and_evaluate(
             log,
             evaluate=evaluate,
             on_snapshot=snapshot_samples,
+            on_phema=phema_snapshots if t.phema_stds else None,
         )
     return state, signum
 

@@ -217,7 +217,8 @@ class Checkpoints:
         Returns None when there is no checkpoint. With step=None a damaged checkpoint (empty or
         stray directory, missing or truncated file, checksum mismatch) is skipped with one `warn`
         line and the next newest is tried, and so is one whose directory names another step than
-        the state it holds (a renamed or copied checkpoint); when none is intact, one
+        the state it holds (a renamed or copied checkpoint) or one removed while it was read (by
+        a training beside this reader: said as such, not as damage); when none is intact, one
         DamagedCheckpointError (a ValueError) names each. An explicit `step` that is damaged
         raises DamagedCheckpointError. A checkpoint written with another config (other leaves or
         shapes than `like`) raises a plain ValueError without trying older ones. Nothing is
@@ -248,13 +249,17 @@ class Checkpoints:
                     )
             except Damaged as e:
                 state, verified, identity, reason = None, False, None, str(e)
+                if _read.removed_while_read(path):  # a run writing beside this one rolled it
+                    reason = _read.REMOVED
             if _any_process(reason is not None):  # every process takes the same checkpoint
                 reason = reason or "damaged as read by another process"
-                self.damaged[path] = reason
+                if reason != _read.REMOVED:
+                    self.damaged[path] = reason
                 skipped.append((path, reason))
                 continue
             for p, r in skipped:
-                self.warn_once(p, f"skipped checkpoint {p}: {r} (nothing was deleted)")
+                kept = "" if r == _read.REMOVED else " (nothing was deleted)"
+                self.warn_once(p, f"skipped checkpoint {p}: {r}{kept}")
             if not verified:
                 self.warn_once(
                     path,

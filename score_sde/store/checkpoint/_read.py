@@ -3,6 +3,7 @@ arrays, each failure one reason (`Damaged`); a checkpoint of another config is a
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jax
@@ -10,9 +11,30 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from score_sde.store import fs
 from score_sde.store.checkpoint import _leaves, _orbax
 from score_sde.store.checkpoint._errors import Damaged
 from score_sde.store.checkpoint._layout import CHECKSUM_ITEM, LEGACY_ITEM, STATE_ITEM, entries
+
+# Why a step directory that vanished while it was read is skipped: not damage, but a run writing
+# beside this reader (an eval or sample job beside a training) deleted it.
+REMOVED = (
+    "removed while it was read, by a run writing this work directory (its rolling preemption "
+    "checkpoint, or config.training.keep_checkpoints)"
+)
+
+
+def removed_while_read(path: str, wait: float = 0.25) -> bool:
+    """Whether step directory `path`, found damaged, is gone now or within `wait` seconds (a
+    deletion under way when the read failed)."""
+    deadline = time.monotonic() + wait
+    while True:
+        fs.forget_listings(path)
+        if not fs.path(path).exists():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def read_step(path: str, like: Any) -> tuple[Any, bool, dict | None]:
