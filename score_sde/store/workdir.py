@@ -55,19 +55,26 @@ def refuse_a_file(workdir: str) -> None:
 def refuse_shared_folders(workdir: str, names: tuple[str, ...]) -> None:
     """One ValueError when a folder `names` of local `workdir` (its checkpoints/, ...) is a
     symbolic link into another work directory (a folder beside config.json, run.json or
-    run.lock): the two runs would save into one folder, and one's keep-last-N delete the other's
-    checkpoints. A link to a folder of no other work directory (a bigger disk) is fine."""
+    run.lock), or to a folder that a link of another work directory already names (its
+    LINK_OWNER file): the two runs would save into one folder, and one's keep-last-N delete the
+    other's checkpoints. A link of this work directory alone to a folder elsewhere (a bigger
+    disk) is fine; it is recorded in the folder's LINK_OWNER (taken over once that work directory
+    no longer links there: moved or removed)."""
     if fs.is_remote(workdir):
         return
+    here = os.path.realpath(workdir)
     for name in names:
         link = os.path.join(workdir, name)
         if not os.path.islink(link):
             continue
         target = os.path.realpath(link)
         other = os.path.dirname(target)
-        if other == os.path.realpath(workdir) or not any(
+        if other == here:
+            continue
+        if not any(
             os.path.lexists(os.path.join(other, f)) for f in ("config.json", "run.json", "run.lock")
         ):
+            _claim_linked_folder(link, target, here, name)
             continue
         raise ValueError(
             f"{link} is a symbolic link to {target}, the {os.path.basename(target)}/ of the work "
@@ -75,6 +82,30 @@ def refuse_shared_folders(workdir: str, names: tuple[str, ...]) -> None:
             f"(--workdir={other}), or give this one a copy of its own (rm {link} && cp -r "
             f"{target} {link})"
         )
+
+
+# In a folder that a work directory's checkpoints/ (or another folder) links to: that work
+# directory's path, so that a second work directory linking there is refused.
+LINK_OWNER = ".score_sde_linked_from"
+
+
+def _claim_linked_folder(link: str, target: str, here: str, name: str) -> None:
+    owner_file = os.path.join(target, LINK_OWNER)
+    try:
+        with open(owner_file) as f:
+            owner = f.read().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        owner = ""
+    theirs = os.path.join(owner, name)
+    if owner and owner != here and os.path.islink(theirs) and os.path.realpath(theirs) == target:
+        raise ValueError(
+            f"{link} and {theirs} are symbolic links to the same folder {target}: two work "
+            f"directories would save into one folder; train there (--workdir={owner}), or link "
+            f"this one to a folder of its own (rm {link} && mkdir {link})"
+        )
+    if owner != here and os.path.isdir(target):
+        with open(owner_file, "w") as f:
+            f.write(here + "\n")
 
 
 class Additions:
