@@ -5,6 +5,8 @@
     python benchmarks/quality_nfe.py --train --config configs/digits/flow.py --workdir runs/digits_flow
     python benchmarks/quality_nfe.py --train --config configs/digits/consistency.py \
         --workdir runs/digits_ct --grid consistency
+    python benchmarks/quality_nfe.py --train --config configs/digits/uvit.py \
+        --workdir runs/digits_uvit --grid rows --out runs/quality_nfe_uvit     # likewise dit.py
     python benchmarks/quality_nfe.py --toy [--samples 4096]                 # no training (CPU)
 
 Every cell of GRID, (sampler, budget), draws `--samples` samples in one sampler call with the same
@@ -73,6 +75,13 @@ GRIDS = {
         *[("ddim", n) for n in (5, 10, 20, 50)],
     ),
     "consistency": (("consistency", 1), ("consistency", 2)),  # a consistency model's samplers
+    "rows": (  # 309 NFE: the README's rows for other backbones, each sampler near its plateau
+        ("pc", 100),
+        ("ode", 1e-2),
+        *[("edm_heun", n) for n in (6, 10, 18)],
+        *[("dpmpp_2m", n) for n in (5, 10, 20)],
+        *[("ddim", n) for n in (5, 10, 20)],
+    ),
     "small": (  # the test's: two budgets per sampler
         *[("pc", n) for n in (25, 200)],
         *[("pc_langevin", n) for n in (25, 100)],

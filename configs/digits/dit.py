@@ -6,7 +6,11 @@
 2x2 patches (16 tokens), width 64, depth 4: 328,260 parameters; the network outputs exactly 0
 at initialization (adaLN-Zero). Class-conditional (index 10 = the null label):
 --config.model.num_classes=10 --config.model.class_dropout=0.1.
-Not yet measured: the time per step and the sample quality after 2,000 steps.
+Measured (2,000 steps of batch 64, EMA; benchmarks/RESULTS.md "U-ViT and DiT on the digits"):
+626 s of training on the busy shared 2-core CPU (~0.3 s/step); test DSM loss 0.099; 512 samples:
+pixel FD 0.51 (DDIM, 20 NFE) / 0.55 (DPM-Solver++ 2M, 20 NFE) / 0.49 (PC, 100 NFE) to the test
+digits (floor 0.339), classifier confidence 0.66-0.67 -- behind the DDPM++ digits config at this
+budget (0.40, 0.84).
 """
 
 from configs import datasets, presets

@@ -7,7 +7,11 @@
 blocks joined by long skips), an MLP on the time token: 408,206 parameters. Class-conditional
 (a class token; index 10 = the null label): --config.model.num_classes=10
 --config.model.class_dropout=0.1.
-Not yet measured: the time per step and the sample quality after 2,000 steps.
+Measured (2,000 steps of batch 64, EMA; benchmarks/RESULTS.md "U-ViT and DiT on the digits"):
+1,085 s of training on the busy shared 2-core CPU (~0.5 s/step); test DSM loss 0.112; 512
+samples: pixel FD 0.65 (DDIM, 20 NFE) / 0.71 (DPM-Solver++ 2M, 20 NFE) / 0.62 (PC, 100 NFE) to
+the test digits (floor 0.339), classifier confidence 0.63-0.65 -- behind the DDPM++ digits
+config at this budget (0.40, 0.84).
 """
 
 from configs import datasets, presets
