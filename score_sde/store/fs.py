@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,11 @@ from etils import epath
 from numpy.typing import ArrayLike
 
 StrPath = str | os.PathLike[str]  # a local path, a gs:// or s3:// URL, or an epath.Path
+
+# fsspec's read-ahead logs the traceback of a failed fetch (an object deleted while it was read,
+# e.g. a preemption checkpoint rolled by a training beside an eval) at ERROR, then raises the
+# same error to the reader, which says it in one line (checkpoint: "removed while it was read").
+logging.getLogger("fsspec.prefetcher").setLevel(logging.CRITICAL)
 
 
 def is_remote(p: StrPath) -> bool:

@@ -140,3 +140,14 @@ def test_two_writers_of_one_log_lose_no_row(root, monkeypatch):
     assert tags == sorted(
         [(s, "training_loss") for s in range(1, 9)] + [(s, "eval/bpd") for s in (2, 4, 6, 8)]
     )
+
+
+def test_fsspec_read_ahead_errors_are_left_to_the_reader():
+    """fsspec's prefetcher logs a failed fetch's traceback at ERROR and then raises it to the
+    reader; the reader says it in one line, so the log is off (an eval beside a training on gs://
+    would print a traceback whenever a rolled checkpoint vanished mid-read)."""
+    import logging
+
+    from score_sde.store import fs  # noqa: F401 (sets the level at import)
+
+    assert not logging.getLogger("fsspec.prefetcher").isEnabledFor(logging.ERROR)
